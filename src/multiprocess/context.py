@@ -1,0 +1,417 @@
+"""Contexts: one object per start method, the factory of everything (layer 3).
+
+A context is a start-method strategy: its ``Process`` class names the launcher
+that starts children (``popen_fork``, ``popen_spawn_posix``,
+``popen_forkserver``), and its factory methods (``Queue()``, ``Lock()``,
+``Pool()``...) build objects bound to it.  ``DefaultContext`` defers to the
+start method chosen with ``set_start_method`` (or the platform default) the
+first time it is needed.
+
+Each context also names the serializer its Pipes and children use
+(``set_serializer``); None means ``MULTIPROCESS_SERIALIZER`` or ``'dill'``.
+
+The factories import the layer-4 and layer-5 modules when they are called:
+those modules build on this one, not the other way round.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from types import ModuleType
+from typing import Any, Callable, Iterable, List, Optional, Sequence
+
+from . import process, reduction, util
+from ._errors import AuthenticationError, BufferTooShort, ProcessError, TimeoutError
+from ._spawning import assert_spawning, get_spawning_popen, set_spawning_popen
+
+__all__ = [
+    "BaseContext",
+    "DefaultContext",
+    "ForkContext",
+    "SpawnContext",
+    "ForkServerContext",
+    "Process",
+    "ForkProcess",
+    "SpawnProcess",
+    "ForkServerProcess",
+    "ProcessError",
+    "BufferTooShort",
+    "TimeoutError",
+    "AuthenticationError",
+    "get_spawning_popen",
+    "set_spawning_popen",
+    "assert_spawning",
+]
+
+
+class BaseContext:
+    """The API of the ``multiprocess`` package, bound to one start method."""
+
+    _name: Optional[str] = None
+    _serializer: Optional[str] = None
+
+    ProcessError = ProcessError
+    BufferTooShort = BufferTooShort
+    TimeoutError = TimeoutError
+    AuthenticationError = AuthenticationError
+
+    current_process = staticmethod(process.current_process)
+    parent_process = staticmethod(process.parent_process)
+    active_children = staticmethod(process.active_children)
+
+    def cpu_count(self) -> int:
+        """Return the number of CPUs in the system."""
+        num = os.cpu_count()
+        if num is None:
+            raise NotImplementedError("cannot determine number of cpus")
+        return num
+
+    # -- serialization ---------------------------------------------------
+
+    def get_serializer(self) -> str:
+        """Name of the serializer this context's channels use ('dill' by default)."""
+        return reduction.get_serializer(self.get_context()._serializer).name
+
+    def set_serializer(self, name: Optional[str]) -> None:
+        """Choose the serializer of this context: 'dill', 'pickle' or 'cloudpickle'.
+
+        None restores the default (``MULTIPROCESS_SERIALIZER``, else 'dill').
+        """
+        if name is not None:
+            reduction.get_serializer(name)  # raises ValueError for unknown names
+        self.get_context()._serializer = name
+
+    @property
+    def reducer(self) -> ModuleType:
+        """The reduction module used to pickle objects between processes."""
+        return reduction
+
+    @reducer.setter
+    def reducer(self, reducer: Any) -> None:
+        raise ValueError(
+            "replacing the reduction module is not supported; "
+            "use set_serializer('dill' | 'pickle' | 'cloudpickle') instead"
+        )
+
+    # -- channels and shared state (layer 4) -----------------------------
+
+    def Pipe(self, duplex: bool = True) -> tuple:
+        """Return a pair of connected Connection objects."""
+        from .connection import Pipe
+
+        return Pipe(duplex, serializer=self.get_context()._serializer)
+
+    def Lock(self) -> Any:
+        """Return a non-recursive lock shared between processes."""
+        from .synchronize import Lock
+
+        return Lock(ctx=self.get_context())
+
+    def RLock(self) -> Any:
+        """Return a recursive lock shared between processes."""
+        from .synchronize import RLock
+
+        return RLock(ctx=self.get_context())
+
+    def Condition(self, lock: Any = None) -> Any:
+        """Return a condition variable shared between processes."""
+        from .synchronize import Condition
+
+        return Condition(lock, ctx=self.get_context())
+
+    def Semaphore(self, value: int = 1) -> Any:
+        """Return a semaphore shared between processes."""
+        from .synchronize import Semaphore
+
+        return Semaphore(value, ctx=self.get_context())
+
+    def BoundedSemaphore(self, value: int = 1) -> Any:
+        """Return a bounded semaphore shared between processes."""
+        from .synchronize import BoundedSemaphore
+
+        return BoundedSemaphore(value, ctx=self.get_context())
+
+    def Event(self) -> Any:
+        """Return an event shared between processes."""
+        from .synchronize import Event
+
+        return Event(ctx=self.get_context())
+
+    def Barrier(self, parties: int, action: Optional[Callable[[], Any]] = None,
+                timeout: Optional[float] = None) -> Any:
+        """Return a barrier shared between processes."""
+        from .synchronize import Barrier
+
+        return Barrier(parties, action, timeout, ctx=self.get_context())
+
+    def Queue(self, maxsize: int = 0) -> Any:
+        """Return a queue shared between processes."""
+        from .queues import Queue
+
+        return Queue(maxsize, ctx=self.get_context())
+
+    def JoinableQueue(self, maxsize: int = 0) -> Any:
+        """Return a queue with ``task_done()`` and ``join()``."""
+        from .queues import JoinableQueue
+
+        return JoinableQueue(maxsize, ctx=self.get_context())
+
+    def SimpleQueue(self) -> Any:
+        """Return a simple queue (no feeder thread, no size)."""
+        from .queues import SimpleQueue
+
+        return SimpleQueue(ctx=self.get_context())
+
+    def RawValue(self, typecode_or_type: Any, *args: Any) -> Any:
+        """Return a ctypes object in shared memory, without a lock."""
+        from .sharedctypes import RawValue
+
+        return RawValue(typecode_or_type, *args)
+
+    def RawArray(self, typecode_or_type: Any, size_or_initializer: Any) -> Any:
+        """Return a ctypes array in shared memory, without a lock."""
+        from .sharedctypes import RawArray
+
+        return RawArray(typecode_or_type, size_or_initializer)
+
+    def Value(self, typecode_or_type: Any, *args: Any, lock: Any = True) -> Any:
+        """Return a ctypes object in shared memory, synchronized by a lock."""
+        from .sharedctypes import Value
+
+        return Value(typecode_or_type, *args, lock=lock, ctx=self.get_context())
+
+    def Array(self, typecode_or_type: Any, size_or_initializer: Any, *, lock: Any = True) -> Any:
+        """Return a ctypes array in shared memory, synchronized by a lock."""
+        from .sharedctypes import Array
+
+        return Array(typecode_or_type, size_or_initializer, lock=lock, ctx=self.get_context())
+
+    # -- services (layer 5) ----------------------------------------------
+
+    def Manager(self) -> Any:
+        """Start and return a SyncManager serving shared objects from a new process."""
+        from .managers import SyncManager
+
+        m = SyncManager(ctx=self.get_context())
+        m.start()
+        return m
+
+    def Pool(self, processes: Optional[int] = None, initializer: Optional[Callable[..., Any]] = None,
+             initargs: Iterable[Any] = (), maxtasksperchild: Optional[int] = None) -> Any:
+        """Return a pool of worker processes."""
+        from .pool import Pool
+
+        return Pool(processes, initializer, initargs, maxtasksperchild, context=self.get_context())
+
+    # -- configuration ---------------------------------------------------
+
+    def freeze_support(self) -> None:
+        """Support frozen executables (a no-op unless the program is frozen)."""
+        if getattr(sys, "frozen", False):
+            from .spawn import freeze_support
+
+            freeze_support()
+
+    def get_logger(self) -> Any:
+        """Return the package's logger."""
+        return util.get_logger()
+
+    def log_to_stderr(self, level: Optional[int] = None) -> Any:
+        """Make the package's logger print to stderr, and return it."""
+        return util.log_to_stderr(level)
+
+    def allow_connection_pickling(self) -> None:
+        """Let Connection objects be pickled (always true here; kept for the API)."""
+        from . import connection  # noqa: F401  (registers the reducers)
+
+    def set_executable(self, executable: str) -> None:
+        """Set the Python interpreter used to start spawned children."""
+        from .spawn import set_executable
+
+        set_executable(executable)
+
+    def set_forkserver_preload(self, module_names: Sequence[str]) -> None:
+        """Name modules the fork server imports up front, so children start faster."""
+        from .forkserver import set_forkserver_preload
+
+        set_forkserver_preload(module_names)
+
+    def get_context(self, method: Optional[str] = None) -> "BaseContext":
+        """Return the context of start method ``method`` (this one if None)."""
+        if method is None:
+            return self
+        try:
+            ctx = _concrete_contexts[method]
+        except KeyError:
+            raise ValueError(
+                f"cannot find context for {method!r}; "
+                f"available start methods: {', '.join(_concrete_contexts)}"
+            ) from None
+        ctx._check_available()
+        return ctx
+
+    def get_start_method(self, allow_none: bool = False) -> Optional[str]:
+        """Return the start method of this context."""
+        return self._name
+
+    def set_start_method(self, method: Optional[str], force: bool = False) -> None:
+        raise ValueError("cannot set start method of concrete context")
+
+    def _check_available(self) -> None:
+        pass
+
+
+#
+# Process classes, one per start method
+#
+
+
+class ForkProcess(process.BaseProcess):
+    """A Process started with ``os.fork()``: the child is a copy of the parent."""
+
+    _start_method = "fork"
+
+    @staticmethod
+    def _Popen(process_obj: process.BaseProcess) -> Any:
+        from .popen_fork import Popen
+
+        return Popen(process_obj)
+
+
+class SpawnProcess(process.BaseProcess):
+    """A Process started as a fresh interpreter that receives the object by pickle."""
+
+    _start_method = "spawn"
+
+    @staticmethod
+    def _Popen(process_obj: process.BaseProcess) -> Any:
+        from .popen_spawn_posix import Popen
+
+        return Popen(process_obj)
+
+    @staticmethod
+    def _after_fork() -> None:
+        # A spawned child starts empty: there are no inherited finalizers or
+        # after-fork hooks to run.
+        pass
+
+
+class ForkServerProcess(process.BaseProcess):
+    """A Process forked from a clean server process started on first use."""
+
+    _start_method = "forkserver"
+
+    @staticmethod
+    def _Popen(process_obj: process.BaseProcess) -> Any:
+        from .popen_forkserver import Popen
+
+        return Popen(process_obj)
+
+
+class Process(process.BaseProcess):
+    """A Process started with the default context's start method at ``start()``."""
+
+    _start_method = None
+
+    @staticmethod
+    def _Popen(process_obj: process.BaseProcess) -> Any:
+        return _default_context.get_context().Process._Popen(process_obj)
+
+    @staticmethod
+    def _after_fork() -> None:
+        return _default_context.get_context().Process._after_fork()
+
+
+class ForkContext(BaseContext):
+    _name = "fork"
+    Process = ForkProcess
+
+
+class SpawnContext(BaseContext):
+    _name = "spawn"
+    Process = SpawnProcess
+
+
+class ForkServerContext(BaseContext):
+    _name = "forkserver"
+    Process = ForkServerProcess
+
+    def _check_available(self) -> None:
+        if not reduction.HAVE_SEND_HANDLE:
+            raise ValueError("forkserver start method not available")
+
+
+class DefaultContext(BaseContext):
+    """The package-level context: the start method is fixed on first use."""
+
+    Process = Process
+
+    def __init__(self, context: BaseContext) -> None:
+        self._default_context = context
+        self._actual_context: Optional[BaseContext] = None
+
+    def get_context(self, method: Optional[str] = None) -> BaseContext:
+        if method is None:
+            if self._actual_context is None:
+                self._actual_context = self._default_context
+            return self._actual_context
+        return super().get_context(method)
+
+    def set_start_method(self, method: Optional[str], force: bool = False) -> None:
+        """Set the start method used by the package-level API.
+
+        Raises RuntimeError if it was already set (or used) and ``force`` is
+        false; ``set_start_method(None, force=True)`` forgets the choice.
+        """
+        if self._actual_context is not None and not force:
+            raise RuntimeError("context has already been set")
+        if method is None and force:
+            self._actual_context = None
+            return
+        self._actual_context = self.get_context(method)
+
+    def get_start_method(self, allow_none: bool = False) -> Optional[str]:
+        if self._actual_context is None:
+            if allow_none:
+                return None
+            self._actual_context = self._default_context
+        return self._actual_context._name
+
+    def get_all_start_methods(self) -> List[str]:
+        """Return the start methods available here, the default first."""
+        methods = [name for name, ctx in _concrete_contexts.items() if _available(ctx)]
+        default = self._default_context._name
+        methods.remove(default)
+        return [default, *methods]
+
+
+def _available(ctx: BaseContext) -> bool:
+    try:
+        ctx._check_available()
+    except ValueError:
+        return False
+    return True
+
+
+def _default_start_method() -> str:
+    # CPython: spawn on macOS since 3.8; forkserver on other POSIX since 3.14.
+    if sys.platform == "darwin":
+        return "spawn"
+    if sys.version_info >= (3, 14) and reduction.HAVE_SEND_HANDLE:
+        return "forkserver"
+    return "fork"
+
+
+_concrete_contexts: dict = {
+    "fork": ForkContext(),
+    "spawn": SpawnContext(),
+    "forkserver": ForkServerContext(),
+}
+
+_default_context = DefaultContext(_concrete_contexts[_default_start_method()])
+
+
+def _force_start_method(method: str) -> None:
+    """Make ``method`` the package-level start method (in a child, at bootstrap)."""
+    _default_context._actual_context = _concrete_contexts[method]

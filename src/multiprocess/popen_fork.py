@@ -1,0 +1,100 @@
+"""Launcher for the fork start method (layer 3, POSIX).
+
+The child is a copy of the parent made by ``os.fork()``; the Process object is
+inherited, not serialized.  Two pipes link them: the parent holds the read end
+of one as the child's *sentinel* (it reaches EOF when the child exits), the
+child holds the read end of the other as the parent's sentinel.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any, Optional
+
+from . import util
+from ._posix import wait_readable
+
+__all__ = ["Popen"]
+
+
+class Popen:
+    """A started child process, as seen by its parent."""
+
+    method = "fork"
+
+    def __init__(self, process_obj: Any) -> None:
+        util._flush_std_streams()
+        self.returncode: Optional[int] = None
+        self.finalizer: Optional[util.Finalize] = None
+        self._launch(process_obj)
+
+    def duplicate_for_child(self, fd: int) -> int:
+        """A forked child inherits every fd: nothing to duplicate."""
+        return fd
+
+    def poll(self, flag: int = os.WNOHANG) -> Optional[int]:
+        """Return the exit code if the child has exited (reaping it), else None."""
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, flag)
+            except OSError:
+                # Reaped by somebody else (e.g. a SIGCHLD handler): unknowable.
+                return None
+            if pid == self.pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: Optional[float] = None) -> Optional[int]:
+        """Wait for the child to exit; return its exit code, or None on timeout."""
+        if self.returncode is None:
+            if timeout is not None and not wait_readable([self.sentinel], timeout):
+                return None
+            # The sentinel is ready: the child has exited, reaping cannot block long.
+            return self.poll(os.WNOHANG if timeout == 0.0 else 0)
+        return self.returncode
+
+    def _send_signal(self, sig: int) -> None:
+        if self.returncode is None:
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+            except OSError:
+                if self.wait(timeout=0.1) is None:
+                    raise
+
+    def interrupt(self) -> None:
+        """Send SIGINT to the child."""
+        self._send_signal(signal.SIGINT)
+
+    def terminate(self) -> None:
+        """Send SIGTERM to the child."""
+        self._send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        """Send SIGKILL to the child."""
+        self._send_signal(signal.SIGKILL)
+
+    def _launch(self, process_obj: Any) -> None:
+        code = 1
+        parent_r, child_w = os.pipe()
+        child_r, parent_w = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:
+            try:
+                os.close(parent_r)
+                os.close(parent_w)
+                code = process_obj._bootstrap(parent_sentinel=child_r)
+            finally:
+                os._exit(code)
+        else:
+            os.close(child_w)
+            os.close(child_r)
+            self.finalizer = util.Finalize(self, util.close_fds, (parent_r, parent_w))
+            self.sentinel = parent_r
+
+    def close(self) -> None:
+        """Release the pipes to the child."""
+        if self.finalizer is not None:
+            self.finalizer()

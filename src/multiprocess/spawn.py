@@ -1,0 +1,249 @@
+"""Start-up of a child that is a fresh interpreter: spawn and forkserver (layer 3).
+
+The parent sends two pickles through a pipe: *preparation data* (name, authkey,
+sys.path, working directory, logging, how to find the main module) and then the
+Process object itself.  The child applies the first (``prepare``), loads the
+second and runs it.
+
+The main module.  Like the standard library, a child re-imports the parent's main
+script as ``__mp_main__`` (by path for ``python script.py``, by name for
+``python -m pkg.mod``), so that objects pickled by reference to ``__main__``
+resolve.  Unlike it, a main module without a file on disk (the REPL, notebooks,
+``python -c``, ``python - < job.py``) is never re-imported: functions and classes
+defined there travel by value through dill, with the globals they use.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import runpy
+import subprocess
+import sys
+import types
+from typing import Any, Dict, List, Optional
+
+from . import process, util
+
+__all__ = [
+    "_main",
+    "freeze_support",
+    "set_executable",
+    "get_executable",
+    "get_preparation_data",
+    "get_command_line",
+    "import_main_path",
+]
+
+WINEXE = False
+WINSERVICE = False
+
+
+class _SpawnConfig:
+    """Which interpreter spawned children run."""
+
+    def __init__(self) -> None:
+        exe = sys.executable
+        self.executable: Optional[str] = os.fsdecode(exe) if exe else None
+
+
+_config = _SpawnConfig()
+
+
+def set_executable(exe: str) -> None:
+    """Use ``exe`` as the Python interpreter of spawned children."""
+    _config.executable = os.fsdecode(exe)
+
+
+def get_executable() -> Optional[str]:
+    """Return the interpreter spawned children run."""
+    return _config.executable
+
+
+def is_forking(argv: List[str]) -> bool:
+    """True if ``argv`` is the command line of a child being spawned (frozen apps)."""
+    return len(argv) >= 2 and argv[1] == "--multiprocessing-fork"
+
+
+def freeze_support() -> None:
+    """In a frozen executable started as a child, run the child and exit."""
+    if is_forking(sys.argv):
+        kwds: Dict[str, Any] = {}
+        for arg in sys.argv[2:]:
+            name, value = arg.split("=")
+            kwds[name] = None if value == "None" else int(value)
+        spawn_main(**kwds)
+        sys.exit()
+
+
+def _interpreter_flags() -> List[str]:
+    # The interpreter options (-O, -X, -W, ...) that children should share.
+    flags = getattr(subprocess, "_args_from_interpreter_flags", None)
+    return list(flags()) if flags is not None else []
+
+
+def get_command_line(**kwds: Any) -> List[str]:
+    """Return the command line that starts a spawned child."""
+    exe = get_executable()
+    if exe is None:
+        raise RuntimeError(
+            "cannot spawn a child: sys.executable is empty; "
+            "call multiprocess.set_executable() with the path of a Python interpreter"
+        )
+    if getattr(sys, "frozen", False):
+        return [exe, "--multiprocessing-fork"] + [f"{k}={v}" for k, v in kwds.items()]
+    args = ", ".join(f"{k}={v!r}" for k, v in kwds.items())
+    prog = f"from {__package__}.spawn import spawn_main; spawn_main({args})"
+    return [exe, *_interpreter_flags(), "-c", prog, "--multiprocessing-fork"]
+
+
+def spawn_main(
+    pipe_handle: int, parent_pid: Optional[int] = None, tracker_fd: Optional[int] = None
+) -> None:
+    """Entry point of a spawned child: read the start-up data from ``pipe_handle``."""
+    if tracker_fd is not None:
+        from . import resource_tracker
+
+        resource_tracker._resource_tracker._fd = tracker_fd
+    # The pipe stays open after reading: its EOF tells the child its parent died.
+    parent_sentinel = os.dup(pipe_handle)
+    exitcode = _main(pipe_handle, parent_sentinel)
+    sys.exit(exitcode)
+
+
+def _main(fd: int, parent_sentinel: Optional[int]) -> int:
+    with os.fdopen(fd, "rb", closefd=True) as from_parent:
+        current = process.current_process()
+        current._inheriting = True
+        try:
+            preparation_data = pickle.load(from_parent)
+            prepare(preparation_data)
+            self = pickle.load(from_parent)
+        finally:
+            del current._inheriting
+    return self._bootstrap(parent_sentinel)
+
+
+def get_preparation_data(name: str) -> Dict[str, Any]:
+    """Return what a spawned child needs to set itself up like its parent."""
+    from . import context
+
+    current = process.current_process()
+    d: Dict[str, Any] = dict(
+        log_to_stderr=util._log_to_stderr,
+        authkey=current.authkey,
+    )
+    if util._logger is not None:
+        d["log_level"] = util._logger.getEffectiveLevel()
+
+    sys_path = sys.path.copy()
+    try:
+        sys_path[sys_path.index("")] = process.ORIGINAL_DIR
+    except ValueError:
+        pass
+    d.update(
+        name=name,
+        sys_path=sys_path,
+        sys_argv=sys.argv,
+        orig_dir=process.ORIGINAL_DIR,
+        dir=os.getcwd(),
+        start_method=context._default_context.get_start_method(),
+        serializers={
+            method: ctx._serializer
+            for method, ctx in context._concrete_contexts.items()
+            if ctx._serializer is not None
+        },
+    )
+    d.update(_main_module_data(sys.modules["__main__"]))
+    return d
+
+
+def _main_module_data(main_module: types.ModuleType) -> Dict[str, str]:
+    """How the child finds the parent's main module, if it has one to re-import."""
+    spec_name = getattr(getattr(main_module, "__spec__", None), "name", None)
+    if spec_name is not None:
+        return {"init_main_from_name": spec_name}
+    main_path = getattr(main_module, "__file__", None)
+    if main_path is None:
+        return {}
+    if not os.path.isabs(main_path) and process.ORIGINAL_DIR is not None:
+        main_path = os.path.join(process.ORIGINAL_DIR, main_path)
+    main_path = os.path.normpath(main_path)
+    # A "__main__" without a real file (a notebook, an embedding application)
+    # cannot be re-imported; its objects travel by value instead.
+    if not os.path.isfile(main_path):
+        return {}
+    return {"init_main_from_path": main_path}
+
+
+# Main modules replaced by a re-imported one; kept alive so their globals survive.
+old_main_modules: List[types.ModuleType] = []
+
+
+def prepare(data: Dict[str, Any]) -> None:
+    """Apply the parent's preparation data in a spawned child."""
+    current = process.current_process()
+    if "name" in data:
+        current.name = data["name"]
+    if "authkey" in data:
+        current.authkey = data["authkey"]
+    if "log_to_stderr" in data and data["log_to_stderr"]:
+        util.log_to_stderr()
+    if "log_level" in data:
+        util.get_logger().setLevel(data["log_level"])
+    if "sys_path" in data:
+        sys.path = data["sys_path"]
+    if "sys_argv" in data:
+        sys.argv = data["sys_argv"]
+    if "dir" in data:
+        os.chdir(data["dir"])
+    if "orig_dir" in data:
+        process.ORIGINAL_DIR = data["orig_dir"]
+    if "start_method" in data or "serializers" in data:
+        from . import context
+
+        if data.get("start_method"):
+            context._force_start_method(data["start_method"])
+        for method, name in data.get("serializers", {}).items():
+            context._concrete_contexts[method]._serializer = name
+    if "init_main_from_name" in data:
+        _fixup_main_from_name(data["init_main_from_name"])
+    elif "init_main_from_path" in data:
+        _fixup_main_from_path(data["init_main_from_path"])
+
+
+def _install_main(module: types.ModuleType) -> None:
+    old_main_modules.append(sys.modules["__main__"])
+    sys.modules["__main__"] = sys.modules["__mp_main__"] = module
+
+
+def _fixup_main_from_name(mod_name: str) -> None:
+    # A package's __main__ (python -m pkg) only runs the program: skip it.
+    current_main = sys.modules["__main__"]
+    if mod_name == "__main__" or mod_name.endswith(".__main__"):
+        return
+    if getattr(current_main.__spec__, "name", None) == mod_name:
+        return
+    main_module = types.ModuleType("__mp_main__")
+    main_content = runpy.run_module(mod_name, run_name="__mp_main__", alter_sys=True)
+    main_module.__dict__.update(main_content)
+    _install_main(main_module)
+
+
+def _fixup_main_from_path(main_path: str) -> None:
+    current_main = sys.modules["__main__"]
+    main_name = os.path.splitext(os.path.basename(main_path))[0]
+    # The IPython launcher is not a module to re-run.
+    if main_name == "ipython":
+        return
+    if getattr(current_main, "__file__", None) == main_path:
+        return
+    main_module = types.ModuleType("__mp_main__")
+    main_content = runpy.run_path(main_path, run_name="__mp_main__")
+    main_module.__dict__.update(main_content)
+    _install_main(main_module)
+
+
+def import_main_path(main_path: str) -> None:
+    """Set ``sys.modules['__main__']`` to the module at ``main_path``."""
+    _fixup_main_from_path(main_path)

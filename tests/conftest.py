@@ -1,0 +1,34 @@
+"""Shared fixtures: every behaviour test runs under each start method via ``ctx``."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+# Children started by spawn/forkserver must be able to import the test helper
+# modules (tests/_*.py): put this folder on their sys.path through the environment.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (_HERE, os.environ.get("PYTHONPATH")) if p
+    )
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
+
+START_METHODS = ["fork", "spawn", "forkserver"]
+
+
+@pytest.fixture(params=START_METHODS)
+def ctx(request):
+    """The multiprocess context of one start method."""
+    import multiprocess
+
+    return multiprocess.get_context(request.param)
+
+
+@pytest.fixture
+def start_method(ctx):
+    """The name of the start method ``ctx`` uses."""
+    return ctx.get_start_method()
