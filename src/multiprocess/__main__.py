@@ -1,0 +1,10 @@
+"""``python -m multiprocess``: run the demo (the examples of the original README)."""
+
+__all__: list = []
+
+if __name__ == "__main__":
+    import sys
+
+    from ._demo import main
+
+    sys.exit(main())

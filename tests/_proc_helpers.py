@@ -1,0 +1,138 @@
+"""Functions that child processes run in the process tests (importable under spawn)."""
+
+import os
+import signal
+import sys
+import time
+
+import multiprocess as mp
+
+
+def exit_with(code):
+    sys.exit(code)
+
+
+def raise_error():
+    raise RuntimeError("boom in child")
+
+
+def os_exit(code):
+    os._exit(code)
+
+
+def report_identity(conn):
+    me = mp.current_process()
+    parent = mp.parent_process()
+    conn.send(
+        {
+            "name": me.name,
+            "pid": os.getpid(),
+            "ident": me.ident,
+            "daemon": me.daemon,
+            "authkey": bytes(me.authkey),
+            "parent_pid": parent.pid if parent else None,
+            "parent_name": parent.name if parent else None,
+            "start_method": mp.get_start_method(),
+            "stdin_closed": sys.stdin is None or sys.stdin.fileno() != 0 or _stdin_is_devnull(),
+        }
+    )
+    conn.close()
+
+
+def _stdin_is_devnull():
+    try:
+        return os.path.samefile(f"/proc/self/fd/{sys.stdin.fileno()}", os.devnull)
+    except OSError:
+        return True
+
+
+def orphan_probe_middle(method, report_conn):
+    """Start a grandchild that watches us, wait until it runs, then die unjoined."""
+    c = mp.get_context(method)
+    r, w = c.Pipe(duplex=False)
+    p = c.Process(target=parent_death_probe, args=(w, report_conn))
+    p.start()
+    assert mp.parent_process().is_alive()
+    r.recv()
+    os._exit(0)
+
+
+def parent_death_probe(ready_conn, report_conn):
+    ready_conn.send("waiting")
+    mp.parent_process().join(timeout=60)
+    report_conn.send(("parent alive after its death:", mp.parent_process().is_alive()))
+
+
+def block_until_closed(conn):
+    """Signal readiness, then wait until the peer closes (or a kill arrives)."""
+    conn.send("ready")
+    try:
+        conn.recv()
+    except EOFError:
+        pass
+
+
+def ignore_sigterm_then_block(conn):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    block_until_closed(conn)
+
+
+def call_and_send(conn, fn, *args, **kwargs):
+    conn.send(fn(*args, **kwargs))
+    conn.close()
+
+
+def start_grandchild(conn):
+    # A daemonic process may not have children: report the exception.
+    p = mp.Process(target=exit_with, args=(0,))
+    try:
+        p.start()
+    except AssertionError as e:
+        conn.send(("AssertionError", str(e)))
+    else:
+        p.join()
+        conn.send(("started", p.exitcode))
+
+
+def child_count_children(conn, n):
+    kids = [mp.Process(target=exit_with, args=(0,)) for _ in range(n)]
+    for k in kids:
+        k.start()
+    for k in kids:
+        k.join()
+    conn.send([k.exitcode for k in kids])
+
+
+def spin_forever():
+    while True:
+        time.sleep(3600)
+
+
+class Adder:
+    """A module-level class used as a Process target and argument."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def __call__(self, conn, x):
+        conn.send(self.n + x)
+
+
+class _SubProcessMixin:
+    """A Process subclass overriding run() (TestSubclassingProcess in the stdlib)."""
+
+    def __init__(self, conn, value):
+        super().__init__()
+        self.conn = conn
+        self.value = value
+
+    def run(self):
+        self.conn.send(("subclass", self.value, self.name))
+
+
+# One importable subclass per start method, found by name under spawn.
+SUBCLASSES = {}
+for _method in ("fork", "spawn", "forkserver"):
+    _cls = type(f"SubProcess_{_method}", (_SubProcessMixin, mp.get_context(_method).Process), {})
+    _cls.__module__ = __name__
+    globals()[_cls.__name__] = SUBCLASSES[_method] = _cls
