@@ -34,8 +34,10 @@ from typing import Dict, Iterator, List, Tuple
 HERE = os.path.dirname(os.path.abspath(__file__))
 METHODS = ("fork", "spawn", "forkserver")
 
-# "test_name (module.Class.test_name) ... ok" (3.11+) or "(module.Class)" (3.9/3.10)
-_START = re.compile(r"^(test\w*) \(([\w.]+)\)")
+# "test_name (module.Class.test_name) ... ok" (3.11+) or "(module.Class)" (3.9/3.10);
+# a class whose setUpClass fails shows as "setUpClass (module.Class) ... ERROR" and
+# counts as one error (its tests never run).
+_START = re.compile(r"^(test\w*|setUpClass|tearDownClass) \(([\w.]+)\)")
 _OUTCOMES = ("ok", "FAIL", "ERROR", "skipped", "expected failure", "unexpected success")
 _OUTCOME = re.compile(r"(?:^|\.\.\. ?)(" + "|".join(_OUTCOMES) + r")\b")
 
