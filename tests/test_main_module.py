@@ -101,3 +101,43 @@ def test_main_file_vanished(tmp_path, method):
     script = tmp_path / "gone.py"
     script.write_text(PROGRAM.replace("method = sys.argv[1]", "import os; os.remove(__file__); method = sys.argv[1]"))
     _run([sys.executable, str(script), method], tmp_path)
+
+
+LOCAL_MODULE = """
+import threading
+STATE = threading.local()   # dill cannot copy this: the module must go by name
+def bump(x):
+    return x + 1
+"""
+
+USES_LOCAL_MODULE = """
+import sys
+import multiprocess as mp
+import projutil
+
+def child(conn):
+    conn.send((projutil.bump(41), projutil.__name__, hasattr(projutil, "STATE")))
+
+if __name__ == "__main__":
+    ctx = mp.get_context(sys.argv[1])
+    a, b = ctx.Pipe()
+    p = ctx.Process(target=child, args=(b,))
+    p.start()
+    print(a.recv())
+    p.join(60)
+"""
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_main_function_using_a_project_module(tmp_path, method):
+    # dill would copy a module outside site-packages by value (and fail on its
+    # thread-local); we send importable modules by name.
+    (tmp_path / "projutil.py").write_text(LOCAL_MODULE)
+    script = tmp_path / "job2.py"
+    script.write_text(USES_LOCAL_MODULE)
+    out = subprocess.run(
+        [sys.executable, str(script), method], capture_output=True, text=True,
+        timeout=120, cwd=tmp_path, env=_env(tmp_path),
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "(42, 'projutil', True)"

@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import copyreg
 import functools
+import importlib
 import io
 import itertools
 import os
@@ -466,6 +467,7 @@ def _dill_pickler(file: IO[bytes], protocol: int, refs: list[Any], recurse: bool
     # Set on a stock dill.Pickler rather than in a subclass: dill changes its
     # behaviour for picklers whose class is not defined in a dill module.
     pickler.dispatch_table = _DISPATCH.table()
+    pickler.dispatch = _dill_dispatch(type(pickler).dispatch)
     ndarray = getattr(sys.modules.get("numpy"), "ndarray", None)
     picklebuffer = pickle.PickleBuffer
 
@@ -478,6 +480,42 @@ def _dill_pickler(file: IO[bytes], protocol: int, refs: list[Any], recurse: bool
 
     pickler.persistent_id = persistent_id
     return pickler
+
+
+_DILL_DISPATCH: dict[int, dict] = {}
+
+
+def _dill_dispatch(base: dict) -> dict:
+    """dill's dispatch, except that importable modules go by reference.
+
+    dill pickles every module outside ``sys.prefix`` and site-packages by value,
+    with its whole ``__dict__``: a ``__main__`` function that uses a module of
+    the user's project (``import utils``) or an editable install would carry a
+    copy of that module, or fail on whatever the module holds (a lock, a
+    thread-local).  A module that the child can import by name is sent by name,
+    as pickle sends functions and classes.  Only modules that are not importable
+    (made at run time, not in ``sys.modules``) keep dill's by-value treatment.
+    """
+    table = _DILL_DISPATCH.get(id(base))
+    if table is None:
+        dill_save_module = base[types.ModuleType]
+
+        def save_module(pickler: Any, obj: types.ModuleType) -> None:
+            name = getattr(obj, "__name__", None)
+            if (
+                isinstance(name, str)
+                and name not in ("__main__", "__mp_main__")
+                and sys.modules.get(name) is obj
+            ):
+                pickler.save_reduce(importlib.import_module, (name,), obj=obj)
+            else:
+                dill_save_module(pickler, obj)
+
+        # Same type as dill's table: its get() also finds classes by metaclass.
+        table = type(base)(base)
+        table[types.ModuleType] = save_module
+        _DILL_DISPATCH[id(base)] = table
+    return table
 
 
 class _DillSession:
