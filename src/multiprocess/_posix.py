@@ -2,31 +2,69 @@
 
 from __future__ import annotations
 
-import selectors
+import math
+import select
 import time
-from typing import Any, List, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 __all__ = ["wait_readable"]
 
-_Selector: Any = getattr(selectors, "PollSelector", selectors.SelectSelector)
+_POLL_MAX_MS = 2**31 - 1
 
+if hasattr(select, "poll"):
+    # poll() needs no extra file descriptor (unlike epoll/kqueue) and has no
+    # FD_SETSIZE limit (unlike select).
 
-def wait_readable(objects: Sequence[Any], timeout: Optional[float] = None) -> List[Any]:
-    """Wait until some of ``objects`` (fds or objects with ``fileno()``) are readable.
-
-    Returns the ready ones, in their original order ([] on timeout).  A negative
-    timeout counts as zero.  Interrupted waits resume with the remaining time.
-    """
-    with _Selector() as selector:
-        for obj in objects:
-            selector.register(obj, selectors.EVENT_READ)
+    def _ready_fds(fds: list[int], timeout: float | None) -> set:
+        poller = select.poll()
+        for fd in fds:
+            # POLLHUP, POLLERR and POLLNVAL are always reported: a closed peer
+            # or a bad descriptor counts as ready, and the read will tell.
+            poller.register(fd, select.POLLIN)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            ready = selector.select(timeout)
+            if deadline is None:
+                ms = None
+            else:
+                ms = min(_POLL_MAX_MS, max(0, math.ceil((deadline - time.monotonic()) * 1000)))
+            ready = poller.poll(ms)
             if ready:
-                keys = {key.fileobj for key, _events in ready}
-                return [obj for obj in objects if obj in keys]
-            if deadline is not None:
-                timeout = deadline - time.monotonic()
-                if timeout < 0:
-                    return []
+                return {fd for fd, _events in ready}
+            if deadline is not None and time.monotonic() >= deadline:
+                return set()
+
+else:  # pragma: no cover - every supported POSIX platform has poll()
+
+    def _ready_fds(fds: list[int], timeout: float | None) -> set:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready, _, _ = select.select(fds, [], [], remaining)
+            if ready:
+                return set(ready)
+            if deadline is not None and time.monotonic() >= deadline:
+                return set()
+
+
+def _fileno(obj: Any) -> int:
+    if isinstance(obj, int):
+        fd = obj
+    else:
+        fd = obj.fileno()
+    if fd < 0:
+        raise ValueError(f"invalid file descriptor: {fd}")
+    return fd
+
+
+def wait_readable(objects: Sequence[Any], timeout: float | None = None) -> list[Any]:
+    """Wait until some of ``objects`` (fds or objects with ``fileno()``) are readable.
+
+    A closed peer or a bad descriptor counts as ready (the read will tell).
+    ``timeout`` None waits forever; zero or negative does not wait.  Returns the
+    ready objects in their original order ([] on timeout).  ``connection.wait``
+    is this function.
+    """
+    pairs = [(obj, _fileno(obj)) for obj in objects]
+    ready = _ready_fds(list({fd for _obj, fd in pairs}), timeout)
+    return [obj for obj, fd in pairs if fd in ready]

@@ -47,16 +47,13 @@ of ``_ConnectionBase`` in its own module.
 from __future__ import annotations
 
 import hmac
-import math
 import operator
 import os
 import pickle
 import secrets
-import select
 import socket
 import struct
 import sys
-import time
 from collections.abc import Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable
@@ -65,6 +62,7 @@ from . import reduction, util
 
 # Both are also re-exported from here, as the standard library does.
 from ._errors import AuthenticationError, BufferTooShort
+from ._posix import wait_readable
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -533,7 +531,7 @@ class Connection(_ConnectionBase):
         return self._read_exact(size)
 
     def _poll(self, timeout: float | None) -> bool:
-        return bool(_ready_fds([self._handle], timeout))  # type: ignore[list-item]
+        return bool(wait_readable([self._handle], timeout))
 
 
 # -- public constructors -------------------------------------------------
@@ -922,52 +920,6 @@ def XmlClient(*args: Any, **kwds: Any) -> ConnectionWrapper:
 
 # -- waiting ---------------------------------------------------------------
 
-_POLL_MAX_MS = 2**31 - 1
-
-if hasattr(select, "poll"):
-    # poll() needs no extra file descriptor (unlike epoll/kqueue) and has no
-    # FD_SETSIZE limit (unlike select).
-
-    def _ready_fds(fds: list[int], timeout: float | None) -> set:
-        poller = select.poll()
-        for fd in fds:
-            # POLLHUP, POLLERR and POLLNVAL are always reported: a closed peer
-            # or a bad descriptor counts as ready, and the read will tell.
-            poller.register(fd, select.POLLIN)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            if deadline is None:
-                ms = None
-            else:
-                ms = min(_POLL_MAX_MS, max(0, math.ceil((deadline - time.monotonic()) * 1000)))
-            ready = poller.poll(ms)
-            if ready:
-                return {fd for fd, _events in ready}
-            if deadline is not None and time.monotonic() >= deadline:
-                return set()
-
-else:  # pragma: no cover - every supported POSIX platform has poll()
-
-    def _ready_fds(fds: list[int], timeout: float | None) -> set:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            ready, _, _ = select.select(fds, [], [], remaining)
-            if ready:
-                return set(ready)
-            if deadline is not None and time.monotonic() >= deadline:
-                return set()
-
-
-def _fileno(obj: Any) -> int:
-    if isinstance(obj, int):
-        fd = obj
-    else:
-        fd = obj.fileno()
-    if fd < 0:
-        raise ValueError(f"invalid file descriptor: {fd}")
-    return fd
-
 
 def wait(object_list: Iterable[Any], timeout: float | None = None) -> list[Any]:
     """Wait until some objects in ``object_list`` are ready to read.
@@ -980,9 +932,7 @@ def wait(object_list: Iterable[Any], timeout: float | None = None) -> list[Any]:
     Returns:
         The ready objects, in the order of ``object_list`` ([] on timeout).
     """
-    pairs = [(obj, _fileno(obj)) for obj in object_list]
-    ready = _ready_fds(list({fd for _obj, fd in pairs}), timeout)
-    return [obj for obj, fd in pairs if fd in ready]
+    return wait_readable(list(object_list), timeout)
 
 
 # -- pickling connections between processes --------------------------------

@@ -21,6 +21,7 @@ import weakref
 from typing import Any, Callable, Iterable, Mapping, Optional
 
 from . import util
+from ._posix import wait_readable
 from ._spawning import get_spawning_popen
 
 __all__ = ["BaseProcess", "current_process", "active_children", "parent_process"]
@@ -370,9 +371,7 @@ class _ParentProcess(BaseProcess):
     def is_alive(self) -> bool:
         if self._sentinel is None:
             return False
-        from .connection import wait
-
-        return not wait([self._sentinel], timeout=0)
+        return not wait_readable([self._sentinel], timeout=0)
 
     @property
     def ident(self) -> int:
@@ -381,10 +380,8 @@ class _ParentProcess(BaseProcess):
     pid = ident
 
     def join(self, timeout: Optional[float] = None) -> None:
-        from .connection import wait
-
         if self._sentinel is not None:
-            wait([self._sentinel], timeout=timeout)
+            wait_readable([self._sentinel], timeout=timeout)
 
 
 # Every Process object that exists (compatibility hook for the test suite).
