@@ -1,0 +1,877 @@
+"""Queues between processes (layer 4).
+
+``Queue`` and ``JoinableQueue``: ``put()`` appends the object to a buffer and
+returns; a feeder thread (one per process and queue, started by the first
+``put``) serializes it with :mod:`multiprocess.reduction` and writes it to a
+pipe; ``get()`` reads one record from the pipe and deserializes it::
+
+    put(obj) -> buffer -> [QueueFeederThread] reduction.dumps -> record -> pipe
+    get()    <- reduction.loads <------------------------------ record <--'
+
+``SimpleQueue`` has no buffer and no thread: ``put`` writes one Connection
+message, ``get`` reads one (its reader end can be read with ``Connection.recv``,
+as concurrent.futures does).  Its read lock is recoverable, as below.
+
+Queue wire format: each object is one *record*, a 16-byte header then the
+payload, written under the write lock (one ``writev`` unless the pipe fills)::
+
+    magic 0x4D51 (uint16), kind (uint8), flags (uint8), 4 bytes reserved,
+    payload length (uint64)
+
+``kind`` 0 is one pickle stream; other kinds are reserved (kind 1: a pickle
+followed by its out-of-band buffers, appended to the same record, with their
+sizes after the header).  ``flags`` are reserved and 0.
+
+Killed producers.  A producer may die (SIGKILL, OOM killer) holding the write
+lock, in the middle of a record.  The standard library's queue then hangs:
+the lock is never released and a reader waits forever for the rest of the
+message.  Here three integers in shared memory (a :class:`_SharedBlock`) keep
+the queue going:
+
+- the pid of the process holding the write lock, and of the one holding the
+  read lock (:class:`_OwnedLock`).  A process that waits for a lock whose
+  holder has died takes it back, within ``_RECOVERY_INTERVAL`` seconds.
+- a *dirty* flag, set when the write lock is taken back from a dead writer
+  (or a writer fails in the middle of a record): the pipe may end with a
+  partial record.  While it is set nobody writes; the next reader that runs
+  dry (in the middle of that record, or between records with an empty pipe)
+  has consumed all of it, drops what it read, gives back the record's slot
+  of ``maxsize`` and clears the flag.
+
+So ``get(timeout=...)`` raises ``queue.Empty`` in time after a producer died
+mid-record, and the other producers and consumers go on.  Lost: the record
+being written and the objects still in the dead producer's buffer (for a
+bounded queue their slots stay taken; for a JoinableQueue their tasks stay
+unfinished).  Once a record has started to arrive, ``get`` waits for its end
+as long as its writer is alive, even past its timeout.  A consumer killed
+while it waits for data loses nothing; one killed in the middle of reading a
+record leaves the stream unreadable (``get`` then raises OSError).
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import math
+import os
+import select
+import struct
+import threading
+import time
+import types
+import weakref
+from queue import Empty, Full
+from typing import Any, Callable
+
+from . import reduction, util
+from ._spawning import assert_spawning
+from .connection import Pipe
+from .synchronize import SEM_VALUE_MAX, _resolve_context, _SharedBlock
+
+__all__ = ["JoinableQueue", "Queue", "SimpleQueue"]
+
+#
+# Wire format
+#
+
+_PIPE_BUF: int = getattr(select, "PIPE_BUF", 512)
+_HEADER = struct.Struct("=HBBxxxxQ")
+_MAGIC = 0x4D51
+_KIND_PICKLE = 0
+# Largest count for one read/write system call (macOS rejects more than INT_MAX).
+_IO_CHUNK = 1 << 30
+
+# Indices of the shared integers (see the module docstring).
+_RLOCK_OWNER = 0
+_WLOCK_OWNER = 1
+_DIRTY = 2
+
+# How often a process waiting on a lock, on the rest of a record, or for a
+# reader to drop a dead writer's partial record, checks on the others.
+_RECOVERY_INTERVAL = 0.2
+
+
+class _StreamCorrupted(OSError):
+    """The queue's pipe holds bytes that are not a record header."""
+
+
+#
+# Queue
+#
+
+
+class Queue:
+    """A FIFO queue shared between processes (``queue.Queue``'s API).
+
+    Args:
+        maxsize: the most objects that may be in the queue; 0 or less means
+            no limit (``SEM_VALUE_MAX``).
+        ctx: the context; its serializer is the one the queue uses.
+
+    Objects are serialized in the background: an object that cannot be
+    serialized is reported through ``_on_queue_feeder_error(e, obj)`` (by
+    default the traceback is printed) and dropped, and the queue goes on.
+    """
+
+    def __init__(self, maxsize: int = 0, *, ctx: Any = None) -> None:
+        ctx = _resolve_context(ctx)
+        if maxsize <= 0:
+            maxsize = SEM_VALUE_MAX
+        self._maxsize = maxsize
+        self._reader, self._writer = Pipe(duplex=False)
+        self._rlock = ctx.Lock()
+        self._wlock = ctx.Lock()
+        # Serializes taking back a lock from a dead holder (held for microseconds).
+        self._guard = ctx.Lock()
+        # Lock owners and the dirty flag (see the module docstring).
+        self._shared = _SharedBlock(16)
+        self._sem = ctx.BoundedSemaphore(maxsize)
+        self._opid = os.getpid()
+        # True: the feeder thread stops quietly when the reader end is gone
+        # (set by concurrent.futures).
+        self._ignore_epipe = False
+        self._serializer: str | None = ctx._serializer
+        self._reset()
+        util.register_after_fork(self, Queue._after_fork)
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        assert_spawning(self)
+        return (
+            self._ignore_epipe,
+            self._maxsize,
+            self._reader,
+            self._writer,
+            self._rlock,
+            self._wlock,
+            self._guard,
+            self._shared,
+            self._sem,
+            self._opid,
+            self._serializer,
+        )
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        (
+            self._ignore_epipe,
+            self._maxsize,
+            self._reader,
+            self._writer,
+            self._rlock,
+            self._wlock,
+            self._guard,
+            self._shared,
+            self._sem,
+            self._opid,
+            self._serializer,
+        ) = state
+        self._reset()
+        util.register_after_fork(self, Queue._after_fork)
+
+    def _after_fork(self) -> None:
+        util.debug("Queue._after_fork()")
+        self._reset(after_fork=True)
+
+    def _reset(self, after_fork: bool = False) -> None:
+        """Forget this process's buffer and feeder thread (in a new process)."""
+        if after_fork:
+            self._notempty._at_fork_reinit()  # type: ignore[attr-defined]
+        else:
+            self._notempty = threading.Condition(threading.Lock())
+        self._buffer: collections.deque = collections.deque()
+        self._thread: threading.Thread | None = None
+        self._jointhread: util.Finalize | None = None
+        self._joincancelled = False
+        self._closed = False
+        self._close: util.Finalize | None = None
+        self._poll = self._reader.poll
+        shared = memoryview(self._shared.buf).cast("i")
+        self._read_lock = _OwnedLock(self._rlock, shared, _RLOCK_OWNER, self._guard)
+        self._write_lock = _OwnedLock(
+            self._wlock, shared, _WLOCK_OWNER, self._guard, dirty_index=_DIRTY
+        )
+        self._reader_state: _RecordReader | None = None
+
+    # -- putting --
+
+    def put(self, obj: Any, block: bool = True, timeout: float | None = None) -> None:
+        """Put ``obj`` in the queue.
+
+        Blocks while the queue is full (at most ``timeout`` seconds if given);
+        raises ``queue.Full`` if it is still full, ValueError if the queue is
+        closed.
+        """
+        if self._closed:
+            raise ValueError(f"Queue {self!r} is closed")
+        if not self._sem.acquire(block, timeout):
+            raise Full
+        with self._notempty:
+            if self._thread is None:
+                self._start_thread()
+            self._buffer.append(obj)
+            self._notempty.notify()
+
+    def put_nowait(self, obj: Any) -> None:
+        """``put(obj, False)``."""
+        return self.put(obj, False)
+
+    # -- getting --
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        """Remove and return an object from the queue.
+
+        Blocks until one is available (at most ``timeout`` seconds if given;
+        a negative timeout counts as zero); raises ``queue.Empty`` if none
+        came, ValueError if the queue is closed.
+        """
+        if self._closed:
+            raise ValueError(f"Queue {self!r} is closed")
+        deadline = None
+        if block and timeout is not None:
+            deadline = time.monotonic() + timeout
+        if not self._read_lock.acquire(block, timeout):
+            raise Empty
+        try:
+            reader = self._reader_state
+            if reader is None:
+                # Made on first use: JoinableQueue's discard needs attributes
+                # that are not set yet when _reset() runs in __init__.
+                reader = self._reader_state = _RecordReader(
+                    self._reader, self._write_lock, self._discard()
+                )
+            record = reader.read(block, deadline)
+            if record is None:
+                raise Empty
+            self._sem.release()
+        finally:
+            self._read_lock.release()
+        # Deserialize after releasing the lock: other readers need not wait.
+        return _decode(*record)
+
+    def get_nowait(self) -> Any:
+        """``get(False)``."""
+        return self.get(False)
+
+    # -- state --
+
+    def qsize(self) -> int:
+        """The approximate number of objects in the queue (NotImplementedError on macOS)."""
+        return self._maxsize - self._sem._semlock._get_value()
+
+    def empty(self) -> bool:
+        """True if nothing is ready to be read (approximate)."""
+        return not self._poll()
+
+    def full(self) -> bool:
+        """True if ``maxsize`` objects are in the queue (approximate)."""
+        return self._sem._semlock._is_zero()
+
+    # -- shutting down --
+
+    def close(self) -> None:
+        """Say that this process will put and get no more.
+
+        The feeder thread writes what is buffered and then closes the pipe; it
+        is joined at exit (see ``join_thread``, ``cancel_join_thread``).
+        """
+        self._closed = True
+        close = self._close
+        if close is not None:
+            self._close = None
+            close()
+        elif self._thread is None:
+            # Nothing was ever put from this process: nothing to flush.
+            self._reader.close()
+            self._writer.close()
+
+    def join_thread(self) -> None:
+        """Wait for the feeder thread to flush the buffer (only after ``close()``)."""
+        util.debug("Queue.join_thread()")
+        if not self._closed:
+            raise ValueError(f"Queue {self!r} not closed")
+        if self._jointhread is not None:
+            self._jointhread()
+
+    def cancel_join_thread(self) -> None:
+        """Do not wait for the feeder thread at exit (buffered objects may be lost)."""
+        util.debug("Queue.cancel_join_thread()")
+        self._joincancelled = True
+        if self._jointhread is not None:
+            self._jointhread.cancel()
+
+    def _terminate_broken(self) -> None:
+        """Close a queue whose reader is gone (used by concurrent.futures)."""
+        self._reader.close()
+        self.close()
+        self.join_thread()
+
+    # -- the feeder thread --
+
+    def _discard(self) -> Callable[[], None]:
+        """What to do for an object lost on the way (its writer died or failed)."""
+        return self._sem.release
+
+    def _start_thread(self) -> None:
+        util.debug("Queue._start_thread()")
+        writer = _RecordWriter(self._writer, self._write_lock, self._reader, self._read_lock)
+        self._thread = threading.Thread(
+            target=_feed,
+            args=(
+                self._buffer,
+                self._notempty,
+                writer,
+                self._reader.close,
+                self._serializer,
+                self._ignore_epipe,
+                self._on_queue_feeder_error,
+                self._discard(),
+            ),
+            name="QueueFeederThread",
+            daemon=True,
+        )
+        try:
+            self._thread.start()
+        except BaseException:
+            # During interpreter shutdown, threads cannot start.
+            self._thread = None
+            raise
+        if not self._joincancelled:
+            self._jointhread = util.Finalize(
+                self._thread, _join_feeder, [weakref.ref(self._thread)], exitpriority=-5
+            )
+        # When the queue is collected, or at exit, tell the feeder to finish.
+        self._close = util.Finalize(
+            self, _stop_feeder, [self._buffer, self._notempty], exitpriority=10
+        )
+
+    @staticmethod
+    def _on_queue_feeder_error(e: BaseException, obj: Any) -> None:
+        """Called by the feeder thread when ``obj`` cannot be serialized or sent.
+
+        Override (as a staticmethod) to handle the error; the default prints
+        the traceback.  The object is dropped; the queue goes on.
+        """
+        import traceback
+
+        traceback.print_exc()
+
+    __class_getitem__ = classmethod(types.GenericAlias)
+
+
+_SENTINEL = object()
+
+
+def _join_feeder(thread_ref: weakref.ref[threading.Thread]) -> None:
+    util.debug("joining queue thread")
+    thread = thread_ref()
+    if thread is not None:
+        thread.join()
+        util.debug("... queue thread joined")
+    else:
+        util.debug("... queue thread already dead")
+
+
+def _stop_feeder(buffer: collections.deque, notempty: threading.Condition) -> None:
+    util.debug("telling queue thread to quit")
+    with notempty:
+        buffer.append(_SENTINEL)
+        notempty.notify()
+
+
+def _feed(
+    buffer: collections.deque,
+    notempty: threading.Condition,
+    writer: _RecordWriter,
+    close_reader: Callable[[], None],
+    serializer: str | None,
+    ignore_epipe: bool,
+    on_error: Callable[[BaseException, Any], None],
+    discard: Callable[[], None],
+) -> None:
+    """The feeder thread: serialize buffered objects and write them, until the sentinel.
+
+    It holds no reference to the Queue itself, so that collecting the queue
+    (which appends the sentinel) ends the thread.
+    """
+    util.debug("starting thread to feed data to pipe")
+    while True:
+        with notempty:
+            if not buffer:
+                notempty.wait()
+        while buffer:
+            obj = buffer.popleft()
+            if obj is _SENTINEL:
+                util.debug("feeder thread got sentinel -- exiting")
+                close_reader()
+                writer.close()
+                return
+            try:
+                # Serialize before taking the write lock.
+                data = reduction.dumps(obj, serializer=serializer)
+                writer.write(data, _KIND_PICKLE)
+            except Exception as e:  # noqa: BLE001 - reported through on_error
+                if ignore_epipe and getattr(e, "errno", None) == errno.EPIPE:
+                    return
+                # The process is shutting down: what the thread uses may
+                # already be gone.
+                if util.is_exiting():
+                    util.info("error in queue thread: %s", e)
+                    return
+                # The object will never arrive: give back its place.
+                discard()
+                on_error(e, obj)
+            del obj
+
+
+#
+# Joinable queue
+#
+
+
+class JoinableQueue(Queue):
+    """A Queue with ``task_done()`` and ``join()`` (``queue.Queue``'s API).
+
+    An object that cannot be serialized counts as done.
+    """
+
+    def __init__(self, maxsize: int = 0, *, ctx: Any = None) -> None:
+        ctx = _resolve_context(ctx)
+        Queue.__init__(self, maxsize, ctx=ctx)
+        self._unfinished_tasks = ctx.Semaphore(0)
+        self._cond = ctx.Condition()
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        return Queue.__getstate__(self) + (self._cond, self._unfinished_tasks)
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        Queue.__setstate__(self, state[:-2])
+        self._cond, self._unfinished_tasks = state[-2:]
+
+    def put(self, obj: Any, block: bool = True, timeout: float | None = None) -> None:
+        """Put ``obj`` in the queue and count one more unfinished task."""
+        if self._closed:
+            raise ValueError(f"Queue {self!r} is closed")
+        if not self._sem.acquire(block, timeout):
+            raise Full
+        with self._notempty, self._cond:
+            if self._thread is None:
+                self._start_thread()
+            self._buffer.append(obj)
+            self._unfinished_tasks.release()
+            self._notempty.notify()
+
+    def task_done(self) -> None:
+        """Say that one object taken with ``get()`` has been processed.
+
+        Raises ValueError if called more times than there were objects.
+        """
+        with self._cond:
+            if not self._unfinished_tasks.acquire(False):
+                raise ValueError("task_done() called too many times")
+            if self._unfinished_tasks._semlock._is_zero():
+                self._cond.notify_all()
+
+    def join(self) -> None:
+        """Block until every object put in the queue has been marked done."""
+        with self._cond:
+            while not self._unfinished_tasks._semlock._is_zero():
+                self._cond.wait()
+
+    def _discard(self) -> Callable[[], None]:
+        sem, cond, unfinished = self._sem, self._cond, self._unfinished_tasks
+
+        def discard() -> None:
+            sem.release()
+            with cond:
+                if unfinished.acquire(False) and unfinished._semlock._is_zero():
+                    cond.notify_all()
+
+        return discard
+
+
+#
+# Simple queue
+#
+
+
+class SimpleQueue:
+    """A queue without buffer or thread: a pipe with a lock at each end.
+
+    ``put`` serializes in the calling thread and writes one Connection message;
+    ``get`` reads one.  The read lock is recoverable (see :class:`_OwnedLock`):
+    a consumer killed while it waits in ``get`` does not block the others.  A
+    producer killed in the middle of a message still leaves the queue stuck,
+    as in the standard library; use :class:`Queue` where producers may be
+    killed.
+    """
+
+    def __init__(self, *, ctx: Any = None) -> None:
+        ctx = _resolve_context(ctx)
+        self._reader, self._writer = Pipe(duplex=False)
+        self._rlock = ctx.Lock()
+        self._wlock = ctx.Lock()
+        self._guard = ctx.Lock()
+        self._shared = _SharedBlock(8)
+        self._serializer: str | None = ctx._serializer
+        self._make_methods()
+
+    def _make_methods(self) -> None:
+        self._poll = self._reader.poll
+        shared = memoryview(self._shared.buf).cast("i")
+        self._read_lock = _OwnedLock(self._rlock, shared, _RLOCK_OWNER, self._guard)
+
+    def close(self) -> None:
+        """Close both ends of the pipe in this process (again is a no-op)."""
+        self._reader.close()
+        self._writer.close()
+
+    def empty(self) -> bool:
+        """True if nothing is ready to be read."""
+        return not self._poll()
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        assert_spawning(self)
+        return (
+            self._reader,
+            self._writer,
+            self._rlock,
+            self._wlock,
+            self._guard,
+            self._shared,
+            self._serializer,
+        )
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        (
+            self._reader,
+            self._writer,
+            self._rlock,
+            self._wlock,
+            self._guard,
+            self._shared,
+            self._serializer,
+        ) = state
+        self._make_methods()
+
+    def get(self) -> Any:
+        """Remove and return an object, waiting until there is one."""
+        self._read_lock.acquire()
+        try:
+            data = self._reader.recv_bytes()
+        finally:
+            self._read_lock.release()
+        # Deserialize after releasing the lock: other readers need not wait.
+        return reduction.loads(data)
+
+    def put(self, obj: Any) -> None:
+        """Put ``obj`` in the queue."""
+        data = reduction.dumps(obj, serializer=self._serializer)
+        with self._wlock:
+            self._writer.send_bytes(data)
+
+    __class_getitem__ = classmethod(types.GenericAlias)
+
+
+#
+# Locks that survive the death of their holder
+#
+
+
+class _OwnedLock:
+    """A lock whose holder's pid is kept in shared memory, so that it can be recovered.
+
+    ``shared[index]`` holds the pid of the process holding ``lock`` through
+    this wrapper (0: nobody, or a holder that went round it).  A process that
+    waits longer than ``_RECOVERY_INTERVAL`` checks that pid; if that process
+    is gone, it releases the lock on the dead holder's behalf, under ``guard``
+    so that only one waiter does it, and sets ``shared[dirty_index]`` if given.
+
+    Known gaps: a holder killed between taking the lock and writing its pid
+    (a few bytecodes) is not detected, and a reused pid looks alive.
+    """
+
+    __slots__ = ("_dirty_index", "_guard", "_index", "_lock", "_shared")
+
+    def __init__(
+        self,
+        lock: Any,
+        shared: memoryview,
+        index: int,
+        guard: Any,
+        dirty_index: int | None = None,
+    ) -> None:
+        self._lock = lock
+        self._shared = shared
+        self._index = index
+        self._guard = guard
+        self._dirty_index = dirty_index
+
+    def acquire(self, block: bool = True, timeout: float | None = None) -> bool:
+        """Like ``Lock.acquire``; a negative timeout counts as zero."""
+        lock = self._lock
+        if not lock.acquire(False):
+            if not block:
+                if not (self._recover() and lock.acquire(False)):
+                    return False
+            else:
+                deadline = None if timeout is None else time.monotonic() + timeout
+                while True:
+                    wait = _RECOVERY_INTERVAL
+                    if deadline is not None:
+                        wait = min(wait, max(0.0, deadline - time.monotonic()))
+                    if lock.acquire(True, wait):
+                        break
+                    if self._recover() and lock.acquire(False):
+                        break
+                    if deadline is not None and time.monotonic() >= deadline:
+                        return False
+        self._shared[self._index] = os.getpid()
+        return True
+
+    def release(self) -> None:
+        self._shared[self._index] = 0
+        self._lock.release()
+
+    def holder_died(self) -> bool:
+        """Recover the lock if it is held by a dead process; True if this call did."""
+        return self._recover()
+
+    def _recover(self) -> bool:
+        shared, index = self._shared, self._index
+        pid = shared[index]
+        if pid == 0 or _pid_alive(pid):
+            return False
+        if not self._guard.acquire(True, _RECOVERY_INTERVAL):
+            return False
+        try:
+            if shared[index] != pid:
+                return False  # somebody else recovered it meanwhile
+            if self._dirty_index is not None:
+                shared[self._dirty_index] = 1
+            shared[index] = 0
+            try:
+                self._lock.release()
+            except ValueError:
+                pass  # the holder died just after releasing it
+        finally:
+            self._guard.release()
+        util.info("took back a queue lock held by dead process %d", pid)
+        return True
+
+
+def _pid_alive(pid: int) -> bool:
+    """False if process ``pid`` has exited (a zombie counts as exited, on Linux)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists, and belongs to somebody else
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return True
+    end = stat.rfind(b")")
+    return stat[end + 2 : end + 3] not in (b"Z", b"X")
+
+
+#
+# Records on the pipe
+#
+
+
+class _RecordWriter:
+    """Writes records to a queue's pipe (used by the feeder thread)."""
+
+    def __init__(self, conn: Any, wlock: _OwnedLock, reader: Any, rlock: _OwnedLock) -> None:
+        self._conn = conn
+        self._wlock = wlock
+        self._reader = reader
+        self._rlock = rlock
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def write(self, data: bytes, kind: int) -> None:
+        header = _HEADER.pack(_MAGIC, kind, 0, len(data))
+        fd = self._conn.fileno()
+        wlock = self._wlock
+        wlock.acquire()
+        try:
+            if wlock._shared[_DIRTY]:
+                self._wait_until_clean()
+            started = False
+            try:
+                if len(data) <= _IO_CHUNK:
+                    written = os.writev(fd, (header, data))
+                    started = True
+                    if written == len(header) + len(data):
+                        return
+                else:
+                    written = 0
+                views = _advance([memoryview(header), memoryview(data).cast("B")], written)
+                while views:
+                    views = _advance(views, os.writev(fd, _first_bytes(views, _IO_CHUNK)))
+                    started = True
+            except BaseException:
+                if started:
+                    # Part of the record is in the pipe: readers must drop it.
+                    wlock._shared[_DIRTY] = 1
+                raise
+        finally:
+            wlock.release()
+
+    def _wait_until_clean(self) -> None:
+        """Wait until no partial record of a dead writer is left in the pipe."""
+        shared = self._wlock._shared
+        while shared[_DIRTY]:
+            # With no reader at work, check the pipe ourselves: taking the
+            # read lock puts us between records, so an empty pipe is clean.
+            if not self._reader.closed and self._rlock.acquire(False):
+                try:
+                    if not _readable(self._reader.fileno(), 0):
+                        shared[_DIRTY] = 0
+                finally:
+                    self._rlock.release()
+            if shared[_DIRTY]:
+                time.sleep(_RECOVERY_INTERVAL / 4)
+
+
+def _first_bytes(views: list, limit: int) -> list:
+    """The leading views of ``views`` cut to at most ``limit`` bytes in all."""
+    out = []
+    for view in views:
+        if limit <= 0:
+            break
+        out.append(view[:limit])
+        limit -= view.nbytes
+    return out
+
+
+def _advance(views: list, written: int) -> list:
+    while written:
+        first = views[0]
+        if written >= first.nbytes:
+            written -= first.nbytes
+            views.pop(0)
+        else:
+            views[0] = first[written:]
+            written = 0
+    return views
+
+
+class _RecordReader:
+    """Reads one record from a queue's pipe (the read lock is held)."""
+
+    def __init__(self, conn: Any, wlock: _OwnedLock, discard: Callable[[], None]) -> None:
+        self._fd = conn.fileno()
+        self._wlock = wlock
+        self._shared = wlock._shared
+        self._discard = discard
+
+    def read(self, block: bool, deadline: float | None) -> tuple[int, Any] | None:
+        """Return ``(kind, payload)``, or None if no record started in time.
+
+        Partial records left by dead writers are dropped, calling ``discard``
+        for each.
+        """
+        fd, discard = self._fd, self._discard
+        while True:
+            if not self._wait_for_record(block, deadline):
+                return None
+            # Something is there: this read does not block.
+            header = os.read(fd, _HEADER.size)
+            if not header:
+                raise EOFError("the queue's pipe is closed")
+            if len(header) < _HEADER.size:
+                rest = bytearray(_HEADER.size - len(header))
+                if not self._read_into(memoryview(rest)):
+                    discard()
+                    continue
+                header += rest
+            magic, kind, _flags, size = _HEADER.unpack(header)
+            if magic != _MAGIC:
+                raise _StreamCorrupted(
+                    "corrupted queue stream (was a process killed while it read from this queue?)"
+                )
+            if _HEADER.size + size <= _PIPE_BUF:
+                # Written with one write of at most PIPE_BUF bytes: atomic,
+                # so the payload is already there.
+                return kind, _read_exact(fd, size)
+            payload = bytearray(size)
+            if self._read_into(memoryview(payload)):
+                return kind, payload
+            discard()
+
+    def _wait_for_record(self, block: bool, deadline: float | None) -> bool:
+        shared = self._shared
+        while True:
+            if not block:
+                wait = 0.0
+            elif deadline is None:
+                wait = _RECOVERY_INTERVAL
+            else:
+                wait = min(_RECOVERY_INTERVAL, deadline - time.monotonic())
+            if _readable(self._fd, wait):
+                return True
+            if shared[_DIRTY]:
+                # Between records with an empty pipe: whatever a dead writer
+                # left has been read.  Writers may go on.
+                shared[_DIRTY] = 0
+            if not block or (deadline is not None and time.monotonic() >= deadline):
+                return False
+
+    def _read_into(self, view: memoryview) -> bool:
+        """Fill ``view`` from the pipe; False if its writer died before the end."""
+        fd, shared = self._fd, self._shared
+        pos, size = 0, view.nbytes
+        while pos < size:
+            if _readable(fd, _RECOVERY_INTERVAL):
+                n = os.readv(fd, [view[pos : pos + _IO_CHUNK]])
+                if n == 0:
+                    raise EOFError("the queue's pipe was closed in the middle of a record")
+                pos += n
+                continue
+            # Nothing more for now, in the middle of a record: is its writer alive?
+            if not shared[_DIRTY]:
+                self._wlock.holder_died()
+            if shared[_DIRTY] and not _readable(fd, 0):
+                # Its writer is dead and nobody writes while the flag is set:
+                # we have read all it wrote.
+                util.info("dropped a partial queue record (%d of %d bytes)", pos, size)
+                shared[_DIRTY] = 0
+                return False
+        return True
+
+
+def _decode(kind: int, data: Any) -> Any:
+    if kind == _KIND_PICKLE:
+        return reduction.loads(data)
+    raise OSError(f"queue record of unknown kind {kind} (written by a newer multiprocess?)")
+
+
+def _readable(fd: int, timeout: float | None) -> bool:
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    if timeout is None:
+        return bool(poller.poll())
+    return bool(poller.poll(max(0, math.ceil(timeout * 1000))))
+
+
+def _read_exact(fd: int, size: int) -> bytes:
+    data = os.read(fd, size)
+    if len(data) == size:
+        return data
+    if not data and size:
+        raise EOFError("the queue's pipe is closed")
+    parts = [data]
+    got = len(data)
+    while got < size:
+        more = os.read(fd, size - got)
+        if not more:
+            raise EOFError("the queue's pipe was closed in the middle of a record")
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)

@@ -1,0 +1,383 @@
+"""Queue, JoinableQueue and SimpleQueue across processes, under every start method."""
+
+from __future__ import annotations
+
+import pickle
+import queue
+import sys
+import time
+
+import _sync_helpers as h
+import pytest
+
+from multiprocess import queues
+
+HAVE_QSIZE = sys.platform != "darwin"  # needs sem_getvalue()
+
+
+def start(ctx, target, *args):
+    p = ctx.Process(target=target, args=args, daemon=True)
+    p.start()
+    return p
+
+
+def join_all(procs, expect=0):
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == expect
+
+
+def close(q):
+    q.close()
+    q.join_thread()
+
+
+def test_public_names():
+    assert queues.__all__ == sorted(["Queue", "SimpleQueue", "JoinableQueue"])
+    assert queues.Empty is queue.Empty and queues.Full is queue.Full
+
+
+# -- Queue ---------------------------------------------------------------------
+
+
+def test_put_get_across_processes(ctx):
+    q = ctx.Queue()
+    items = [1, "two", (3.0, None), {"four": [4]}, b"x" * 100_000, list(range(50_000))]
+    p = start(ctx, h.put_all, q, items)
+    assert [q.get(timeout=60) for _ in items] == items
+    join_all([p])
+    close(q)
+
+
+def test_lambdas_and_closures_from_child(ctx):
+    q = ctx.Queue()
+    p = start(ctx, h.put_functions, q)
+    double = q.get(timeout=60)
+    add10 = q.get(timeout=60)
+    adders = q.get(timeout=60)
+    assert double(21) == 42
+    assert add10(5) == 15
+    assert [f(1) for f in adders] == [1, 2, 3]
+    join_all([p])
+    close(q)
+
+
+def test_lambdas_and_closures_to_child(ctx):
+    inq, outq = ctx.Queue(), ctx.Queue()
+    p = start(ctx, h.apply_functions, inq, outq, 3)
+    offset = 7
+    inq.put((lambda x: x + offset, 1))
+    inq.put((h.make_adder(100), 1))
+    inq.put((sorted, [3, 1, 2]))
+    assert [outq.get(timeout=60) for _ in range(3)] == [8, 101, [1, 2, 3]]
+    join_all([p])
+    close(inq)
+    close(outq)
+
+
+def test_many_producers_and_consumers(ctx):
+    q, out = ctx.Queue(), ctx.Queue()
+    producers = [start(ctx, h.put_all, q, range(i * 100, i * 100 + 100)) for i in range(3)]
+    consumers = [start(ctx, h.echo_until_none, q, out) for _ in range(2)]
+    got = sorted(out.get(timeout=60) for _ in range(300))
+    assert got == list(range(300))
+    join_all(producers)
+    for _ in consumers:
+        q.put(None)
+    join_all(consumers)
+    close(q)
+    close(out)
+
+
+def test_inherited_while_feeder_runs(ctx):
+    # The child gets its own feeder thread, not a copy of ours.
+    q = ctx.Queue()
+    for i in range(10):
+        q.put(i)
+    p = start(ctx, h.put_all, q, range(10, 20))
+    assert sorted(q.get(timeout=60) for _ in range(20)) == list(range(20))
+    with pytest.raises(queue.Empty):
+        q.get(False)
+    join_all([p])
+    close(q)
+
+
+def test_maxsize_full_and_timeouts(ctx):
+    q = ctx.Queue(maxsize=2)
+    assert q.empty() and not q.full()
+    q.put(1)
+    q.put_nowait(2)
+    assert q.full()
+    with pytest.raises(queue.Full):
+        q.put(3, False)
+    with pytest.raises(queue.Full):
+        q.put_nowait(3)
+    t0 = time.monotonic()
+    with pytest.raises(queue.Full):
+        q.put(3, True, 0.1)
+    assert time.monotonic() - t0 >= 0.09
+    with pytest.raises(queue.Full):
+        q.put(3, timeout=-1)  # negative: do not wait
+    assert q.get(timeout=60) == 1
+    q.put(3)
+    assert [q.get(timeout=60), q.get(timeout=60)] == [2, 3]
+    assert q.empty()
+    close(q)
+
+
+def test_get_timeouts_and_bad_timeouts(ctx):
+    q = ctx.Queue()
+    with pytest.raises(queue.Empty):
+        q.get(False)
+    with pytest.raises(queue.Empty):
+        q.get_nowait()
+    with pytest.raises(queue.Empty):
+        q.get(False, 10)  # non-blocking ignores the timeout
+    t0 = time.monotonic()
+    with pytest.raises(queue.Empty):
+        q.get(timeout=0.2)
+    assert time.monotonic() - t0 >= 0.19
+    with pytest.raises(queue.Empty):
+        q.get(timeout=-1)
+    with pytest.raises(TypeError):
+        q.get(timeout="1")
+    with pytest.raises(TypeError):
+        q.put(1, timeout="1")
+    close(q)
+
+
+@pytest.mark.skipif(not HAVE_QSIZE, reason="qsize() needs sem_getvalue()")
+def test_qsize(ctx):
+    q = ctx.Queue()
+    assert q.qsize() == 0
+    q.put(1)
+    q.put(2)
+    assert q.qsize() == 2
+    q.get(timeout=60)
+    assert q.qsize() == 1
+    q.get(timeout=60)
+    assert q.qsize() == 0
+    close(q)
+
+
+def test_closed_queue(ctx):
+    for q in (ctx.Queue(), ctx.JoinableQueue()):
+        q.put("flushed")
+        q.close()
+        with pytest.raises(ValueError, match="is closed"):
+            q.put("foo")
+        with pytest.raises(ValueError, match="is closed"):
+            q.get()
+        with pytest.raises(ValueError, match="is closed"):
+            q.put_nowait("foo")
+        q.close()  # again: no-op
+        q.join_thread()
+    unused = ctx.Queue()
+    unused.close()
+    assert unused._reader.closed and unused._writer.closed
+    unused.join_thread()
+
+
+def test_join_thread_needs_close(ctx):
+    q = ctx.Queue()
+    with pytest.raises(ValueError, match="not closed"):
+        q.join_thread()
+    q.cancel_join_thread()
+    close(q)
+
+
+def test_unserializable_object_is_reported_and_skipped(ctx):
+    errors = []
+
+    class ReportingQueue(queues.Queue):
+        @staticmethod
+        def _on_queue_feeder_error(e, obj):
+            errors.append((e, obj))
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise AttributeError("no way")
+
+    q = ReportingQueue(maxsize=1, ctx=ctx)
+    bad = Unpicklable()
+    q.put(bad)
+    q.put("after")  # the failed object gave its slot back
+    assert q.get(timeout=60) == "after"
+    assert len(errors) == 1
+    assert isinstance(errors[0][0], AttributeError) and errors[0][1] is bad
+    close(q)
+
+
+def test_default_feeder_error_prints_traceback(ctx, capsys):
+    q = ctx.Queue()
+    q.put(h.Unpicklable())
+    q.put("ok")
+    assert q.get(timeout=60) == "ok"
+    close(q)
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_pickling_outside_spawning_is_refused(ctx):
+    for q in (ctx.Queue(), ctx.JoinableQueue(), ctx.SimpleQueue()):
+        with pytest.raises(RuntimeError, match="through inheritance"):
+            pickle.dumps(q)
+
+
+def test_ignore_epipe_attribute(ctx):
+    q = ctx.Queue()
+    assert q._ignore_epipe is False
+    close(q)
+
+
+# -- killed processes ----------------------------------------------------------
+
+
+def test_producer_killed_mid_put(ctx):
+    q = ctx.Queue()
+    done = ctx.Event()
+    # 4 MB cannot fit in the pipe: once data shows up, the producer's feeder
+    # is stuck in the middle of the record, holding the write lock.
+    p = start(ctx, h.put_and_report, q, b"x" * 4_000_000, done)
+    assert done.wait(60)
+    assert q._reader.poll(60)
+    p.kill()
+    p.join(60)
+    t0 = time.monotonic()
+    with pytest.raises(queue.Empty):
+        q.get(timeout=0.5)
+    assert time.monotonic() - t0 < 5
+    # Another producer takes the lock back and its objects arrive intact.
+    p2 = start(ctx, h.put_all, q, ["after", b"y" * 100_000])
+    assert q.get(timeout=60) == "after"
+    assert q.get(timeout=60) == b"y" * 100_000
+    join_all([p2])
+    q.put("mine")
+    assert q.get(timeout=60) == "mine"
+    if HAVE_QSIZE:
+        assert q.qsize() == 0  # the lost record's slot was given back
+    close(q)
+
+
+def test_producer_killed_then_another_writes_before_anyone_reads(ctx):
+    q = ctx.Queue()
+    done = ctx.Event()
+    p = start(ctx, h.put_and_report, q, b"x" * 4_000_000, done)
+    assert done.wait(60)
+    assert q._reader.poll(60)
+    p.kill()
+    p.join(60)
+    p2 = start(ctx, h.put_all, q, ["next"])
+    assert q.get(timeout=60) == "next"
+    join_all([p2])
+    close(q)
+
+
+def test_consumer_killed_while_waiting(ctx):
+    q = ctx.Queue()
+    started = ctx.Event()
+    stuck = start(ctx, h.get_forever, q, started)
+    assert started.wait(60)
+    results = ctx.Queue()
+    other = start(ctx, h.get_one, q, results)
+    stuck.kill()
+    stuck.join(60)
+    q.put("for the survivor")
+    assert results.get(timeout=60) == "for the survivor"
+    join_all([other])
+    close(q)
+    close(results)
+
+
+# -- JoinableQueue -------------------------------------------------------------
+
+
+def test_joinable_queue(ctx):
+    q, results = ctx.JoinableQueue(), ctx.Queue()
+    workers = [start(ctx, h.joinable_worker, q, results) for _ in range(3)]
+    for i in range(20):
+        q.put(i)
+    q.join()
+    assert sorted(results.get(timeout=60) for _ in range(20)) == [i * i for i in range(20)]
+    for _ in workers:
+        q.put(None)
+    q.join()
+    join_all(workers)
+    close(q)
+    close(results)
+
+
+def test_task_done_too_many_times(ctx):
+    q = ctx.JoinableQueue()
+    with pytest.raises(ValueError, match="task_done\\(\\) called too many times"):
+        q.task_done()
+    q.put(1)
+    assert q.get(timeout=60) == 1
+    q.task_done()
+    q.join()
+    with pytest.raises(ValueError, match="called too many times"):
+        q.task_done()
+    close(q)
+
+
+def test_joinable_unserializable_counts_as_done(ctx):
+    class Quiet(queues.JoinableQueue):
+        @staticmethod
+        def _on_queue_feeder_error(e, obj):
+            pass
+
+    q = Quiet(ctx=ctx)
+    q.put(h.Unpicklable())
+    q.join()  # would hang if the lost object stayed unfinished
+    close(q)
+
+
+# -- SimpleQueue ---------------------------------------------------------------
+
+
+def test_simple_queue(ctx):
+    q = ctx.SimpleQueue()
+    assert q.empty()
+    p = start(ctx, h.simple_put, q, [1, lambda: "lambda", h.make_adder(3)])
+    assert q.get() == 1
+    assert q.get()() == "lambda"
+    assert q.get()(1) == 4
+    join_all([p])
+    assert q.empty()
+    back = ctx.SimpleQueue()
+    p = start(ctx, h.simple_echo, q, back)
+    q.put({"a": 1})
+    assert back.get() == {"a": 1}
+    join_all([p])
+    q.close()
+    q.close()
+    assert q._reader.closed and q._writer.closed
+    assert hasattr(q, "_rlock") and hasattr(q, "_wlock")
+
+
+def test_simple_queue_consumer_killed_while_waiting(ctx):
+    q = ctx.SimpleQueue()
+    started = ctx.Event()
+    stuck = start(ctx, h.simple_get_forever, q, started)
+    assert started.wait(60)
+    results = ctx.Queue()
+    other = start(ctx, h.simple_get_one, q, results)
+    stuck.kill()
+    stuck.join(60)
+    q.put("for the survivor")
+    assert results.get(timeout=60) == "for the survivor"
+    join_all([other])
+    q.close()
+    close(results)
+
+
+def test_simple_queue_reader_speaks_connection_messages(ctx):
+    # concurrent.futures reads SimpleQueue._reader with Connection.recv().
+    q = ctx.SimpleQueue()
+    q.put(("x", 1))
+    assert q._reader.recv() == ("x", 1)
+    q.close()
+
+
+def test_generic_alias():
+    assert queues.Queue[int].__origin__ is queues.Queue
+    assert queues.SimpleQueue[int].__origin__ is queues.SimpleQueue

@@ -1,0 +1,522 @@
+"""Locks, semaphores, conditions, events and barriers across processes, every start method."""
+
+from __future__ import annotations
+
+import functools
+import pickle
+import sys
+import threading
+import time
+
+import _sync_helpers as h
+import pytest
+
+import multiprocess as mp
+from multiprocess import synchronize
+
+HAVE_GETVALUE = sys.platform != "darwin"  # sem_getvalue() is broken on macOS
+needs_getvalue = pytest.mark.skipif(not HAVE_GETVALUE, reason="sem_getvalue() unavailable")
+
+
+def start(ctx, target, *args):
+    p = ctx.Process(target=target, args=args, daemon=True)
+    p.start()
+    return p
+
+
+def join_all(procs, expect=0):
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == expect
+
+
+def test_public_names():
+    assert set(synchronize.__all__) == {
+        "Lock",
+        "RLock",
+        "Semaphore",
+        "BoundedSemaphore",
+        "Condition",
+        "Event",
+        "Barrier",
+    }
+    for name in synchronize.__all__ + ["SemLock", "SEM_VALUE_MAX", "sem_unlink"]:
+        assert hasattr(synchronize, name)
+    assert issubclass(synchronize.Barrier, threading.Barrier)
+
+
+# -- locks ---------------------------------------------------------------------
+
+
+def test_lock_mutual_exclusion(ctx, tmp_path):
+    lock = ctx.Lock()
+    path = tmp_path / "counter"
+    path.write_text("0")
+    procs = [start(ctx, h.increment_file, lock, str(path), 50) for _ in range(4)]
+    join_all(procs)
+    assert int(path.read_text()) == 200
+
+
+def test_rlock_mutual_exclusion(ctx):
+    lock = ctx.RLock()
+    inside = ctx.Semaphore(1)
+    violations = ctx.Semaphore(0)
+    procs = [start(ctx, h.exclusive_section, lock, inside, violations, 200) for _ in range(3)]
+    join_all(procs)
+    assert not violations.acquire(False)
+
+
+def test_lock_basics(ctx):
+    lock = ctx.Lock()
+    assert lock.acquire() is True
+    assert lock.acquire(False) is False
+    assert lock.acquire(True, 0.05) is False
+    assert lock.acquire(timeout=-1) is False  # a negative timeout counts as zero
+    assert lock.release() is None
+    with pytest.raises(ValueError, match="released too many times"):
+        lock.release()
+    with lock:
+        assert lock.acquire(False) is False
+    assert lock.acquire(False) is True
+    lock.release()
+
+
+def test_lock_bad_timeout(ctx):
+    lock = ctx.Lock()
+    lock.acquire()
+    with pytest.raises(TypeError):
+        lock.acquire(True, "soon")
+    lock.release()
+
+
+def test_lock_seen_held_from_child(ctx):
+    lock = ctx.Lock()
+    results = ctx.Queue()
+    holding, done = ctx.Event(), ctx.Event()
+    holder = start(ctx, h.hold_until, lock, holding, done)
+    assert holding.wait(60)
+    assert lock.acquire(False) is False
+    assert repr(lock) == "<Lock(owner=SomeOtherProcess)>"
+    checker = start(ctx, h.try_acquire, lock, results)
+    assert results.get(timeout=60) is False
+    done.set()
+    join_all([holder, checker])
+    assert lock.acquire(timeout=10)
+    lock.release()
+
+
+def test_lock_released_by_another_process(ctx):
+    # A Lock is a binary semaphore: anybody may release it.
+    lock = ctx.Lock()
+    lock.acquire()
+    join_all([start(ctx, h.release, lock)])
+    assert lock.acquire(False) is True
+    lock.release()
+
+
+def test_rlock_basics(ctx):
+    lock = ctx.RLock()
+    assert lock.acquire() and lock.acquire() and lock.acquire()
+    assert repr(lock) == "<RLock(MainProcess, 3)>"
+    for _ in range(3):
+        assert lock.release() is None
+    with pytest.raises(AssertionError):
+        lock.release()
+    assert repr(lock) == "<RLock(None, 0)>"
+
+
+def test_rlock_release_from_other_thread(ctx):
+    lock = ctx.RLock()
+    lock.acquire()
+    errors = []
+
+    def release():
+        try:
+            lock.release()
+        except AssertionError as e:
+            errors.append(e)
+
+    t = threading.Thread(target=release)
+    t.start()
+    t.join()
+    assert len(errors) == 1
+    lock.release()
+
+
+def test_rlock_held_by_parent_is_not_the_childs(ctx):
+    lock = ctx.RLock()
+    results = ctx.Queue()
+    lock.acquire()
+    join_all([start(ctx, h.try_acquire, lock, results)])
+    assert results.get(timeout=60) is False
+    lock.release()
+
+
+def test_reprs(ctx):
+    lock, rlock = ctx.Lock(), ctx.RLock()
+    assert repr(lock) == "<Lock(owner=None)>"
+    assert repr(rlock) == "<RLock(None, 0)>"
+    with lock:
+        assert repr(lock) == "<Lock(owner=MainProcess)>"
+    box = []
+    with lock:
+        t = threading.Thread(target=lambda: box.append(repr(lock)), name="T1")
+        t.start()
+        t.join()
+    assert box == ["<Lock(owner=SomeOtherThread)>"]
+    with rlock:
+        t = threading.Thread(target=lambda: box.append(repr(rlock)))
+        t.start()
+        t.join()
+    assert box[-1] == "<RLock(SomeOtherThread, nonzero)>"
+
+    def in_thread():
+        with lock:
+            box.append(repr(lock))
+
+    t = threading.Thread(target=in_thread, name="Worker")
+    t.start()
+    t.join()
+    assert box[-1] == "<Lock(owner=MainProcess|Worker)>"
+    if HAVE_GETVALUE:
+        assert repr(ctx.Semaphore(3)) == "<Semaphore(value=3)>"
+        assert repr(ctx.BoundedSemaphore(2)) == "<BoundedSemaphore(value=2, maxvalue=2)>"
+        assert repr(ctx.Condition()) == "<Condition(<RLock(None, 0)>, 0)>"
+        assert repr(ctx.Condition(ctx.Lock())) == "<Condition(<Lock(owner=None)>, 0)>"
+
+
+# -- semaphores ----------------------------------------------------------------
+
+
+def test_semaphore_counts_across_processes(ctx):
+    sem = ctx.Semaphore(0)
+    procs = [start(ctx, h.release, sem, 3) for _ in range(4)]
+    for _ in range(12):
+        assert sem.acquire(timeout=60)
+    join_all(procs)
+    assert sem.acquire(False) is False
+    if HAVE_GETVALUE:
+        assert sem.get_value() == 0
+
+
+@needs_getvalue
+def test_semaphore_values(ctx):
+    sem = ctx.Semaphore(2)
+    assert sem.get_value() == 2
+    assert sem.acquire() and sem.acquire()
+    assert sem.acquire(False) is False
+    assert sem.get_value() == 0
+    sem.release()
+    sem.release()
+    sem.release()  # unbounded
+    assert sem.get_value() == 3
+
+
+def test_semaphore_timeouts(ctx):
+    sem = ctx.Semaphore(0)
+    assert sem.acquire(False) is False
+    assert sem.acquire(False, 10) is False  # non-blocking ignores the timeout
+    t0 = time.monotonic()
+    assert sem.acquire(True, 0.1) is False
+    assert time.monotonic() - t0 >= 0.09
+    assert sem.acquire(timeout=-5) is False
+    with pytest.raises(TypeError):
+        sem.acquire(True, "x")
+
+
+def test_bounded_semaphore_over_release(ctx):
+    sem = ctx.BoundedSemaphore(2)
+    sem.acquire()
+    sem.release()
+    with pytest.raises(ValueError):
+        sem.release()
+    sem.acquire()
+    join_all([start(ctx, h.release, sem)])
+    with pytest.raises(ValueError):
+        sem.release()
+
+
+@pytest.mark.parametrize("factory", ["Semaphore", "BoundedSemaphore"])
+def test_semaphore_bad_values(ctx, factory):
+    with pytest.raises(ValueError):
+        getattr(ctx, factory)(-1)
+    with pytest.raises(ValueError):
+        getattr(ctx, factory)(synchronize.SEM_VALUE_MAX + 1)
+    with pytest.raises(TypeError):
+        getattr(ctx, factory)("3")
+
+
+# -- conditions ----------------------------------------------------------------
+
+
+def test_condition_notify_and_notify_all(ctx):
+    cond = ctx.Condition()
+    sleeping, woken = ctx.Semaphore(0), ctx.Semaphore(0)
+    procs = [start(ctx, h.cond_sleeper, cond, sleeping, woken) for _ in range(4)]
+    for _ in procs:
+        assert sleeping.acquire(timeout=60)
+    # Each child released `sleeping` holding the lock, and wait() releases it
+    # only after counting itself as a sleeper: once we hold it, all 4 sleep.
+    with cond:
+        assert repr(cond).endswith(", 4)>") or not HAVE_GETVALUE
+        cond.notify()
+    assert woken.acquire(timeout=60)
+    assert not woken.acquire(timeout=0.2)
+    with cond:
+        cond.notify(2)
+    assert woken.acquire(timeout=60) and woken.acquire(timeout=60)
+    assert not woken.acquire(timeout=0.2)
+    with cond:
+        cond.notify_all()
+    assert woken.acquire(timeout=60)
+    join_all(procs)
+    with cond:
+        cond.notify_all()  # nobody left: returns at once
+    if HAVE_GETVALUE:
+        assert cond._sleeping_count.get_value() == cond._woken_count.get_value()
+        assert cond._wait_semaphore.get_value() == 0
+
+
+def test_condition_notify_wakes_threads_and_processes(ctx):
+    cond = ctx.Condition(ctx.Lock())
+    sleeping, woken = ctx.Semaphore(0), ctx.Semaphore(0)
+    p = start(ctx, h.cond_sleeper, cond, sleeping, woken)
+    t = threading.Thread(target=h.cond_sleeper, args=(cond, sleeping, woken))
+    t.start()
+    sleeping.acquire(timeout=60)
+    sleeping.acquire(timeout=60)
+    with cond:
+        cond.notify_all()
+    assert woken.acquire(timeout=60) and woken.acquire(timeout=60)
+    t.join()
+    join_all([p])
+
+
+def test_condition_wait_for_across_processes(ctx):
+    cond = ctx.Condition()
+    counter, ready = ctx.Semaphore(0), ctx.Event()
+    p = start(ctx, h.cond_count_up, cond, counter, 3, ready)
+    seen = []
+
+    def reached_three():
+        # Count the semaphore without sem_getvalue (macOS): drain and refill.
+        n = 0
+        while counter.acquire(False):
+            n += 1
+        for _ in range(n):
+            counter.release()
+        seen.append(n)
+        return n == 3
+
+    with cond:
+        ready.set()
+        assert cond.wait_for(reached_three, timeout=60) is True
+    join_all([p])
+    assert seen[-1] == 3
+
+
+def test_condition_timeouts(ctx):
+    cond = ctx.Condition()
+    with cond:
+        assert cond.wait(0) is False
+        t0 = time.monotonic()
+        assert cond.wait(0.1) is False
+        assert time.monotonic() - t0 >= 0.09
+        assert cond.wait(-1) is False
+        assert cond.wait_for(lambda: 0, timeout=0.05) == 0
+        assert cond.wait_for(lambda: "yes", timeout=0) == "yes"
+        with pytest.raises(TypeError):
+            cond.wait("x")
+        # The failed wait left the condition usable.
+        cond.notify()
+    if HAVE_GETVALUE:
+        assert repr(cond) == "<Condition(<RLock(None, 0)>, 0)>"
+
+
+def test_condition_with_recursive_lock_held_twice(ctx):
+    cond = ctx.Condition()
+    counter, ready = ctx.Semaphore(0), ctx.Event()
+    ready.set()
+    with cond, cond:
+        p = start(ctx, h.cond_count_up, cond, counter, 1, ready)
+        # wait() releases the RLock fully, so the child can take it and notify.
+        assert cond.wait_for(lambda: counter.acquire(False), timeout=60)
+        assert cond._lock._semlock._count() == 2
+    join_all([p])
+
+
+def test_condition_needs_the_lock(ctx):
+    cond = ctx.Condition()
+    with pytest.raises(RuntimeError):
+        cond.wait(0)
+    with pytest.raises(RuntimeError):
+        cond.notify()
+    with pytest.raises(RuntimeError):
+        cond.notify_all()
+
+
+# -- events --------------------------------------------------------------------
+
+
+def test_event_set_in_child_seen_by_parent(ctx):
+    event = ctx.Event()
+    assert event.is_set() is False
+    assert event.wait(0) is False
+    p = start(ctx, h.set_event, event)
+    assert event.wait(60) is True
+    assert event.is_set() is True
+    join_all([p])
+
+
+def test_event_set_in_parent_seen_by_child(ctx):
+    event, answer = ctx.Event(), ctx.Event()
+    results = ctx.Queue()
+    procs = [start(ctx, h.wait_event_and_answer, event, answer, results) for _ in range(3)]
+    event.set()
+    assert [results.get(timeout=60) for _ in procs] == [True] * 3
+    assert answer.wait(60)
+    join_all(procs)
+
+
+def test_event_wait_timeout_in_child(ctx):
+    event = ctx.Event()
+    results = ctx.Queue()
+    join_all([start(ctx, h.wait_event_with_timeout, event, 0.05, results)])
+    assert results.get(timeout=60) is False
+
+
+def test_event_api(ctx):
+    event = ctx.Event()
+    assert repr(event).endswith(" unset>") and repr(event).startswith("<Event at 0x")
+    t0 = time.monotonic()
+    assert event.wait(0.1) is False
+    assert time.monotonic() - t0 >= 0.09
+    assert event.wait(-1) is False
+    event.set()
+    event.set()
+    assert event.is_set() and event.wait() is True and event.wait(0) is True
+    assert repr(event).endswith(" set>")
+    event.clear()
+    event.clear()
+    assert not event.is_set()
+    with pytest.raises(TypeError):
+        event.wait("x")
+
+
+# -- barriers ------------------------------------------------------------------
+
+
+def test_barrier_with_children(ctx):
+    n = 4
+    barrier = ctx.Barrier(n + 1, timeout=60)
+    results = ctx.Queue()
+    procs = [start(ctx, h.barrier_wait, barrier, results) for _ in range(n)]
+    mine = barrier.wait()
+    indices = sorted([mine] + [results.get(timeout=60) for _ in procs])
+    assert indices == list(range(n + 1))
+    join_all(procs)
+    assert barrier.n_waiting == 0 and not barrier.broken
+    assert barrier.parties == n + 1
+
+
+def test_barrier_many_passes_and_action(ctx):
+    done = ctx.Semaphore(0)
+    barrier = ctx.Barrier(3, action=functools.partial(h.release, done), timeout=60)
+    results = ctx.Queue()
+    procs = [start(ctx, h.barrier_passes, barrier, 20, results) for _ in range(2)]
+    for _ in range(20):
+        barrier.wait()
+    pids = {results.get(timeout=60) for _ in procs}
+    assert pids == {p.pid for p in procs}
+    join_all(procs)
+    # The action ran once per pass, in whichever process came last.
+    for _ in range(20):
+        assert done.acquire(False)
+    assert not done.acquire(False)
+
+
+def test_barrier_timeout_breaks_it(ctx):
+    barrier = ctx.Barrier(3)
+    results = ctx.Queue()
+    p = start(ctx, h.barrier_wait_expect_broken, barrier, results, 60)
+    with pytest.raises(threading.BrokenBarrierError):
+        barrier.wait(0.2)  # the third party never comes
+    assert barrier.broken
+    assert results.get(timeout=60) == "broken"
+    join_all([p])
+    with pytest.raises(threading.BrokenBarrierError):
+        barrier.wait()
+    barrier.reset()
+    assert not barrier.broken and barrier.n_waiting == 0
+
+
+def test_barrier_abort_seen_by_child(ctx):
+    barrier = ctx.Barrier(2)
+    results = ctx.Queue()
+    p = start(ctx, h.barrier_wait_expect_broken, barrier, results)
+    barrier.abort()
+    assert results.get(timeout=60) == "broken"
+    join_all([p])
+    assert barrier.broken
+
+
+def test_barrier_default_timeout_and_bad_parties(ctx):
+    barrier = ctx.Barrier(2, timeout=0.05)
+    with pytest.raises(threading.BrokenBarrierError):
+        barrier.wait()
+    with pytest.raises(ValueError):
+        ctx.Barrier(0)
+
+
+def test_single_party_barrier(ctx):
+    barrier = ctx.Barrier(1)
+    assert barrier.wait() == 0
+    assert barrier.wait() == 0
+
+
+# -- sharing rules -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "factory", ["Lock", "RLock", "Semaphore", "BoundedSemaphore", "Condition", "Event"]
+)
+def test_pickling_outside_spawning_is_refused(ctx, factory):
+    obj = getattr(ctx, factory)()
+    with pytest.raises(RuntimeError, match="through inheritance"):
+        pickle.dumps(obj)
+
+
+def test_pickling_barrier_outside_spawning_is_refused(ctx):
+    with pytest.raises(RuntimeError, match="through inheritance"):
+        pickle.dumps(ctx.Barrier(2))
+
+
+def test_fork_context_lock_cannot_go_to_a_spawned_child():
+    lock = mp.get_context("fork").Lock()
+    p = mp.get_context("spawn").Process(target=h.release, args=(lock,))
+    with pytest.raises(RuntimeError, match="created in a fork context"):
+        p.start()
+
+
+def test_named_semaphores_are_unlinked(ctx):
+    lock = ctx.Lock()
+    name = lock._semlock.name
+    if ctx.get_start_method() == "fork":
+        assert name is None  # unlinked at creation
+        return
+    assert name.startswith("/mp-")
+    del lock
+    import gc
+
+    gc.collect()
+    with pytest.raises(FileNotFoundError):
+        synchronize.sem_unlink(name)
+
+
+def test_default_context_when_ctx_is_none():
+    lock = synchronize.Lock()
+    assert lock.acquire(False)
+    lock.release()
+    event = synchronize.Event(ctx=None)
+    event.set()
+    assert event.is_set()
