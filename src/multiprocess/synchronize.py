@@ -413,7 +413,9 @@ class Event:
     """An event flag shared between processes (``threading.Event``'s API).
 
     The flag is a semaphore of value 0 or 1, changed under a Condition whose
-    waiters ``set()`` wakes.
+    waiters ``set()`` wakes.  As in the standard library, ``set()`` blocks if a
+    process was killed while it waited and no other waiter is left (see
+    :class:`Condition`).
     """
 
     def __init__(self, *, ctx: Any = None) -> None:
