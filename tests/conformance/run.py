@@ -10,7 +10,7 @@ followed by the test classes that had failures or errors.
 
 Usage::
 
-    python tests/conformance/run.py [METHOD ...] [-k PATTERN] [--target multiprocessing]
+    python tests/conformance/run.py [METHOD ...] [-k PATTERN ...] [--target multiprocessing]
         [--timeout SECONDS] [--logs DIR] [--python EXE]
 
 ``--target multiprocessing`` runs the same suite against the standard library,
@@ -116,8 +116,8 @@ def run_method(args: argparse.Namespace, method: str, workdir: str) -> Tuple[str
         p for p in (os.path.join(HERE, "alias"), workdir, env.get("PYTHONPATH")) if p
     )
     cmd = [args.python, "-m", "unittest", "-v"]
-    if args.k:
-        cmd += ["-k", args.k]
+    for pattern in args.k:
+        cmd += ["-k", pattern]
     cmd.append(module)
     log_path = os.path.join(args.logs, f"{method}.log")
     with open(log_path, "w") as log:
@@ -138,7 +138,9 @@ def main(argv: List[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("methods", nargs="*", metavar="METHOD",
                         help="start methods to run: fork, spawn, forkserver (default: all)")
-    parser.add_argument("-k", help="only tests matching this pattern (unittest -k)")
+    parser.add_argument("-k", action="append", default=[],
+                        help="only tests matching this substring/pattern (unittest -k); "
+                        "repeat it to select several")
     parser.add_argument("--target", default="multiprocess",
                         help="package to test (multiprocessing for the stdlib baseline)")
     parser.add_argument("--python", default=sys.executable, help="interpreter to run")
