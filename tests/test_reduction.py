@@ -944,3 +944,27 @@ def test_main_script_objects_load_in_a_fresh_interpreter(tmp_path, serializer):
         "point_method": [21, 28],
         "script_imported": False,
     }
+
+
+def test_main_class_dill_cannot_rebuild_goes_by_name(monkeypatch):
+    # dill cannot pickle a ctypes Structure type by value; one defined in
+    # __main__ and found there by name is sent by reference, as pickle does.
+    import ctypes
+
+    main = sys.modules["__main__"]
+
+    class Pair(ctypes.Structure):
+        _fields_ = [("a", ctypes.c_int), ("b", ctypes.c_int)]
+
+    Pair.__module__ = "__main__"
+    Pair.__qualname__ = "Pair"
+    monkeypatch.setattr(main, "Pair", Pair, raising=False)
+    assert reduction.loads(reduction.dumps(Pair)) is Pair
+
+    # Not findable by name: the error names the type.
+    class Hidden(ctypes.Structure):
+        _fields_ = [("a", ctypes.c_int)]
+
+    Hidden.__module__ = "__main__"
+    with pytest.raises(pickle.PicklingError, match=r"cannot serialize <class .__main__\.test_main_class.*PyCStructType"):
+        reduction.dumps(Hidden)

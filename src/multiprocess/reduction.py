@@ -418,6 +418,11 @@ class _HybridPickler(ForkingPickler):
                 piece = self._reduce_without_recurse(obj)
                 if piece is not None:
                     return piece
+            if _resolves_in_main(obj):
+                # What dill cannot rebuild (a ctypes type, say) goes by name,
+                # as the standard library sends it: the child finds it in its
+                # re-imported main module.
+                return NotImplemented
             self.by_value_failed = True
             converted = _serialization_error(obj, error, by_value=True)
             if converted is error:
@@ -446,6 +451,19 @@ class _HybridPickler(ForkingPickler):
     def dumps(cls, obj: Any, protocol: int | None = None) -> bytes:
         """Return ``obj`` serialized like ``get_serializer('dill').dumps``."""
         return _DILL.dumps(obj, protocol)
+
+
+def _resolves_in_main(obj: Any) -> bool:
+    """True for a function or class of ``__main__`` that its qualified name finds."""
+    if not isinstance(obj, (type, _FunctionType)):
+        return False
+    module = sys.modules.get(getattr(obj, "__module__", None) or "")
+    if module is None or module.__name__ not in ("__main__", "__mp_main__"):
+        return False
+    target: Any = module
+    for part in obj.__qualname__.split("."):
+        target = getattr(target, part, None)
+    return target is obj
 
 
 def _dill_pickler(file: IO[bytes], protocol: int, refs: list[Any], recurse: bool = True) -> Any:
