@@ -1,11 +1,2034 @@
-"""pool: not built yet; every public name raises NotImplementedError when used."""
+"""Pools of workers: ``Pool`` (processes) and ``ThreadPool`` (threads) (layer 5).
 
-from ._placeholder import placeholder
+The API is the standard library's; what differs is underneath.  A process
+``Pool`` is run by one coordinator object, :class:`_Coordinator`, that owns the
+worker processes and knows which worker holds which task::
 
-__all__ = [
-    "Pool",
-    "ThreadPool",
-]
+    caller threads            feeder thread              coordinator thread          worker processes
+    --------------            -------------              ------------------          ----------------
+    apply_async(), map(),     _Coordinator._feed():      _Coordinator._run():        worker():
+    imap()...                 draws tasks from each      sends each task to one      one pipe in and
+      | _Job (result,         job lazily, pickles the    worker with room; waits     one pipe out each
+      |  func, iterable)      function once per call     on result pipes, worker
+      v                       and the arguments once     sentinels and a wake-up  --task frame--> recv,
+    _Coordinator.submit() --> per task             -->   pipe together            <--result----- call, send
+                                                  ready      |
+    AsyncResult.get() <------- result._set(index, (ok, value)) <---+
+                                                                   |
+                              a worker's sentinel fires: fail the task it was running
+                              (TerminatedWorkerError naming pid and exit code/signal), give
+                              the tasks queued behind it to other workers, start a replacement.
 
-Pool = placeholder(__name__, "Pool", "the Pool")
-ThreadPool = placeholder(__name__, "ThreadPool", "the Pool")
+Faults never hang the caller.  A worker that dies fails exactly the task it was
+running; results that cannot be pickled in the worker (:class:`MaybeEncodingError`)
+or unpickled in the parent (:class:`ResultUnpicklingError`) fail their task; an
+initializer that raises, or workers that keep dying while they start, break the
+pool (:class:`BrokenPoolError` for every pending and future task) instead of
+respawning forever; ``terminate()`` kills the workers (SIGTERM, then SIGKILL)
+and fails whatever was pending (:class:`PoolTerminatedError`).
+
+Serialization goes through :mod:`multiprocess.reduction` with the context's
+serializer, looked up at each call.  The function of a ``map``/``imap``/
+``starmap`` is pickled once per call and sent once to each worker that runs a
+task of that call (workers keep the last few functions by call id); an
+``apply_async`` task carries its function with its arguments.
+
+Wire format, parent to worker: one frame per task (``Connection`` framing), a
+``_TASK_HEADER`` (call id, kind, serializer, length of the function bytes) then
+the function bytes (absent when the worker already has them) then the pickled
+arguments; an empty frame asks the worker to exit.  Worker to parent: ``b"S"``
+(started), ``b"R"`` (initializer done, ready for tasks), then one pickled
+``(ok, value)`` per task in the order the tasks were sent, or ``(None, exc)``
+if the initializer raised.  Results come back in order, which is how the
+coordinator knows which task a worker was running when it died.
+
+A worker is sent a second task before finishing the first only when its recent
+tasks were short and the frames fit in the pipe's buffer, so writes to a busy
+worker never block and long tasks are never queued behind each other.
+
+``ThreadPool`` has the same API on threads (:class:`_ThreadCoordinator`): the
+worker threads draw tasks themselves and nothing is pickled.
+
+Compatibility: ``_pool`` (the live worker Process objects), ``_state``,
+``_cache``, ``_ctx``, ``_processes`` and ``_repopulate_pool()`` keep the meaning
+they have in the standard library; real clients and its test suite use them.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import os
+import pickle
+import signal
+import struct
+import sys
+import threading
+import time
+import traceback
+import types
+import warnings
+from collections.abc import Iterable, Iterator
+from typing import Any, Callable
+
+from typing_extensions import Self
+
+from . import connection, reduction, util
+from . import context as _context
+from ._errors import ProcessError, TimeoutError
+
+__all__ = ["Pool", "ThreadPool"]
+
+#
+# States of a pool
+#
+
+INIT = "INIT"
+RUN = "RUN"
+CLOSE = "CLOSE"
+TERMINATE = "TERMINATE"
+
+# Kinds of task.  The function of an _APPLY task travels with its arguments;
+# the others share the function of their call.
+_APPLY = 0  # payload: (args, kwds)
+_ONE = 1  # payload: one item; func(item)  (imap and imap_unordered, chunksize 1)
+_MAP = 2  # payload: a chunk of items; [func(x) for x in chunk]
+_STARMAP = 3  # payload: a chunk of argument tuples; [func(*a) for a in chunk]
+
+# call id, kind, serializer code, length of the function bytes that follow (0: none)
+_TASK_HEADER = struct.Struct("!QBBI")
+_LENGTH = struct.Struct("!i")
+_LONG_LENGTH = struct.Struct("!Q")
+
+_SERIALIZER_CODES = {"dill": 0, "pickle": 1, "cloudpickle": 2}
+_SERIALIZER_NAMES = {code: name for name, code in _SERIALIZER_CODES.items()}
+_DEFAULT_SERIALIZER_CODE = 255  # whatever the worker's environment says
+
+_MSG_STARTED = b"S"
+_MSG_READY = b"R"
+
+# How many call functions a worker keeps; the coordinator mirrors the cache.
+_FUNCTION_CACHE_SIZE = 16
+# Bytes of task frames that may wait unread in a busy worker's pipe.  Below
+# every platform's pipe capacity (16 KiB on macOS, 64 KiB on Linux), so that
+# writing to a busy worker never blocks the coordinator.
+_PIPELINE_BUDGET = 8192
+# Consecutive workers dying before they are ready that make the pool give up.
+_MAX_STARTUP_DEATHS = 3
+# How long terminate() lets workers handle SIGTERM before it sends SIGKILL.
+_TERMINATE_GRACE = 1.0
+
+
+def mapstar(args: tuple[Callable[..., Any], Iterable[Any]]) -> list[Any]:
+    """``list(map(func, iterable))`` for ``args == (func, iterable)``."""
+    return list(map(*args))
+
+
+def starmapstar(args: tuple[Callable[..., Any], Iterable[Any]]) -> list[Any]:
+    """``list(itertools.starmap(func, iterable))`` for ``args == (func, iterable)``."""
+    return list(itertools.starmap(args[0], args[1]))
+
+
+#
+# Exceptions
+#
+
+
+class RemoteTraceback(Exception):
+    """The formatted traceback of an exception raised in a worker.
+
+    Attached as ``__cause__`` of the exception the caller gets, so that the
+    worker's traceback is printed with it.
+    """
+
+    def __init__(self, tb: str) -> None:
+        self.tb = tb
+
+    def __str__(self) -> str:
+        return self.tb
+
+
+class ExceptionWithTraceback:
+    """An exception and its formatted traceback, pickled together (worker side)."""
+
+    def __init__(self, exc: BaseException, tb: Any) -> None:
+        text = "".join(traceback.format_exception(type(exc), exc, tb))
+        self.exc = exc
+        self.tb = f'\n"""\n{text}"""'
+
+    def __reduce__(self) -> Any:
+        return rebuild_exc, (self.exc, self.tb)
+
+
+def rebuild_exc(exc: BaseException, tb: str) -> BaseException:
+    """Unpickle an ``ExceptionWithTraceback``: the exception, caused by its traceback."""
+    exc.__cause__ = RemoteTraceback(tb)
+    return exc
+
+
+class MaybeEncodingError(Exception):
+    """A task's result (or exception) could not be pickled in the worker.
+
+    ``exc`` and ``value`` hold the reprs of the pickling error and of the value.
+    """
+
+    def __init__(self, exc: Any, value: Any) -> None:
+        self.exc = _safe_repr(exc)
+        self.value = _safe_repr(value)
+        super().__init__(self.exc, self.value)
+
+    def __str__(self) -> str:
+        return f"Error sending result: '{self.value}'. Reason: '{self.exc}'"
+
+    def __repr__(self) -> str:
+        return f"<{self.__class__.__name__}: {self}>"
+
+
+class ResultUnpicklingError(MaybeEncodingError):
+    """A task's result arrived from the worker but could not be unpickled here.
+
+    The error raised while unpickling is the ``__cause__``.
+    """
+
+    def __init__(self, exc: Any, value: Any = "<not unpickled>") -> None:
+        super().__init__(exc, value)
+
+    def __str__(self) -> str:
+        return (
+            "Error receiving result: the worker sent it, but unpickling it in the "
+            f"parent failed. Reason: '{self.exc}'"
+        )
+
+
+class TerminatedWorkerError(ProcessError):
+    """The worker process running a task died before sending the result.
+
+    Attributes ``pid`` and ``exitcode`` (negative: the signal that killed it)
+    name the worker.  The pool has replaced it and goes on.
+    """
+
+    def __init__(self, message: str, pid: int | None = None, exitcode: int | None = None):
+        super().__init__(message)
+        self.pid = pid
+        self.exitcode = exitcode
+
+    def __reduce__(self) -> Any:
+        return type(self), (self.args[0], self.pid, self.exitcode)
+
+
+class BrokenPoolError(ProcessError):
+    """The pool cannot run tasks any more.
+
+    Its initializer raised (that exception is the ``__cause__``), or its workers
+    kept dying while they started.  Every pending and future task fails with
+    this error; create a new pool once the cause is fixed.
+    """
+
+
+class PoolTerminatedError(ProcessError):
+    """``terminate()`` was called (or the pool was garbage collected) before the task finished."""
+
+
+#
+# Helpers
+#
+
+
+def _safe_repr(obj: Any) -> str:
+    try:
+        return repr(obj)
+    except Exception:  # noqa: BLE001 - a broken __repr__ must not hide the real error
+        return object.__repr__(obj)
+
+
+def _short_repr(obj: Any, limit: int = 80) -> str:
+    text = _safe_repr(obj)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _callable_name(func: Any) -> str:
+    name = getattr(func, "__qualname__", None) or getattr(func, "__name__", None)
+    return name if isinstance(name, str) else _short_repr(func)
+
+
+_SIGNAL_HINTS = {
+    "SIGKILL": (
+        "SIGKILL usually means that the Operating System's out-of-memory killer "
+        "stopped the worker (see dmesg or the container's memory limit), or that "
+        "someone ran kill -9 on it."
+    ),
+    "SIGSEGV": "SIGSEGV is a crash in native code (a C extension, ctypes, or a bug).",
+    "SIGBUS": "SIGBUS is a crash in native code (a bad memory access).",
+    "SIGILL": "SIGILL is a crash in native code (an illegal instruction).",
+    "SIGFPE": "SIGFPE is a crash in native code (an arithmetic fault).",
+    "SIGABRT": "SIGABRT means native code called abort(), e.g. a failed assertion in a C library.",
+    "SIGTERM": "SIGTERM means something asked the worker to stop (a job scheduler, a shutdown).",
+}
+
+
+def _describe_exitcode(exitcode: int | None) -> tuple[str, str]:
+    """Return ("exit code -9 (SIGKILL)", a hint on the likely cause)."""
+    if exitcode is None:
+        return "an unknown exit code", ""
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        return f"exit code {exitcode} ({name})", _SIGNAL_HINTS.get(name, "")
+    return f"exit code {exitcode}", (
+        "A worker that exits with a status was ended by the code it ran: the "
+        "function (or a library it called) used os._exit(), sys.exit() or exit()."
+    )
+
+
+def _worker_death_error(pid: int | None, exitcode: int | None) -> TerminatedWorkerError:
+    code, hint = _describe_exitcode(exitcode)
+    message = (
+        f"A worker process managed by the pool was unexpectedly terminated while "
+        f"running this task (worker pid {pid}, {code}). This could be caused by a "
+        f"segmentation fault while calling the function or by an excessive memory "
+        f"usage causing the Operating System to kill the worker."
+    )
+    if hint:
+        message += " " + hint
+    message += " The pool has started a replacement worker."
+    return TerminatedWorkerError(message, pid, exitcode)
+
+
+def _pickling_failure(exc: BaseException, what: str) -> BaseException:
+    """The error for a task that could not be pickled: says which part and why."""
+    if isinstance(exc, (pickle.PicklingError, TypeError)):
+        error = reduction.SerializationError(f"{what}: {exc}")
+        error.__cause__ = exc
+        return error
+    # Raised by the object's own __reduce__ (say, a RuntimeError): keep its
+    # type, as the standard library does, and say where it came from.
+    add_note = getattr(exc, "add_note", None)
+    if add_note is not None:
+        add_note(what)
+    return exc
+
+
+def _serializer_of(ctx: Any) -> reduction.Serializer:
+    """The serializer of ``ctx``, looked up now (None: the package default)."""
+    name = getattr(ctx, "_serializer", None)
+    if name is not None and not isinstance(name, (str, reduction.Serializer)):
+        name = None  # a context that is not ours
+    return reduction.get_serializer(name)
+
+
+def _run_task(func: Callable[..., Any], kind: int, payload: Any) -> Any:
+    if kind == _ONE:
+        return func(payload)
+    if kind == _MAP:
+        return list(map(func, payload))
+    if kind == _STARMAP:
+        return list(itertools.starmap(func, payload))
+    args, kwds = payload
+    return func(*args, **kwds)
+
+
+def _chunks(iterable: Iterable[Any], size: int) -> Iterator[tuple]:
+    it = iter(iterable)
+    while True:
+        chunk = tuple(itertools.islice(it, size))
+        if not chunk:
+            return
+        yield chunk
+
+
+#
+# The worker process
+#
+
+
+class _UnloadableFunction:
+    """Stands in for a call's function that could not be unpickled in the worker."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    def __call__(self, *args: Any, **kwds: Any) -> Any:
+        raise self.error
+
+
+def worker(
+    tasks: Any,
+    results: Any,
+    initializer: Callable[..., Any] | None = None,
+    initargs: Iterable[Any] = (),
+    maxtasks: int | None = None,
+    wrap_exception: bool = True,
+) -> None:
+    """The loop a pool's worker process runs.
+
+    Args:
+        tasks: Connection the task frames arrive on.
+        results: Connection the results go back on, in the order of the tasks.
+        initializer, initargs: Called once, before the first task.
+        maxtasks: Exit after this many tasks (None: never).
+        wrap_exception: Send exceptions with their traceback (as ``__cause__``).
+    """
+    serializers: dict[int, reduction.Serializer] = {}
+
+    def serializer(code: int) -> reduction.Serializer:
+        found = serializers.get(code)
+        if found is None:
+            found = serializers[code] = reduction.get_serializer(_SERIALIZER_NAMES.get(code))
+        return found
+
+    def wrap(exc: BaseException) -> Any:
+        return ExceptionWithTraceback(exc, exc.__traceback__) if wrap_exception else exc
+
+    def send(code: int, ok: Any, value: Any) -> None:
+        try:
+            data = serializer(code).dumps((ok, value))
+        except Exception as e:  # noqa: BLE001 - any failure becomes the task's error
+            inner = value.exc if isinstance(value, ExceptionWithTraceback) else value
+            wrapped = MaybeEncodingError(e, inner)
+            util.debug("possible encoding error while sending result: %s", wrapped)
+            data = serializer(code).dumps((False, wrapped))
+        results.send_bytes(data)
+
+    results.send_bytes(_MSG_STARTED)
+    if initializer is not None:
+        try:
+            initializer(*initargs)
+        except Exception as e:  # noqa: BLE001 - reported to the parent, which breaks the pool
+            send(_DEFAULT_SERIALIZER_CODE, None, ExceptionWithTraceback(e, e.__traceback__))
+            return
+    results.send_bytes(_MSG_READY)
+
+    functions: collections.OrderedDict[int, tuple[Any, int]] = collections.OrderedDict()
+    completed = 0
+    while maxtasks is None or completed < maxtasks:
+        try:
+            frame = tasks.recv_bytes()
+        except (EOFError, OSError):
+            util.debug("worker got EOFError or OSError -- exiting")
+            break
+        if not frame:
+            util.debug("worker got sentinel -- exiting")
+            break
+        view = memoryview(frame)
+        job, kind, code, flen = _TASK_HEADER.unpack_from(view)
+        start = _TASK_HEADER.size
+        try:
+            if kind == _APPLY:
+                func, args, kwds = reduction.loads(view[start:])
+                payload: Any = (args, kwds)
+            else:
+                if flen:
+                    # A new call: keep its function, evicting the oldest one
+                    # exactly as the coordinator's mirror of this cache does.
+                    try:
+                        entry = reduction.loads(view[start : start + flen])
+                    except Exception as e:  # noqa: BLE001 - every task of the call gets it
+                        entry = _UnloadableFunction(e)
+                    if len(functions) >= _FUNCTION_CACHE_SIZE:
+                        functions.popitem(last=False)
+                    functions[job] = entry
+                    start += flen
+                func = functions[job]
+                payload = reduction.loads(view[start:])
+            result: tuple[bool, Any] = (True, _run_task(func, kind, payload))
+        except Exception as e:  # noqa: BLE001 - the task's error, sent to the caller
+            result = (False, wrap(e))
+        send(code, *result)
+        frame = view = func = payload = result = None  # type: ignore[assignment]
+        completed += 1
+    util.debug("worker exiting after %d tasks", completed)
+
+
+#
+# Results
+#
+
+
+class _PoolCache(dict):
+    """Pending results by call id; tells the coordinator when it becomes empty."""
+
+    def __init__(self, *args: Any, notifier: Callable[[], None] | None = None, **kwds: Any):
+        self.notifier = notifier
+        super().__init__(*args, **kwds)
+
+    def __delitem__(self, item: Any) -> None:
+        super().__delitem__(item)
+        if not self and self.notifier is not None:
+            self.notifier()
+
+
+_job_counter = itertools.count()
+
+
+def _report_callback_error(callback: Any) -> None:
+    # A callback runs in a pool thread: its exception cannot reach the caller,
+    # and must not stop the pool.  Print it as an unhandled thread error would be.
+    sys.stderr.write(f"Exception in callback {_short_repr(callback)} of a pool task:\n")
+    traceback.print_exc()
+
+
+class ApplyResult:
+    """The pending result of ``apply_async()`` (also ``AsyncResult``)."""
+
+    def __init__(self, pool: Any, callback: Any, error_callback: Any) -> None:
+        self._pool = pool
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._job = next(_job_counter)
+        self._cache = pool._cache
+        self._callback = callback
+        self._error_callback = error_callback
+        self._settled = False
+        self._cache[self._job] = self
+
+    def ready(self) -> bool:
+        """True once the call has completed (successfully or not)."""
+        return self._event.is_set()
+
+    def successful(self) -> bool:
+        """True if the call completed without raising.
+
+        Raises:
+            ValueError: the result is not ready yet.
+        """
+        if not self.ready():
+            raise ValueError(f"{self!r} not ready")
+        return self._success
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait until the result is ready, or ``timeout`` seconds have passed."""
+        self._event.wait(timeout)
+
+    def get(self, timeout: float | None = None) -> Any:
+        """Return the result, or raise the call's exception.
+
+        Raises:
+            multiprocess.TimeoutError: not ready within ``timeout`` seconds.
+        """
+        self.wait(timeout)
+        if not self.ready():
+            raise TimeoutError
+        if self._success:
+            return self._value
+        raise self._value
+
+    def _set(self, i: int, obj: tuple[bool, Any]) -> None:
+        with self._lock:
+            if self._settled:
+                return
+            self._settled = True
+            self._success, self._value = obj
+        self._run_callbacks()
+
+    def _run_callbacks(self) -> None:
+        callback = self._callback if self._success else self._error_callback
+        if callback is not None:
+            try:
+                callback(self._value)
+            except Exception:  # noqa: BLE001 - see _report_callback_error
+                _report_callback_error(callback)
+        self._event.set()
+        self._forget()
+        self._pool = None
+
+    def _forget(self) -> None:
+        # del (not pop) so that an emptied cache notifies the coordinator.
+        try:
+            del self._cache[self._job]
+        except KeyError:
+            pass
+
+    def _tasks_ended(self, count: int) -> None:
+        """The call's tasks ran out after ``count`` of them (see MapResult)."""
+
+    def _abandon(self, exc: BaseException) -> None:
+        """Fail the result with ``exc`` if it is still pending."""
+        self._set(0, (False, exc))
+
+    __class_getitem__ = classmethod(types.GenericAlias)
+
+
+AsyncResult = ApplyResult
+
+
+class MapResult(ApplyResult):
+    """The pending result of ``map_async()`` and ``starmap_async()``.
+
+    Ready when every chunk has come back; if any failed, ``get()`` raises the
+    first error.
+    """
+
+    def __init__(
+        self, pool: Any, chunksize: int, length: int, callback: Any, error_callback: Any
+    ) -> None:
+        ApplyResult.__init__(self, pool, callback, error_callback=error_callback)
+        self._success = True
+        self._value: Any = [None] * length
+        self._chunksize = chunksize
+        if chunksize <= 0:
+            self._number_left = self._planned = 0
+            self._event.set()
+            self._forget()
+        else:
+            self._number_left = self._planned = length // chunksize + bool(length % chunksize)
+
+    def _set(self, i: int, success_result: tuple[bool, Any]) -> None:
+        success, result = success_result
+        with self._lock:
+            if self._number_left <= 0:
+                return
+            self._number_left -= 1
+            if success and self._success:
+                self._value[i * self._chunksize : (i + 1) * self._chunksize] = result
+            elif not success and self._success:
+                # Keep the first error only.
+                self._success = False
+                self._value = result
+            done = self._number_left == 0
+        if done:
+            self._run_callbacks()
+
+    def _tasks_ended(self, count: int) -> None:
+        with self._lock:
+            missing = self._planned - count
+            if missing <= 0 or self._number_left <= 0:
+                return
+            self._planned = count
+            self._number_left -= missing
+            done = self._number_left <= 0
+        if done:
+            self._run_callbacks()
+
+    def _abandon(self, exc: BaseException) -> None:
+        with self._lock:
+            if self._number_left <= 0:
+                return
+            self._number_left = 0
+            if self._success:
+                self._success = False
+                self._value = exc
+        self._run_callbacks()
+
+
+class IMapIterator:
+    """The iterator ``imap()`` returns: results in the order of the inputs.
+
+    A task that failed yields its exception at its place (``next()`` raises
+    it); iterating further goes on with the following results.
+    """
+
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+        self._cond = threading.Condition(threading.Lock())
+        self._job = next(_job_counter)
+        self._cache = pool._cache
+        self._items: collections.deque[tuple[bool, Any]] = collections.deque()
+        self._index = 0
+        self._length: int | None = None
+        self._unsorted: dict[int, tuple[bool, Any]] = {}
+        self._cache[self._job] = self
+
+    def __iter__(self) -> IMapIterator:
+        return self
+
+    def next(self, timeout: float | None = None) -> Any:
+        """Return the next result, waiting up to ``timeout`` seconds.
+
+        Raises:
+            StopIteration: no results left.
+            multiprocess.TimeoutError: none arrived in time.
+        """
+        with self._cond:
+            try:
+                item = self._items.popleft()
+            except IndexError:
+                if self._index == self._length:
+                    self._pool = None
+                    raise StopIteration from None
+                self._cond.wait(timeout)
+                try:
+                    item = self._items.popleft()
+                except IndexError:
+                    if self._index == self._length:
+                        self._pool = None
+                        raise StopIteration from None
+                    raise TimeoutError from None
+        success, value = item
+        if success:
+            return value
+        raise value
+
+    __next__ = next
+
+    def _set(self, i: int, obj: tuple[bool, Any]) -> None:
+        with self._cond:
+            if self._length is not None and i >= self._length:
+                return  # abandoned
+            if self._index == i:
+                self._items.append(obj)
+                self._index += 1
+                while self._index in self._unsorted:
+                    self._items.append(self._unsorted.pop(self._index))
+                    self._index += 1
+                self._cond.notify()
+            else:
+                self._unsorted[i] = obj
+            if self._index == self._length:
+                self._finish()
+
+    def _finish(self) -> None:
+        # Called with the lock held.
+        self._cond.notify_all()
+        self._forget()
+        self._pool = None
+
+    def _forget(self) -> None:
+        try:
+            del self._cache[self._job]
+        except KeyError:
+            pass
+
+    def _set_length(self, length: int) -> None:
+        with self._cond:
+            self._length = length
+            if self._index == self._length:
+                self._finish()
+
+    _tasks_ended = _set_length
+
+    def _abandon(self, exc: BaseException) -> None:
+        with self._cond:
+            if self._length is not None and self._index >= self._length:
+                return
+            self._unsorted.clear()
+            self._items.append((False, exc))
+            self._index += 1
+            self._length = self._index
+            self._finish()
+
+
+class IMapUnorderedIterator(IMapIterator):
+    """The iterator ``imap_unordered()`` returns: results as they come."""
+
+    def _set(self, i: int, obj: tuple[bool, Any]) -> None:
+        with self._cond:
+            if self._length is not None and self._index >= self._length:
+                return
+            self._items.append(obj)
+            self._index += 1
+            self._cond.notify()
+            if self._index == self._length:
+                self._finish()
+
+
+#
+# Calls and their tasks
+#
+
+
+class _Job:
+    """One call (apply_async, map, imap...): its result, function and inputs.
+
+    ``draw()`` hands out the call's tasks one at a time, lazily, so that an
+    imap over a generator reads it only as fast as the workers go.  If the
+    inputs raise, the error takes the place of the next task and the call ends.
+    """
+
+    __slots__ = (
+        "_next",
+        "_payloads",
+        "_started",
+        "api",
+        "chunksize",
+        "done",
+        "fbytes",
+        "func",
+        "id",
+        "kind",
+        "result",
+        "serializer",
+    )
+
+    def __init__(
+        self,
+        result: Any,
+        func: Callable[..., Any],
+        kind: int,
+        payloads: Iterable[Any],
+        api: str,
+        chunksize: int = 1,
+        serializer: reduction.Serializer | None = None,
+    ) -> None:
+        self.id = result._job
+        self.result = result
+        self.func = func
+        self.kind = kind
+        self.serializer = serializer
+        self.api = api
+        self.chunksize = chunksize
+        self._payloads: Any = payloads
+        self._next = 0
+        self._started = False
+        self.done = False
+        self.fbytes: bytes | None = None
+
+    def draw(self) -> tuple[int, Any] | None:
+        """Return ``(index, payload)`` of the next task, or None when there are no more."""
+        if self._payloads is None:
+            return None
+        index = self._next
+        try:
+            if not self._started:
+                # iter() here, not in the caller: its errors are the first task's.
+                self._started = True
+                self._payloads = iter(self._payloads)
+            payload = next(self._payloads)
+        except StopIteration:
+            self.end(index)
+            return None
+        except Exception as e:  # noqa: BLE001 - the inputs' error is the caller's
+            self.fail(index, e)
+            return None
+        self._next = index + 1
+        return index, payload
+
+    def end(self, count: int) -> None:
+        self._payloads = None
+        self.done = True
+        self.result._tasks_ended(count)
+
+    def fail(self, index: int, exc: BaseException) -> None:
+        """Fail task ``index`` with ``exc`` and issue no more tasks."""
+        self._payloads = None
+        self.done = True
+        self.result._set(index, (False, exc))
+        self.result._tasks_ended(index + 1)
+
+    def describe(self, index: int) -> str:
+        """Which part of the call task ``index`` is, for error messages."""
+        name = _callable_name(self.func)
+        if self.kind == _APPLY:
+            return f"{self.api}({name})"
+        if self.kind == _ONE:
+            return f"item {index} of the iterable passed to {self.api}({name})"
+        first = index * self.chunksize
+        return (
+            f"items {first}-{first + self.chunksize - 1} of the iterable passed "
+            f"to {self.api}({name})"
+        )
+
+
+class _Task:
+    __slots__ = ("body", "index", "job")
+
+    def __init__(self, job: _Job, index: int, body: bytes) -> None:
+        self.job = job
+        self.index = index
+        self.body = body
+
+
+def _explain_task_pickling_error(
+    job: _Job, index: int, payload: Any, exc: BaseException
+) -> BaseException:
+    """Find the argument that could not be pickled and say so."""
+    dumps = job.serializer.dumps  # type: ignore[union-attr]
+
+    def fails(obj: Any) -> bool:
+        try:
+            dumps(obj)
+        except Exception:  # noqa: BLE001 - any failure marks the culprit
+            return True
+        return False
+
+    where = job.describe(index)
+    if job.kind == _APPLY:
+        args, kwds = payload
+        if fails(job.func):
+            return _pickling_failure(exc, f"cannot serialize the function of {where}")
+        for i, arg in enumerate(args):
+            if fails(arg):
+                return _pickling_failure(
+                    exc, f"cannot serialize argument {i} ({_short_repr(arg)}) of {where}"
+                )
+        for key, arg in kwds.items():
+            if fails(arg):
+                return _pickling_failure(
+                    exc,
+                    f"cannot serialize keyword argument {key!r} ({_short_repr(arg)}) of {where}",
+                )
+        return _pickling_failure(exc, f"cannot serialize the arguments of {where}")
+    if job.kind == _ONE:
+        return _pickling_failure(exc, f"cannot serialize {where} ({_short_repr(payload)})")
+    for offset, item in enumerate(payload):
+        if fails(item):
+            position = index * job.chunksize + offset
+            return _pickling_failure(
+                exc,
+                f"cannot serialize item {position} ({_short_repr(item)}) of the iterable "
+                f"passed to {job.api}({_callable_name(job.func)})",
+            )
+    return _pickling_failure(exc, f"cannot serialize {where}")
+
+
+#
+# The coordinator of a process pool
+#
+
+
+class _Worker:
+    """A worker process as the coordinator sees it."""
+
+    __slots__ = (
+        "assigned",
+        "busy_since",
+        "closed_in",
+        "depth",
+        "functions",
+        "gone",
+        "outstanding",
+        "pid",
+        "process",
+        "ready",
+        "results",
+        "started",
+        "tasks",
+        "unread",
+    )
+
+    def __init__(self, process: Any, tasks: Any, results: Any) -> None:
+        self.process = process
+        self.pid: int | None = None
+        self.tasks = tasks  # parent's write end of the task pipe
+        self.results = results  # parent's read end of the result pipe
+        # Tasks sent and not answered, oldest first, with their frame sizes:
+        # the first is the one the worker is running.
+        self.outstanding: collections.deque[tuple[_Task, int]] = collections.deque()
+        self.unread = 0  # bytes of the outstanding frames
+        self.started = False  # reached the worker() function
+        self.ready = False  # initializer done
+        self.assigned = 0
+        self.functions: collections.OrderedDict[int, None] = collections.OrderedDict()
+        self.busy_since = 0.0
+        self.depth = 1  # how many tasks it may hold (see _Coordinator._room)
+        self.closed_in = False  # no more tasks will be sent
+        self.gone = False  # its result pipe reached EOF
+
+
+class _Coordinator:
+    """Owns a process pool's workers and tasks; see the module docstring.
+
+    Runs two threads: ``_feed`` turns calls into pickled tasks, ``_run`` gives
+    them to workers, collects results and handles workers that exit.  All
+    worker bookkeeping happens on the ``_run`` thread; callers talk to it
+    through ``submit``, ``close``, ``terminate`` and ``join``.
+    """
+
+    def __init__(
+        self,
+        ctx: Any,
+        process_factory: Callable[..., Any],
+        processes: int,
+        initializer: Callable[..., Any] | None,
+        initargs: Iterable[Any],
+        maxtasks: int | None,
+        wrap_exception: bool,
+        cache: _PoolCache,
+    ) -> None:
+        self._ctx = ctx
+        self._process_factory = process_factory
+        self._processes = processes
+        self._initializer = initializer
+        self._initargs = initargs
+        self._maxtasks = maxtasks
+        self._wrap_exception = wrap_exception
+        self._cache = cache
+        self.pool: list[Any] = []  # the live worker Process objects (Pool._pool)
+        self._workers: dict[int, _Worker] = {}  # by sentinel fd
+
+        # Calls not yet fully drawn, and the pickled tasks ready to send.
+        self._cond = threading.Condition(threading.Lock())
+        self._jobs: collections.deque[_Job] = collections.deque()
+        self._ready: collections.deque[_Task] = collections.deque()
+        self._ready_high = max(16, 4 * processes)
+        self._fed_bytes = 0  # written by the feeder only
+        self._sent_bytes = 0  # written by the coordinator only
+        self._feeder_waiting = False
+
+        self._accepting = True
+        self._closing = False
+        self._terminating = False
+        self._feeder_done = False
+        self._stopping_workers = False
+        self.broken: BrokenPoolError | None = None
+        self._startup_deaths = 0
+        self._last_pid: int | None = None
+        self._last_exitcode: int | None = None
+
+        # A self-pipe wakes the coordinator; writes are skipped while one is pending.
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._wake_pending = False
+        self._wake_lock = threading.Lock()  # against writing to a closed (reused) fd
+        self._thread: threading.Thread | None = None
+        self._feeder: threading.Thread | None = None
+        # Forked children (our workers included) must not keep our ends of the
+        # pipes open, or a worker would not see EOF when the parent dies.
+        util.register_after_fork(self, _Coordinator._close_in_child)
+
+    # -- called from any thread ---------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="PoolCoordinator", daemon=True)
+        self._feeder = threading.Thread(target=self._feed, name="PoolFeeder", daemon=True)
+        self._thread.start()
+        self._feeder.start()
+
+    def submit(self, job: _Job) -> None:
+        with self._cond:
+            if self._accepting:
+                self._jobs.append(job)
+                self._cond.notify()
+                return
+            exc = self._refusal()
+        job.result._abandon(exc)
+
+    def _refusal(self) -> BaseException:
+        if self.broken is not None:
+            return self._broken_error()
+        if self._terminating:
+            return PoolTerminatedError("the pool was terminated")
+        return ValueError("Pool not running")
+
+    def _broken_error(self) -> BrokenPoolError:
+        assert self.broken is not None
+        error = BrokenPoolError(*self.broken.args)
+        error.__cause__ = self.broken.__cause__
+        return error
+
+    def wake(self) -> None:
+        if not self._wake_pending:
+            self._wake_pending = True
+            with self._wake_lock:
+                if self._wake_w >= 0:
+                    try:
+                        os.write(self._wake_w, b"\0")
+                    except OSError:
+                        pass  # full: it wakes up anyway
+
+    def close(self) -> None:
+        with self._cond:
+            self._accepting = False
+            self._closing = True
+            self._cond.notify_all()
+        self.wake()
+
+    def terminate(self) -> None:
+        """Stop now: kill the workers and fail every pending task.
+
+        Returns once that is done, unless called from one of the pool's own
+        threads (a callback), where the coordinator finishes it after the
+        callback returns.
+        """
+        util.debug("terminating pool")
+        with self._cond:
+            self._accepting = False
+            self._terminating = True
+            self._cond.notify_all()
+        self.wake()
+        current = threading.current_thread()
+        if self._thread is None:
+            # Never started (Pool.__init__ failed): clean up here.
+            self._kill_workers()
+            self._close_fds()
+            return
+        if current is not self._thread and current is not self._feeder:
+            self._thread.join()
+            if self._feeder is not None and self._feeder.is_alive():
+                # It may be inside the caller's own iterable; don't wait long.
+                self._feeder.join(_TERMINATE_GRACE)
+
+    def join(self) -> None:
+        current = threading.current_thread()
+        for thread in (self._thread, self._feeder):
+            if thread is not None and thread is not current:
+                if thread is self._feeder and self._terminating:
+                    thread.join(_TERMINATE_GRACE)
+                else:
+                    thread.join()
+        for p in list(self.pool):
+            p.join()
+
+    def start_workers(self) -> None:
+        """Start workers until there are ``processes`` of them (caller's thread, at init)."""
+        while len(self.pool) < self._processes:
+            self._start_worker()
+
+    # -- the feeder thread ----------------------------------------------------
+
+    def _feed(self) -> None:
+        try:
+            while True:
+                with self._cond:
+                    while True:
+                        if self._terminating or self.broken is not None:
+                            return
+                        if (
+                            self._jobs
+                            and len(self._ready) < self._ready_high
+                            and (self._fed_bytes - self._sent_bytes < 64 << 20)
+                        ):
+                            break
+                        if self._closing and not self._jobs:
+                            return
+                        self._feeder_waiting = True
+                        self._cond.wait()
+                        self._feeder_waiting = False
+                    job = self._jobs[0]
+                # Outside the lock: this runs the caller's iterable and pickler.
+                self._feed_job(job)
+                if job.done:
+                    with self._cond:
+                        if self._jobs and self._jobs[0] is job:
+                            self._jobs.popleft()
+                job = None  # type: ignore[assignment]
+        except BaseException as e:  # noqa: BLE001 - never leave callers waiting
+            self._internal_error(e)
+        finally:
+            with self._cond:
+                self._feeder_done = True
+                self._feeder_waiting = False
+            self.wake()
+
+    def _feed_job(self, job: _Job) -> None:
+        while not job.done and len(self._ready) < self._ready_high:
+            if self._terminating:
+                return
+            drawn = job.draw()
+            if drawn is None:
+                return
+            index, payload = drawn
+            task = self._pickle_task(job, index, payload)
+            drawn = payload = None
+            if task is not None:
+                self._fed_bytes += len(task.body)
+                self._ready.append(task)
+                self.wake()
+
+    def _pickle_task(self, job: _Job, index: int, payload: Any) -> _Task | None:
+        dumps = job.serializer.dumps  # type: ignore[union-attr]
+        if job.kind == _APPLY:
+            try:
+                args, kwds = payload
+                body = dumps((job.func, args, kwds))
+            except Exception as e:  # noqa: BLE001 - the task's error
+                job.result._set(
+                    index, (False, _explain_task_pickling_error(job, index, payload, e))
+                )
+                return None
+            return _Task(job, index, body)
+        if job.fbytes is None:
+            try:
+                job.fbytes = dumps(job.func)  # once per call
+            except Exception as e:  # noqa: BLE001 - the whole call fails
+                name = _callable_name(job.func)
+                job.fail(
+                    index,
+                    _pickling_failure(
+                        e, f"cannot serialize the function {name} passed to {job.api}()"
+                    ),
+                )
+                return None
+        try:
+            body = dumps(payload)
+        except Exception as e:  # noqa: BLE001 - the task's error
+            job.result._set(index, (False, _explain_task_pickling_error(job, index, payload, e)))
+            return None
+        return _Task(job, index, body)
+
+    # -- the coordinator thread -----------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while True:
+                if self._terminating or self.broken is not None:
+                    break
+                self._dispatch()
+                self._check_finished()
+                if not self._workers and self._stopping_workers:
+                    break
+                fds = [self._wake_r]
+                for w in self._workers.values():
+                    fds.append(w.process.sentinel)
+                    if not w.gone:
+                        fds.append(w.results.fileno())
+                ready = set(connection.wait(fds))
+                if self._wake_r in ready:
+                    self._drain_wakeups()
+                exited = []
+                for sentinel, w in list(self._workers.items()):
+                    if not w.gone and w.results.fileno() in ready:
+                        self._receive(w)
+                    if sentinel in ready:
+                        exited.append(w)
+                for w in exited:
+                    self._on_exit(w)
+                exited = ready = None  # type: ignore[assignment]
+                self._maintain()
+        except BaseException as e:  # noqa: BLE001 - never leave callers waiting
+            self._internal_error(e)
+        finally:
+            self._shutdown()
+
+    def _drain_wakeups(self) -> None:
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+        # Cleared after reading: a wake() between the two wrote nothing, and
+        # what it announced is handled by the loop that follows.
+        self._wake_pending = False
+
+    def _room(self, w: _Worker, size: int) -> bool:
+        """Whether ``w`` may be sent a task frame of ``size`` bytes now."""
+        if not w.ready or w.closed_in or w.gone:
+            return False
+        if not w.outstanding:
+            return True  # it is waiting for a task, reading its pipe
+        # A busy worker only gets what fits in the pipe's buffer, and only
+        # if its tasks are short (else tasks would queue behind long ones).
+        return len(w.outstanding) < w.depth and w.unread + size <= _PIPELINE_BUDGET
+
+    def _dispatch(self) -> None:
+        ready = self._ready
+        workers = list(self._workers.values())
+        while ready:
+            task = ready[0]
+            size = len(task.body) + _TASK_HEADER.size + 16
+            best = None
+            for w in workers:
+                if self._room(w, size) and (
+                    best is None or len(w.outstanding) < len(best.outstanding)
+                ):
+                    best = w
+                    if not w.outstanding:
+                        break
+            if best is None:
+                break
+            ready.popleft()
+            self._send(best, task, size)
+        if len(ready) <= self._ready_high // 2 and not self._feeder_done:
+            # Under the lock: the feeder sets the flag and waits atomically.
+            with self._cond:
+                if self._feeder_waiting:
+                    self._cond.notify()
+
+    def _send(self, w: _Worker, task: _Task, size: int) -> None:
+        job = task.job
+        fbytes = b""
+        if job.kind != _APPLY and job.id not in w.functions:
+            fbytes = job.fbytes  # type: ignore[assignment]
+            if len(w.functions) >= _FUNCTION_CACHE_SIZE:
+                w.functions.popitem(last=False)
+            w.functions[job.id] = None
+        code = _SERIALIZER_CODES.get(job.serializer.name, _DEFAULT_SERIALIZER_CODE)  # type: ignore[union-attr]
+        header = _TASK_HEADER.pack(job.id, job.kind, code, len(fbytes))
+        size += len(fbytes)
+        try:
+            _write_frame(w.tasks.fileno(), (header, fbytes, task.body))
+        except OSError:
+            # The worker is gone (EPIPE); its sentinel will tell.  The task
+            # never reached it: give it to another worker.
+            w.closed_in = True
+            w.functions.clear()
+            self._ready.appendleft(task)
+            return
+        if not w.outstanding:
+            w.busy_since = time.monotonic()
+        w.outstanding.append((task, size))
+        w.unread += size
+        w.assigned += 1
+        self._sent_bytes += len(task.body)
+        if self._maxtasks is not None and w.assigned >= self._maxtasks:
+            w.closed_in = True  # it exits by itself after this task
+
+    def _receive(self, w: _Worker) -> None:
+        """Read what ``w`` sent: control messages and results."""
+        while True:
+            try:
+                data = w.results.recv_bytes()
+            except (EOFError, OSError):
+                w.gone = True  # exited or exiting: its sentinel will fire
+                return
+            self._on_message(w, data)
+            data = None  # type: ignore[assignment]
+            if not w.outstanding or not w.results.poll(0):
+                return
+
+    def _on_message(self, w: _Worker, data: bytes) -> None:
+        if data == _MSG_STARTED:
+            w.started = True
+            return
+        if data == _MSG_READY:
+            w.ready = True
+            self._startup_deaths = 0
+            return
+        try:
+            ok, value = reduction.loads(data)
+        except Exception as e:  # noqa: BLE001 - the task's error
+            if not w.ready:
+                self._break_initializer(w, e)
+                return
+            if not w.outstanding:
+                util.sub_warning("pool worker %s sent an unreadable message: %r", w.pid, e)
+                return
+            error = ResultUnpicklingError(e)
+            error.__cause__ = e
+            ok, value = False, error
+        if ok is None:
+            self._break_initializer(w, value)
+            return
+        task, size = w.outstanding.popleft()
+        w.unread -= size
+        now = time.monotonic()
+        # Let a worker hold several tasks only while its tasks are short.
+        elapsed = now - w.busy_since
+        w.depth = 8 if elapsed < 0.001 else 2 if elapsed < 0.01 else 1
+        w.busy_since = now
+        task.job.result._set(task.index, (ok, value))
+
+    def _on_exit(self, w: _Worker) -> None:
+        """``w`` has exited: account for its tasks and forget it."""
+        if not w.gone:
+            while w.results.poll(0):  # results it sent before dying
+                try:
+                    data = w.results.recv_bytes()
+                except (EOFError, OSError):
+                    break
+                self._on_message(w, data)
+            data = None  # type: ignore[assignment]
+        process = w.process
+        process.join(_TERMINATE_GRACE)
+        exitcode = process.exitcode
+        del self._workers[process.sentinel]
+        try:
+            self.pool.remove(process)
+        except ValueError:
+            pass
+        for conn in (w.tasks, w.results):
+            conn.close()
+        util.debug("pool worker %s exited with %s", w.pid, exitcode)
+        outstanding = w.outstanding
+        if outstanding and w.ready and not self._terminating:
+            task, _size = outstanding.popleft()
+            task.job.result._set(task.index, (False, _worker_death_error(w.pid, exitcode)))
+        # The others never started: they go to other workers, in order.
+        for task, _size in reversed(outstanding):
+            self._sent_bytes -= len(task.body)
+            self._ready.appendleft(task)
+        outstanding.clear()
+        if (
+            not w.ready
+            and self.broken is None
+            and not self._terminating
+            and not self._stopping_workers
+        ):
+            self._startup_deaths += 1
+            self._last_pid, self._last_exitcode = w.pid, exitcode
+            if self._startup_deaths >= _MAX_STARTUP_DEATHS:
+                self._break_startup(w.started)
+
+    def _maintain(self) -> None:
+        """Replace workers that exited, while there is or may be work."""
+        if self._terminating or self.broken is not None or self._stopping_workers:
+            return
+        while len(self._workers) < self._processes:
+            try:
+                self._start_worker()
+            except Exception as e:  # noqa: BLE001 - cannot start processes: give up
+                error = BrokenPoolError(f"the pool could not start a worker process: {e!r}")
+                error.__cause__ = e
+                self._break(error)
+                return
+
+    def _check_finished(self) -> None:
+        """After close(): once every call is done, ask the workers to exit."""
+        if self._stopping_workers or not self._closing or not self._feeder_done:
+            return
+        if self._cache or self._ready:
+            return
+        self._stopping_workers = True
+        for w in self._workers.values():
+            if not w.closed_in:
+                w.closed_in = True
+                try:
+                    _write_frame(w.tasks.fileno(), ())
+                except OSError:
+                    pass
+
+    def _start_worker(self) -> None:
+        task_r, task_w = connection.Pipe(duplex=False)
+        result_r, result_w = connection.Pipe(duplex=False)
+        try:
+            process = self._process_factory(
+                self._ctx,
+                target=worker,
+                args=(
+                    task_r,
+                    result_w,
+                    self._initializer,
+                    self._initargs,
+                    self._maxtasks,
+                    self._wrap_exception,
+                ),
+            )
+            process.name = process.name.replace("Process", "PoolWorker")
+            process.daemon = True
+            w = _Worker(process, task_w, result_r)
+            self.pool.append(process)
+            try:
+                process.start()
+            except BaseException:
+                self.pool.remove(process)
+                raise
+        except BaseException:
+            for conn in (task_w, result_r):
+                conn.close()
+            raise
+        finally:
+            task_r.close()
+            result_w.close()
+        w.pid = getattr(process, "pid", None)
+        sentinel = getattr(process, "sentinel", None)
+        if sentinel is not None:
+            self._workers[sentinel] = w
+        else:  # a stand-in Process without a sentinel (tests)
+            self._workers[-id(w)] = w
+        util.debug("added worker")
+
+    # -- failures ---------------------------------------------------------------
+
+    def _break_initializer(self, w: _Worker, exc: BaseException) -> None:
+        name = _callable_name(self._initializer)
+        error = BrokenPoolError(
+            f"the pool's initializer {name} raised {type(exc).__name__}: {exc} "
+            f"(in worker pid {w.pid}). Every pending and future task of this pool "
+            f"fails; fix the initializer (its error is the cause below) and make a new pool."
+        )
+        error.__cause__ = exc
+        self._break(error)
+
+    def _break_startup(self, reached_worker_code: bool) -> None:
+        code, hint = _describe_exitcode(self._last_exitcode)
+        if reached_worker_code:
+            cause = (
+                f"they died while running the pool's initializer "
+                f"{_callable_name(self._initializer)}"
+            )
+        else:
+            cause = (
+                "they died before reaching the pool's worker code: a child started "
+                "with 'spawn' or 'forkserver' imports the main module and unpickles "
+                "the initializer and its arguments first, so an import error or an "
+                "object that cannot be unpickled there ends it (the worker's "
+                "traceback is on stderr)"
+            )
+        message = (
+            f"the pool's worker processes keep dying while they start "
+            f"({self._startup_deaths} in a row, the last one pid {self._last_pid} with "
+            f"{code}): {cause}."
+        )
+        if hint and self._last_exitcode is not None and self._last_exitcode < 0:
+            message += " " + hint
+        message += " The pool stops starting workers; pending and future tasks fail."
+        self._break(BrokenPoolError(message))
+
+    def _break(self, error: BrokenPoolError) -> None:
+        if self.broken is not None:
+            return
+        util.sub_warning("pool broken: %s", error)
+        with self._cond:
+            self.broken = error
+            self._accepting = False
+            jobs = list(self._jobs)
+            self._jobs.clear()
+            self._cond.notify_all()
+        # The coordinator thread kills the workers (see _run and _shutdown).
+        self._ready.clear()
+        self._fail_pending(self._broken_error)
+        for job in jobs:
+            job.result._abandon(self._broken_error())
+        self.wake()
+
+    def _internal_error(self, exc: BaseException) -> None:
+        traceback.print_exc()
+        error = BrokenPoolError(f"internal error in the pool: {exc!r}")
+        error.__cause__ = exc
+        try:
+            self._break(error)
+        except BaseException:  # noqa: BLE001 - last resort
+            self._fail_pending(lambda: error)
+
+    def _fail_pending(self, make_error: Callable[[], BaseException]) -> None:
+        for result in list(self._cache.values()):
+            result._abandon(make_error())
+
+    def _kill_workers(self) -> None:
+        """SIGTERM every worker, SIGKILL those still there after a grace period, reap all."""
+        workers = list(self._workers.values())
+        for w in workers:
+            if w.process.exitcode is None:
+                w.process.terminate()
+        deadline = time.monotonic() + _TERMINATE_GRACE
+        pending = [w for w in workers if hasattr(w.process, "sentinel")]
+        while pending:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            gone = set(connection.wait([w.process.sentinel for w in pending], remaining))
+            pending = [w for w in pending if w.process.sentinel not in gone]
+        for w in pending:
+            w.process.kill()
+        for w in workers:
+            w.process.join()
+            for conn in (w.tasks, w.results):
+                conn.close()
+            try:
+                self.pool.remove(w.process)
+            except ValueError:
+                pass
+        self._workers.clear()
+
+    def _shutdown(self) -> None:
+        if self._terminating or self.broken is not None:
+            self._kill_workers()
+            self._ready.clear()
+            with self._cond:
+                jobs = list(self._jobs)
+                self._jobs.clear()
+                self._accepting = False
+                self._cond.notify_all()
+            make_error = (
+                self._broken_error
+                if self.broken is not None
+                else lambda: PoolTerminatedError(
+                    "the pool was terminated before this task finished"
+                )
+            )
+            self._fail_pending(make_error)
+            for job in jobs:
+                job.result._abandon(make_error())
+        self._close_fds()
+
+    def _close_fds(self) -> None:
+        with self._wake_lock:
+            for fd in (self._wake_r, self._wake_w):
+                if fd >= 0:
+                    os.close(fd)
+            self._wake_r = self._wake_w = -1
+
+    def _close_in_child(self) -> None:
+        # In a forked child: close our ends of every pipe (util.register_after_fork).
+        self._wake_lock = threading.Lock()
+        for w in self._workers.values():
+            w.tasks.close()
+            w.results.close()
+        self._close_fds()
+
+
+def _write_frame(fd: int, parts: Iterable[Any]) -> None:
+    """Write one message in the Connection wire format (length, then the parts)."""
+    parts = [p for p in parts if len(p)]
+    size = sum(len(p) for p in parts)
+    if size > 0x7FFFFFFF:
+        prefix = _LENGTH.pack(-1) + _LONG_LENGTH.pack(size)
+    else:
+        prefix = _LENGTH.pack(size)
+    if size <= 65536:
+        data = memoryview(b"".join([prefix, *parts]))
+        while data:
+            data = data[os.write(fd, data) :]
+        return
+    views = [memoryview(prefix)] + [memoryview(p).cast("B") for p in parts]
+    while views:
+        written = os.writev(fd, views[:512])
+        while written:
+            first = views[0]
+            if written >= first.nbytes:
+                written -= first.nbytes
+                views.pop(0)
+            else:
+                views[0] = first[written:]
+                written = 0
+
+
+#
+# The coordinator of a thread pool
+#
+
+
+class _ThreadCoordinator:
+    """Runs a ThreadPool: worker threads draw tasks from the calls themselves."""
+
+    def __init__(
+        self,
+        processes: int,
+        initializer: Callable[..., Any] | None,
+        initargs: Iterable[Any],
+        wrap_exception: bool,
+        cache: _PoolCache,
+    ) -> None:
+        self._processes = processes
+        self._initializer = initializer
+        self._initargs = initargs
+        self._cache = cache
+        self.pool: list[Any] = []
+        self._cond = threading.Condition(threading.Lock())
+        self._draw_lock = threading.Lock()
+        self._jobs: collections.deque[_Job] = collections.deque()
+        self._accepting = True
+        self._closing = False
+        self._terminating = False
+        self.broken: BrokenPoolError | None = None
+
+    def start_workers(self) -> None:
+        from .dummy import DummyProcess
+
+        while len(self.pool) < self._processes:
+            t = DummyProcess(target=self._work)
+            t.name = t.name.replace("Process", "PoolWorker")
+            t.daemon = True
+            t.start()
+            self.pool.append(t)
+
+    def start(self) -> None:
+        pass
+
+    def wake(self) -> None:
+        pass
+
+    def submit(self, job: _Job) -> None:
+        with self._cond:
+            if self._accepting:
+                self._jobs.append(job)
+                self._cond.notify()
+                return
+        if self.broken is not None:
+            exc: BaseException = self._broken_error()
+        elif self._terminating:
+            exc = PoolTerminatedError("the pool was terminated")
+        else:
+            exc = ValueError("Pool not running")
+        job.result._abandon(exc)
+
+    def _broken_error(self) -> BrokenPoolError:
+        assert self.broken is not None
+        error = BrokenPoolError(*self.broken.args)
+        error.__cause__ = self.broken.__cause__
+        return error
+
+    def close(self) -> None:
+        with self._cond:
+            self._accepting = False
+            self._closing = True
+            self._cond.notify_all()
+
+    def terminate(self) -> None:
+        """Fail pending tasks and stop the threads after their current task (no waiting)."""
+        with self._cond:
+            self._accepting = False
+            self._terminating = True
+            jobs = list(self._jobs)
+            self._jobs.clear()
+            self._cond.notify_all()
+        error = lambda: PoolTerminatedError("the pool was terminated before this task finished")
+        for result in list(self._cache.values()):
+            result._abandon(error())
+        for job in jobs:
+            job.result._abandon(error())
+
+    def join(self) -> None:
+        current = threading.current_thread()
+        for t in list(self.pool):
+            if t is not current:
+                t.join()
+
+    def _work(self) -> None:
+        if self._initializer is not None:
+            try:
+                self._initializer(*self._initargs)
+            except BaseException as e:  # noqa: BLE001 - breaks the pool
+                self._break(e)
+                return
+        while True:
+            with self._cond:
+                while not self._jobs and not (self._closing or self._terminating or self.broken):
+                    self._cond.wait()
+                if self._terminating or self.broken is not None or not self._jobs:
+                    return
+                job = self._jobs[0]
+            with self._draw_lock:
+                drawn = job.draw()
+            if drawn is None:
+                with self._cond:
+                    if self._jobs and self._jobs[0] is job:
+                        self._jobs.popleft()
+                job = None  # type: ignore[assignment]  # (it holds the call's inputs and results)
+                continue
+            index, payload = drawn
+            try:
+                result: tuple[bool, Any] = (True, _run_task(job.func, job.kind, payload))
+            except BaseException as e:  # noqa: BLE001 - the task's error, like concurrent.futures
+                result = (False, e)
+            job.result._set(index, result)
+            job = drawn = payload = result = None  # type: ignore[assignment]
+
+    def _break(self, exc: BaseException) -> None:
+        name = _callable_name(self._initializer)
+        error = BrokenPoolError(
+            f"the pool's initializer {name} raised {type(exc).__name__}: {exc}. Every "
+            f"pending and future task of this pool fails; fix the initializer (its "
+            f"error is the cause below) and make a new pool."
+        )
+        error.__cause__ = exc
+        with self._cond:
+            if self.broken is not None:
+                return
+            self.broken = error
+            self._accepting = False
+            jobs = list(self._jobs)
+            self._jobs.clear()
+            self._cond.notify_all()
+        for result in list(self._cache.values()):
+            result._abandon(self._broken_error())
+        for job in jobs:
+            job.result._abandon(self._broken_error())
+
+
+#
+# The pools
+#
+
+
+class Pool:
+    """A pool of worker processes that run calls in parallel.
+
+    Args:
+        processes: Number of workers; None means ``os.cpu_count()``.
+        initializer: Called as ``initializer(*initargs)`` in each worker when
+            it starts.  If it raises, the pool is broken: every pending and
+            future task fails with :class:`BrokenPoolError`.
+        initargs: Arguments of ``initializer``.
+        maxtasksperchild: Each worker is replaced after this many tasks
+            (None: never).
+        context: The context whose start method and serializer the pool uses
+            (None: the default context).
+
+    A worker that dies fails the task it was running with
+    :class:`TerminatedWorkerError` and is replaced.  Use the pool as a context
+    manager, or ``close()`` and ``join()`` it; leaving the ``with`` block
+    calls ``terminate()``.
+    """
+
+    _wrap_exception = True
+
+    @staticmethod
+    def Process(ctx: Any, *args: Any, **kwds: Any) -> Any:
+        """Make a worker process (override to customize, as with the standard library)."""
+        return ctx.Process(*args, **kwds)
+
+    def __init__(
+        self,
+        processes: int | None = None,
+        initializer: Callable[..., Any] | None = None,
+        initargs: Iterable[Any] = (),
+        maxtasksperchild: int | None = None,
+        context: Any = None,
+    ) -> None:
+        # Set first: __del__ looks at them even if __init__ fails.
+        self._pool: list[Any] = []
+        self._state = INIT
+
+        self._ctx = context or _context._default_context.get_context()
+        self._maxtasksperchild = maxtasksperchild
+        self._initializer = initializer
+        self._initargs = initargs
+
+        if processes is None:
+            processes = os.cpu_count() or 1
+        if processes < 1:
+            raise ValueError("Number of processes must be at least 1")
+        if maxtasksperchild is not None and (
+            not isinstance(maxtasksperchild, int)
+            or isinstance(maxtasksperchild, bool)
+            or maxtasksperchild <= 0
+        ):
+            raise ValueError("maxtasksperchild must be a positive int or None")
+        if initializer is not None and not callable(initializer):
+            raise TypeError("initializer must be a callable")
+        self._processes = processes
+
+        self._cache = _PoolCache()
+        self._coordinator = self._make_coordinator()
+        self._cache.notifier = self._coordinator.wake
+        self._pool = self._coordinator.pool
+        try:
+            self._repopulate_pool()
+        except Exception:
+            for p in self._pool:
+                if p.exitcode is None:
+                    p.terminate()
+            for p in self._pool:
+                p.join()
+            self._coordinator.terminate()
+            raise
+        self._coordinator.start()
+        self._terminate = util.Finalize(self, self._coordinator.terminate, exitpriority=15)
+        self._state = RUN
+
+    def _make_coordinator(self) -> Any:
+        return _Coordinator(
+            self._ctx,
+            self.Process,
+            self._processes,
+            self._initializer,
+            self._initargs,
+            self._maxtasksperchild,
+            self._wrap_exception,
+            self._cache,
+        )
+
+    # Globals bound as defaults: __del__ may run while the interpreter shuts down.
+    def __del__(self, _warn: Callable[..., None] = warnings.warn, RUN: str = RUN) -> None:
+        if getattr(self, "_state", None) == RUN:
+            _warn(f"unclosed running multiprocessing pool {self!r}", ResourceWarning, source=self)
+
+    def __repr__(self) -> str:
+        cls = self.__class__
+        return (
+            f"<{cls.__module__}.{cls.__qualname__} state={self._state} pool_size={len(self._pool)}>"
+        )
+
+    def __reduce__(self) -> Any:
+        raise NotImplementedError("pool objects cannot be passed between processes or pickled")
+
+    def _repopulate_pool(self) -> None:
+        """Bring the number of workers up to ``processes`` (normally done by the pool itself)."""
+        if self._state == INIT:
+            self._coordinator.start_workers()
+        else:
+            self._coordinator.wake()
+
+    def _check_running(self) -> None:
+        if self._state != RUN:
+            raise ValueError("Pool not running")
+        broken = self._coordinator.broken
+        if broken is not None:
+            raise self._coordinator._broken_error()
+
+    def _submit(
+        self,
+        result: Any,
+        func: Callable[..., Any],
+        kind: int,
+        payloads: Iterable[Any],
+        api: str,
+        chunksize: int = 1,
+    ) -> None:
+        serializer = self._call_serializer()
+        self._coordinator.submit(_Job(result, func, kind, payloads, api, chunksize, serializer))
+
+    def _call_serializer(self) -> reduction.Serializer | None:
+        # Looked up at each call, so that set_serializer() applies at once.
+        return _serializer_of(self._ctx)
+
+    # -- the API ------------------------------------------------------------------
+
+    def apply(
+        self,
+        func: Callable[..., Any],
+        args: Iterable[Any] = (),
+        kwds: dict[str, Any] = {},  # noqa: B006 - the standard library's signature
+    ) -> Any:
+        """Call ``func(*args, **kwds)`` in a worker and return the result."""
+        return self.apply_async(func, args, kwds).get()
+
+    def apply_async(
+        self,
+        func: Callable[..., Any],
+        args: Iterable[Any] = (),
+        kwds: dict[str, Any] = {},  # noqa: B006 - the standard library's signature
+        callback: Callable[[Any], Any] | None = None,
+        error_callback: Callable[[BaseException], Any] | None = None,
+    ) -> ApplyResult:
+        """Start ``func(*args, **kwds)`` in a worker; return an ``AsyncResult``.
+
+        ``callback(result)`` or ``error_callback(exception)`` is called in a
+        pool thread when the call completes; keep them short.
+        """
+        self._check_running()
+        payload = (tuple(args), dict(kwds))
+        result = ApplyResult(self, callback, error_callback)
+        self._submit(result, func, _APPLY, [payload], "apply_async")
+        return result
+
+    def map(
+        self, func: Callable[..., Any], iterable: Iterable[Any], chunksize: int | None = None
+    ) -> list[Any]:
+        """Return ``[func(x) for x in iterable]``, computed by the workers in chunks."""
+        return self._map_async(func, iterable, _MAP, chunksize, api="map").get()
+
+    def map_async(
+        self,
+        func: Callable[..., Any],
+        iterable: Iterable[Any],
+        chunksize: int | None = None,
+        callback: Callable[[Any], Any] | None = None,
+        error_callback: Callable[[BaseException], Any] | None = None,
+    ) -> MapResult:
+        """Like ``map()``, returning a ``MapResult`` at once."""
+        return self._map_async(
+            func, iterable, _MAP, chunksize, callback, error_callback, "map_async"
+        )
+
+    def starmap(
+        self,
+        func: Callable[..., Any],
+        iterable: Iterable[Iterable[Any]],
+        chunksize: int | None = None,
+    ) -> list[Any]:
+        """Return ``[func(*args) for args in iterable]``, computed by the workers."""
+        return self._map_async(func, iterable, _STARMAP, chunksize, api="starmap").get()
+
+    def starmap_async(
+        self,
+        func: Callable[..., Any],
+        iterable: Iterable[Iterable[Any]],
+        chunksize: int | None = None,
+        callback: Callable[[Any], Any] | None = None,
+        error_callback: Callable[[BaseException], Any] | None = None,
+    ) -> MapResult:
+        """Like ``starmap()``, returning a ``MapResult`` at once."""
+        return self._map_async(
+            func, iterable, _STARMAP, chunksize, callback, error_callback, "starmap_async"
+        )
+
+    def _map_async(
+        self,
+        func: Callable[..., Any],
+        iterable: Iterable[Any],
+        kind: int,
+        chunksize: int | None = None,
+        callback: Any = None,
+        error_callback: Any = None,
+        api: str = "map",
+    ) -> MapResult:
+        self._check_running()
+        if not hasattr(iterable, "__len__"):
+            iterable = list(iterable)
+        length = len(iterable)  # type: ignore[arg-type]
+        if chunksize is None:
+            chunksize, extra = divmod(length, self._processes * 4)
+            if extra:
+                chunksize += 1
+        if length == 0:
+            chunksize = 0
+        result = MapResult(self, chunksize, length, callback, error_callback=error_callback)
+        if chunksize > 0:
+            self._submit(result, func, kind, _chunks(iterable, chunksize), api, chunksize)
+        return result
+
+    def imap(
+        self, func: Callable[..., Any], iterable: Iterable[Any], chunksize: int = 1
+    ) -> Iterator[Any]:
+        """Like ``map()``, but yield the results in order as they come; inputs are read lazily."""
+        self._check_running()
+        if chunksize == 1:
+            result = IMapIterator(self)
+            self._submit(result, func, _ONE, iterable, "imap")
+            return result
+        if chunksize < 1:
+            raise ValueError(f"Chunksize must be 1+, not {chunksize:n}")
+        result = IMapIterator(self)
+        self._submit(result, func, _MAP, _chunks(iterable, chunksize), "imap", chunksize)
+        return (item for chunk in result for item in chunk)
+
+    def imap_unordered(
+        self, func: Callable[..., Any], iterable: Iterable[Any], chunksize: int = 1
+    ) -> Iterator[Any]:
+        """Like ``imap()``, but yield results in the order they complete."""
+        self._check_running()
+        if chunksize == 1:
+            result = IMapUnorderedIterator(self)
+            self._submit(result, func, _ONE, iterable, "imap_unordered")
+            return result
+        if chunksize < 1:
+            raise ValueError(f"Chunksize must be 1+, not {chunksize!r}")
+        result = IMapUnorderedIterator(self)
+        self._submit(result, func, _MAP, _chunks(iterable, chunksize), "imap_unordered", chunksize)
+        return (item for chunk in result for item in chunk)
+
+    def close(self) -> None:
+        """Accept no more tasks; the workers exit once the pending ones are done."""
+        util.debug("closing pool")
+        if self._state == RUN:
+            self._state = CLOSE
+            self._coordinator.close()
+
+    def terminate(self) -> None:
+        """Stop at once: kill the workers; pending tasks fail with PoolTerminatedError."""
+        util.debug("terminating pool")
+        self._state = TERMINATE
+        self._terminate()
+
+    def join(self) -> None:
+        """Wait for the workers to exit; call ``close()`` or ``terminate()`` first."""
+        util.debug("joining pool")
+        if self._state == RUN:
+            raise ValueError("Pool is still running")
+        if self._state not in (CLOSE, TERMINATE):
+            raise ValueError("In unknown state")
+        self._coordinator.join()
+
+    def __enter__(self) -> Self:
+        self._check_running()
+        return self
+
+    def __exit__(self, exc_type: object, exc_val: object, exc_tb: object) -> None:
+        self.terminate()
+
+
+class ThreadPool(Pool):
+    """A pool with the ``Pool`` API whose workers are threads of this process.
+
+    Nothing is pickled.  ``terminate()`` cannot interrupt a running function:
+    it fails the pending tasks at once, and the threads stop after their
+    current task (``join()`` waits for that).
+    """
+
+    _wrap_exception = False
+
+    @staticmethod
+    def Process(ctx: Any, *args: Any, **kwds: Any) -> Any:
+        from .dummy import Process
+
+        return Process(*args, **kwds)
+
+    def __init__(
+        self,
+        processes: int | None = None,
+        initializer: Callable[..., Any] | None = None,
+        initargs: Iterable[Any] = (),
+    ) -> None:
+        Pool.__init__(self, processes, initializer, initargs)
+
+    def _call_serializer(self) -> reduction.Serializer | None:
+        return None  # threads share objects: nothing is pickled
+
+    def _make_coordinator(self) -> Any:
+        return _ThreadCoordinator(
+            self._processes, self._initializer, self._initargs, False, self._cache
+        )
