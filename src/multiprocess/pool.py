@@ -60,6 +60,7 @@ import collections
 import itertools
 import os
 import pickle
+import select
 import signal
 import struct
 import sys
@@ -338,6 +339,75 @@ def _chunks(iterable: Iterable[Any], size: int) -> Iterator[tuple]:
         yield chunk
 
 
+class _FrameReader:
+    """Reads frames in the ``Connection`` wire format from a blocking pipe.
+
+    Small frames that arrive together are taken with one ``read()``; a long
+    frame is read straight into a buffer of its size.  Used on both ends of a
+    pool's pipes, where messages are many and small.
+    """
+
+    __slots__ = ("buf", "fd")
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buf = b""
+
+    def pop(self) -> Any:
+        """The next complete frame already read, or None."""
+        buf = self.buf
+        n = len(buf)
+        if n < 4:
+            return None
+        (size,) = _LENGTH.unpack_from(buf)
+        start = 4
+        if size < 0:
+            if size != -1:
+                raise OSError("bad message length")
+            if n < 12:
+                return None
+            (size,) = _LONG_LENGTH.unpack_from(buf, 4)
+            start = 12
+        end = start + size
+        if end > n:
+            if size <= _READ_SIZE:
+                return None
+            # A long frame: read the rest into a buffer of its size (the peer
+            # is writing it now).
+            frame = bytearray(size)
+            have = n - start
+            frame[:have] = buf[start:]
+            self.buf = b""
+            with memoryview(frame) as view:
+                while have < size:
+                    got = os.readv(self.fd, [view[have : have + (1 << 30)]])
+                    if not got:
+                        raise EOFError("end of file in the middle of a message")
+                    have += got
+            return frame
+        self.buf = buf[end:]
+        return buf[start:end]
+
+    def fill(self) -> bool:
+        """Read what is there (blocking until something is); False at end of file."""
+        chunk = os.read(self.fd, _READ_SIZE)
+        if not chunk:
+            return False
+        self.buf = self.buf + chunk if self.buf else chunk
+        return True
+
+    def next(self) -> Any:
+        """The next frame, blocking until it is complete (EOFError at end of file)."""
+        while True:
+            frame = self.pop()
+            if frame is not None:
+                return frame
+            if not self.fill():
+                raise EOFError
+
+
+_READ_SIZE = 65536
+
 #
 # The worker process
 #
@@ -400,11 +470,12 @@ def worker(
             return
     results.send_bytes(_MSG_READY)
 
-    functions: collections.OrderedDict[int, tuple[Any, int]] = collections.OrderedDict()
+    functions: collections.OrderedDict[int, Any] = collections.OrderedDict()
+    reader = _FrameReader(tasks.fileno())
     completed = 0
     while maxtasks is None or completed < maxtasks:
         try:
-            frame = tasks.recv_bytes()
+            frame = reader.next()
         except (EOFError, OSError):
             util.debug("worker got EOFError or OSError -- exiting")
             break
@@ -412,26 +483,22 @@ def worker(
             util.debug("worker got sentinel -- exiting")
             break
         view = memoryview(frame)
-        job, kind, code, flen = _TASK_HEADER.unpack_from(view)
+        key, kind, code, flen = _TASK_HEADER.unpack_from(view)
         start = _TASK_HEADER.size
         try:
-            if kind == _APPLY:
-                func, args, kwds = reduction.loads(view[start:])
-                payload: Any = (args, kwds)
-            else:
-                if flen:
-                    # A new call: keep its function, evicting the oldest one
-                    # exactly as the coordinator's mirror of this cache does.
-                    try:
-                        entry = reduction.loads(view[start : start + flen])
-                    except Exception as e:  # noqa: BLE001 - every task of the call gets it
-                        entry = _UnloadableFunction(e)
-                    if len(functions) >= _FUNCTION_CACHE_SIZE:
-                        functions.popitem(last=False)
-                    functions[job] = entry
-                    start += flen
-                func = functions[job]
-                payload = reduction.loads(view[start:])
+            if flen:
+                # A function we have not seen: keep it, evicting the oldest one
+                # exactly as the coordinator's mirror of this cache does.
+                try:
+                    entry = reduction.loads(view[start : start + flen])
+                except Exception as e:  # noqa: BLE001 - every task using it gets the error
+                    entry = _UnloadableFunction(e)
+                if len(functions) >= _FUNCTION_CACHE_SIZE:
+                    functions.popitem(last=False)
+                functions[key] = entry
+                start += flen
+            func = functions[key]
+            payload: Any = reduction.loads(view[start:])
             result: tuple[bool, Any] = (True, _run_task(func, kind, payload))
         except Exception as e:  # noqa: BLE001 - the task's error, sent to the caller
             result = (False, wrap(e))
@@ -743,7 +810,7 @@ class _Job:
         "api",
         "chunksize",
         "done",
-        "fbytes",
+        "fentry",
         "func",
         "id",
         "kind",
@@ -772,7 +839,7 @@ class _Job:
         self._next = 0
         self._started = False
         self.done = False
-        self.fbytes: bytes | None = None
+        self.fentry: _PickledFunction | None = None
 
     def draw(self) -> tuple[int, Any] | None:
         """Return ``(index, payload)`` of the next task, or None when there are no more."""
@@ -821,12 +888,125 @@ class _Job:
 
 
 class _Task:
-    __slots__ = ("body", "index", "job")
+    __slots__ = ("body", "entry", "index", "job")
 
-    def __init__(self, job: _Job, index: int, body: bytes) -> None:
+    def __init__(self, job: _Job, index: int, body: bytes, entry: _PickledFunction) -> None:
         self.job = job
         self.index = index
-        self.body = body
+        self.body = body  # the pickled payload
+        self.entry = entry  # the pickled function
+
+
+class _PickledFunction:
+    __slots__ = ("cache_key", "data", "fingerprint", "func", "key", "uses")
+
+    def __init__(self, data: bytes, func: Any, fingerprint: tuple | None, cache_key: Any) -> None:
+        self.key = next(_job_counter)  # what workers know it by
+        self.data = data
+        self.func = func
+        self.fingerprint = fingerprint
+        self.cache_key = cache_key
+        self.uses = 1
+
+
+_NOTHING = object()
+
+
+def _fingerprint(func: Any) -> tuple | None:
+    """What a plain function's pickle depends on, for ``_PickledFunctions``.
+
+    Its code, defaults, closure contents and the globals it names (and those
+    of the plain functions among them, a few levels deep), as objects to
+    compare by identity.  None for anything but a plain function.
+    """
+    if type(func) is not types.FunctionType:
+        return None
+    out: list[Any] = []
+    seen: set[int] = set()
+
+    def collect(f: types.FunctionType, depth: int) -> None:
+        if id(f) in seen:
+            return
+        seen.add(id(f))
+        code = f.__code__
+        out.extend((f, code, f.__defaults__, f.__kwdefaults__))
+        nested = []
+        for cell in f.__closure__ or ():
+            try:
+                value = cell.cell_contents
+            except ValueError:
+                value = _NOTHING
+            out.append(value)
+            nested.append(value)
+        names_of = f.__globals__
+        codes = [code]
+        while codes:
+            c = codes.pop()
+            for name in c.co_names:
+                value = names_of.get(name, _NOTHING)
+                out.append(value)
+                nested.append(value)
+            codes.extend(k for k in c.co_consts if isinstance(k, types.CodeType))
+        if depth < 3:
+            for value in nested:
+                if type(value) is types.FunctionType:
+                    collect(value, depth + 1)
+
+    collect(func, 0)
+    return tuple(out)
+
+
+class _PickledFunctions:
+    """The pickled functions of the tasks in flight, reused while unchanged.
+
+    Pickling a lambda or a ``__main__`` function goes through dill (about 100
+    microseconds), which would dominate a burst of ``apply_async`` calls.  A
+    call whose function is the very object of a task still in flight, with
+    the same code, defaults, closure contents and globals (compared by
+    identity, see ``_fingerprint``), reuses that task's pickle; and workers
+    that already have it are not sent it again.  Once no task uses an entry
+    it is dropped, so a later call pickles the function afresh, as it is then.
+    In-place changes to a global's contents while tasks that use it are in
+    flight may therefore not reach calls made meanwhile.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[Any, _PickledFunction] = {}
+
+    def acquire(self, func: Any, serializer: reduction.Serializer) -> _PickledFunction:
+        """The pickled ``func`` for one more task (raises if it cannot be pickled)."""
+        fingerprint = _fingerprint(func)
+        cache_key = (id(func), serializer.name) if fingerprint is not None else None
+        if cache_key is not None:
+            with self._lock:
+                entry = self._entries.get(cache_key)
+                if entry is not None and _same(entry.fingerprint, fingerprint):  # type: ignore[arg-type]
+                    entry.uses += 1
+                    return entry
+        entry = _PickledFunction(serializer.dumps(func), func, fingerprint, cache_key)
+        if cache_key is not None:
+            with self._lock:
+                self._entries[cache_key] = entry
+        return entry
+
+    def retain(self, entry: _PickledFunction) -> None:
+        with self._lock:
+            entry.uses += 1
+
+    def release(self, entry: _PickledFunction) -> None:
+        with self._lock:
+            entry.uses -= 1
+            if entry.uses <= 0 and self._entries.get(entry.cache_key) is entry:
+                del self._entries[entry.cache_key]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+def _same(a: tuple, b: tuple) -> bool:
+    return len(a) == len(b) and all(x is y for x, y in zip(a, b))
 
 
 def _explain_task_pickling_error(
@@ -890,6 +1070,7 @@ class _Worker:
         "outstanding",
         "pid",
         "process",
+        "reader",
         "ready",
         "results",
         "started",
@@ -902,6 +1083,7 @@ class _Worker:
         self.pid: int | None = None
         self.tasks = tasks  # parent's write end of the task pipe
         self.results = results  # parent's read end of the result pipe
+        self.reader = _FrameReader(results.fileno())
         # Tasks sent and not answered, oldest first, with their frame sizes:
         # the first is the one the worker is running.
         self.outstanding: collections.deque[tuple[_Task, int]] = collections.deque()
@@ -951,10 +1133,11 @@ class _Coordinator:
         self._cond = threading.Condition(threading.Lock())
         self._jobs: collections.deque[_Job] = collections.deque()
         self._ready: collections.deque[_Task] = collections.deque()
-        self._ready_high = max(16, 4 * processes)
+        self._ready_high = max(64, 16 * processes)
         self._fed_bytes = 0  # written by the feeder only
         self._sent_bytes = 0  # written by the coordinator only
         self._feeder_waiting = False
+        self._functions = _PickledFunctions()
 
         self._accepting = True
         self._closing = False
@@ -971,6 +1154,8 @@ class _Coordinator:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._wake_pending = False
+        self._poller = select.poll()
+        self._poller.register(self._wake_r, select.POLLIN)
         self._wake_lock = threading.Lock()  # against writing to a closed (reused) fd
         self._thread: threading.Thread | None = None
         self._feeder: threading.Thread | None = None
@@ -1118,35 +1303,24 @@ class _Coordinator:
                 self.wake()
 
     def _pickle_task(self, job: _Job, index: int, payload: Any) -> _Task | None:
-        dumps = job.serializer.dumps  # type: ignore[union-attr]
-        if job.kind == _APPLY:
-            try:
-                args, kwds = payload
-                body = dumps((job.func, args, kwds))
-            except Exception as e:  # noqa: BLE001 - the task's error
-                job.result._set(
-                    index, (False, _explain_task_pickling_error(job, index, payload, e))
-                )
-                return None
-            return _Task(job, index, body)
-        if job.fbytes is None:
-            try:
-                job.fbytes = dumps(job.func)  # once per call
-            except Exception as e:  # noqa: BLE001 - the whole call fails
-                name = _callable_name(job.func)
-                job.fail(
-                    index,
-                    _pickling_failure(
-                        e, f"cannot serialize the function {name} passed to {job.api}()"
-                    ),
-                )
-                return None
+        serializer = job.serializer
+        assert serializer is not None
         try:
-            body = dumps(payload)
+            body = serializer.dumps(payload)
         except Exception as e:  # noqa: BLE001 - the task's error
             job.result._set(index, (False, _explain_task_pickling_error(job, index, payload, e)))
             return None
-        return _Task(job, index, body)
+        entry = job.fentry
+        if entry is None:
+            try:
+                entry = job.fentry = self._functions.acquire(job.func, serializer)  # once per call
+            except Exception as e:  # noqa: BLE001 - the whole call fails
+                where = f"{job.api}({_callable_name(job.func)})"
+                job.fail(index, _pickling_failure(e, f"cannot serialize the function of {where}"))
+                return None
+        else:
+            self._functions.retain(entry)
+        return _Task(job, index, body, entry)
 
     # -- the coordinator thread -----------------------------------------------
 
@@ -1159,12 +1333,8 @@ class _Coordinator:
                 self._check_finished()
                 if not self._workers and self._stopping_workers:
                     break
-                fds = [self._wake_r]
-                for w in self._workers.values():
-                    fds.append(w.process.sentinel)
-                    if not w.gone:
-                        fds.append(w.results.fileno())
-                ready = set(connection.wait(fds))
+                # Result pipes, worker sentinels and the wake-up pipe, together.
+                ready = {fd for fd, _event in self._poller.poll()}
                 if self._wake_r in ready:
                     self._drain_wakeups()
                 exited = []
@@ -1228,14 +1398,15 @@ class _Coordinator:
 
     def _send(self, w: _Worker, task: _Task, size: int) -> None:
         job = task.job
+        entry = task.entry
         fbytes = b""
-        if job.kind != _APPLY and job.id not in w.functions:
-            fbytes = job.fbytes  # type: ignore[assignment]
+        if entry.key not in w.functions:
+            fbytes = entry.data
             if len(w.functions) >= _FUNCTION_CACHE_SIZE:
                 w.functions.popitem(last=False)
-            w.functions[job.id] = None
+            w.functions[entry.key] = None
         code = _SERIALIZER_CODES.get(job.serializer.name, _DEFAULT_SERIALIZER_CODE)  # type: ignore[union-attr]
-        header = _TASK_HEADER.pack(job.id, job.kind, code, len(fbytes))
+        header = _TASK_HEADER.pack(entry.key, job.kind, code, len(fbytes))
         size += len(fbytes)
         try:
             _write_frame(w.tasks.fileno(), (header, fbytes, task.body))
@@ -1256,17 +1427,22 @@ class _Coordinator:
             w.closed_in = True  # it exits by itself after this task
 
     def _receive(self, w: _Worker) -> None:
-        """Read what ``w`` sent: control messages and results."""
-        while True:
-            try:
-                data = w.results.recv_bytes()
-            except (EOFError, OSError):
-                w.gone = True  # exited or exiting: its sentinel will fire
-                return
-            self._on_message(w, data)
-            data = None  # type: ignore[assignment]
-            if not w.outstanding or not w.results.poll(0):
-                return
+        """Read what ``w`` sent (its pipe is readable): control messages and results."""
+        reader = w.reader
+        try:
+            alive = reader.fill()
+            while True:
+                data = reader.pop()
+                if data is None:
+                    break
+                self._on_message(w, data)
+            data = None
+        except (EOFError, OSError):
+            alive = False
+        if not alive:
+            # Exited or exiting: its sentinel will fire.
+            w.gone = True
+            self._poller.unregister(w.results.fileno())
 
     def _on_message(self, w: _Worker, data: bytes) -> None:
         if data == _MSG_STARTED:
@@ -1293,37 +1469,29 @@ class _Coordinator:
             return
         task, size = w.outstanding.popleft()
         w.unread -= size
+        self._functions.release(task.entry)
         now = time.monotonic()
         # Let a worker hold several tasks only while its tasks are short.
         elapsed = now - w.busy_since
-        w.depth = 8 if elapsed < 0.001 else 2 if elapsed < 0.01 else 1
+        w.depth = 32 if elapsed < 0.0002 else 8 if elapsed < 0.001 else 2 if elapsed < 0.01 else 1
         w.busy_since = now
         task.job.result._set(task.index, (ok, value))
 
     def _on_exit(self, w: _Worker) -> None:
         """``w`` has exited: account for its tasks and forget it."""
-        if not w.gone:
-            while w.results.poll(0):  # results it sent before dying
-                try:
-                    data = w.results.recv_bytes()
-                except (EOFError, OSError):
-                    break
-                self._on_message(w, data)
-            data = None  # type: ignore[assignment]
+        # Results it sent before it exited.  (Only while readable: a forked
+        # process may still hold the pipe's write end, so EOF may not come.)
+        while not w.gone and connection.wait([w.results.fileno()], 0):
+            self._receive(w)
         process = w.process
         process.join(_TERMINATE_GRACE)
         exitcode = process.exitcode
-        del self._workers[process.sentinel]
-        try:
-            self.pool.remove(process)
-        except ValueError:
-            pass
-        for conn in (w.tasks, w.results):
-            conn.close()
+        self._forget_worker(w)
         util.debug("pool worker %s exited with %s", w.pid, exitcode)
         outstanding = w.outstanding
         if outstanding and w.ready and not self._terminating:
             task, _size = outstanding.popleft()
+            self._functions.release(task.entry)
             task.job.result._set(task.index, (False, _worker_death_error(w.pid, exitcode)))
         # The others never started: they go to other workers, in order.
         for task, _size in reversed(outstanding):
@@ -1405,9 +1573,28 @@ class _Coordinator:
         sentinel = getattr(process, "sentinel", None)
         if sentinel is not None:
             self._workers[sentinel] = w
+            self._poller.register(sentinel, select.POLLIN)
+            self._poller.register(result_r.fileno(), select.POLLIN)
         else:  # a stand-in Process without a sentinel (tests)
             self._workers[-id(w)] = w
         util.debug("added worker")
+
+    def _forget_worker(self, w: _Worker) -> None:
+        """Stop watching ``w`` and close our ends of its pipes (it has exited)."""
+        sentinel = getattr(w.process, "sentinel", None)
+        if sentinel is not None:
+            self._workers.pop(sentinel, None)
+            self._poller.unregister(sentinel)
+            if not w.gone:
+                self._poller.unregister(w.results.fileno())
+        else:
+            self._workers.pop(-id(w), None)
+        for conn in (w.tasks, w.results):
+            conn.close()
+        try:
+            self.pool.remove(w.process)
+        except ValueError:
+            pass
 
     # -- failures ---------------------------------------------------------------
 
@@ -1494,18 +1681,13 @@ class _Coordinator:
             w.process.kill()
         for w in workers:
             w.process.join()
-            for conn in (w.tasks, w.results):
-                conn.close()
-            try:
-                self.pool.remove(w.process)
-            except ValueError:
-                pass
-        self._workers.clear()
+            self._forget_worker(w)
 
     def _shutdown(self) -> None:
         if self._terminating or self.broken is not None:
             self._kill_workers()
             self._ready.clear()
+            self._functions.clear()
             with self._cond:
                 jobs = list(self._jobs)
                 self._jobs.clear()
