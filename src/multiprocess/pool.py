@@ -1074,6 +1074,7 @@ class _Worker:
         "ready",
         "results",
         "started",
+        "task_r",
         "tasks",
         "unread",
     )
@@ -1082,6 +1083,9 @@ class _Worker:
         self.process = process
         self.pid: int | None = None
         self.tasks = tasks  # parent's write end of the task pipe
+        # The worker's end of it, kept so that after a death we can tell
+        # whether the worker had read its task (see _Coordinator._on_exit).
+        self.task_r: Any = None
         self.results = results  # parent's read end of the result pipe
         self.reader = _FrameReader(results.fileno())
         # Tasks sent and not answered, oldest first, with their frame sizes:
@@ -1159,6 +1163,7 @@ class _Coordinator:
         self._wake_lock = threading.Lock()  # against writing to a closed (reused) fd
         self._thread: threading.Thread | None = None
         self._feeder: threading.Thread | None = None
+        self._starting: _Worker | None = None
         # Forked children (our workers included) must not keep our ends of the
         # pipes open, or a worker would not see EOF when the parent dies.
         util.register_after_fork(self, _Coordinator._close_in_child)
@@ -1407,9 +1412,8 @@ class _Coordinator:
             w.functions[entry.key] = None
         code = _SERIALIZER_CODES.get(job.serializer.name, _DEFAULT_SERIALIZER_CODE)  # type: ignore[union-attr]
         header = _TASK_HEADER.pack(entry.key, job.kind, code, len(fbytes))
-        size += len(fbytes)
         try:
-            _write_frame(w.tasks.fileno(), (header, fbytes, task.body))
+            size = _write_frame(w.tasks.fileno(), (header, fbytes, task.body))
         except OSError:
             # The worker is gone (EPIPE); its sentinel will tell.  The task
             # never reached it: give it to another worker.
@@ -1486,10 +1490,11 @@ class _Coordinator:
         process = w.process
         process.join(_TERMINATE_GRACE)
         exitcode = process.exitcode
+        was_read = bool(w.outstanding) and self._was_read(w)
         self._forget_worker(w)
         util.debug("pool worker %s exited with %s", w.pid, exitcode)
         outstanding = w.outstanding
-        if outstanding and w.ready and not self._terminating:
+        if outstanding and w.ready and not self._terminating and was_read:
             task, _size = outstanding.popleft()
             self._functions.release(task.entry)
             task.job.result._set(task.index, (False, _worker_death_error(w.pid, exitcode)))
@@ -1508,6 +1513,27 @@ class _Coordinator:
             self._last_pid, self._last_exitcode = w.pid, exitcode
             if self._startup_deaths >= _MAX_STARTUP_DEATHS:
                 self._break_startup(w.started)
+
+    def _was_read(self, w: _Worker) -> bool:
+        """Whether the dead worker ``w`` had read (so maybe started) its first task.
+
+        If every byte of its outstanding frames is still in its pipe, it had
+        not: then no task is failed, all go to other workers.
+        """
+        if w.task_r is None:
+            return True
+        fd = w.task_r.fileno()
+        left = 0
+        try:
+            os.set_blocking(fd, False)  # the only reader is dead
+            while True:
+                chunk = os.read(fd, _READ_SIZE)
+                if not chunk:
+                    break
+                left += len(chunk)
+        except (BlockingIOError, OSError):
+            pass
+        return left < sum(size for _task, size in w.outstanding)
 
     def _maintain(self) -> None:
         """Replace workers that exited, while there is or may be work."""
@@ -1557,18 +1583,21 @@ class _Coordinator:
             process.daemon = True
             w = _Worker(process, task_w, result_r)
             self.pool.append(process)
+            self._starting = w
             try:
                 process.start()
             except BaseException:
                 self.pool.remove(process)
                 raise
+            finally:
+                self._starting = None
         except BaseException:
-            for conn in (task_w, result_r):
+            for conn in (task_w, result_r, task_r):
                 conn.close()
             raise
         finally:
-            task_r.close()
             result_w.close()
+        w.task_r = task_r
         w.pid = getattr(process, "pid", None)
         sentinel = getattr(process, "sentinel", None)
         if sentinel is not None:
@@ -1589,8 +1618,9 @@ class _Coordinator:
                 self._poller.unregister(w.results.fileno())
         else:
             self._workers.pop(-id(w), None)
-        for conn in (w.tasks, w.results):
-            conn.close()
+        for conn in (w.tasks, w.results, w.task_r):
+            if conn is not None:
+                conn.close()
         try:
             self.pool.remove(w.process)
         except ValueError:
@@ -1716,24 +1746,31 @@ class _Coordinator:
         # In a forked child: close our ends of every pipe (util.register_after_fork).
         self._wake_lock = threading.Lock()
         for w in self._workers.values():
-            w.tasks.close()
-            w.results.close()
+            for conn in (w.tasks, w.results, w.task_r):
+                if conn is not None:
+                    conn.close()
+        if self._starting is not None:
+            # The child being started may be this very process: keep its own
+            # end (task_r), close ours.
+            self._starting.tasks.close()
+            self._starting.results.close()
         self._close_fds()
 
 
-def _write_frame(fd: int, parts: Iterable[Any]) -> None:
-    """Write one message in the Connection wire format (length, then the parts)."""
+def _write_frame(fd: int, parts: Iterable[Any]) -> int:
+    """Write one message in the Connection wire format; return its size in bytes."""
     parts = [p for p in parts if len(p)]
     size = sum(len(p) for p in parts)
     if size > 0x7FFFFFFF:
         prefix = _LENGTH.pack(-1) + _LONG_LENGTH.pack(size)
     else:
         prefix = _LENGTH.pack(size)
+    total = len(prefix) + size
     if size <= 65536:
         data = memoryview(b"".join([prefix, *parts]))
         while data:
             data = data[os.write(fd, data) :]
-        return
+        return total
     views = [memoryview(prefix)] + [memoryview(p).cast("B") for p in parts]
     while views:
         written = os.writev(fd, views[:512])
@@ -1745,6 +1782,7 @@ def _write_frame(fd: int, parts: Iterable[Any]) -> None:
             else:
                 views[0] = first[written:]
                 written = 0
+    return total
 
 
 #
