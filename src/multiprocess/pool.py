@@ -4,20 +4,20 @@ The API is the standard library's; what differs is underneath.  A process
 ``Pool`` is run by one coordinator object, :class:`_Coordinator`, that owns the
 worker processes and knows which worker holds which task::
 
-    caller threads            feeder thread              coordinator thread          worker processes
-    --------------            -------------              ------------------          ----------------
-    apply_async(), map(),     _Coordinator._feed():      _Coordinator._run():        worker():
-    imap()...                 draws tasks from each      sends each task to one      one pipe in and
-      | _Job (result,         job lazily, pickles the    worker with room; waits     one pipe out each
-      |  func, iterable)      function once per call     on result pipes, worker
-      v                       and the arguments once     sentinels and a wake-up  --task frame--> recv,
-    _Coordinator.submit() --> per task             -->   pipe together            <--result----- call, send
-                                                  ready      |
-    AsyncResult.get() <------- result._set(index, (ok, value)) <---+
+  caller threads      feeder thread (_feed)         coordinator thread (_run)       worker processes
+  --------------      ---------------------         -------------------------       ----------------
+  map(), imap(),  _Job  draw tasks lazily; pickle   give each task to a worker  frame  worker(): read
+  apply_async() -----> the function once per call ---> with room; poll result ------> a task, call it,
+       |               and the arguments per task  ready  pipes, sentinels and  <------ send the result
+       |                                           tasks  a wake-up pipe        result  (one pipe each way
+       v                                                  together                       per worker)
+  AsyncResult.get() <---------- result._set(index, (ok, value)) ---+
                                                                    |
-                              a worker's sentinel fires: fail the task it was running
-                              (TerminatedWorkerError naming pid and exit code/signal), give
-                              the tasks queued behind it to other workers, start a replacement.
+       a sentinel fires: fail the task the dead worker had read (TerminatedWorkerError with its
+       pid and exit code or signal), hand its other tasks to other workers, start a replacement
+
+The coordinator waits with one persistent ``select.poll`` object (what
+``connection.wait`` does, without rebuilding it on every message).
 
 Faults never hang the caller.  A worker that dies fails exactly the task it was
 running; results that cannot be pickled in the worker (:class:`MaybeEncodingError`)
@@ -28,19 +28,20 @@ respawning forever; ``terminate()`` kills the workers (SIGTERM, then SIGKILL)
 and fails whatever was pending (:class:`PoolTerminatedError`).
 
 Serialization goes through :mod:`multiprocess.reduction` with the context's
-serializer, looked up at each call.  The function of a ``map``/``imap``/
-``starmap`` is pickled once per call and sent once to each worker that runs a
-task of that call (workers keep the last few functions by call id); an
-``apply_async`` task carries its function with its arguments.
+serializer, looked up at each call.  The function of a call is pickled once
+per call (or not at all, see ``_PickledFunctions``) and sent once to each
+worker that runs one of its tasks; workers keep the last few functions by key.
 
 Wire format, parent to worker: one frame per task (``Connection`` framing), a
-``_TASK_HEADER`` (call id, kind, serializer, length of the function bytes) then
-the function bytes (absent when the worker already has them) then the pickled
-arguments; an empty frame asks the worker to exit.  Worker to parent: ``b"S"``
-(started), ``b"R"`` (initializer done, ready for tasks), then one pickled
-``(ok, value)`` per task in the order the tasks were sent, or ``(None, exc)``
-if the initializer raised.  Results come back in order, which is how the
-coordinator knows which task a worker was running when it died.
+``_TASK_HEADER`` (function key, kind, serializer, length of the function
+bytes) then the function bytes (absent when the worker already has them) then
+the pickled arguments; an empty frame asks the worker to exit.  Worker to
+parent: ``b"S"`` (started), ``b"R"`` (initializer done, ready for tasks), then
+one pickled ``(ok, value)`` per task in the order the tasks were sent, or
+``(None, exc)`` if the initializer raised.  Results come back in order, which
+is how the coordinator knows which task a worker was running when it died;
+and since it keeps the worker's end of the task pipe, it can tell whether the
+dead worker had read that task at all (if not, another worker gets it).
 
 A worker is sent a second task before finishing the first only when its recent
 tasks were short and the frames fit in the pipe's buffer, so writes to a busy
@@ -461,14 +462,27 @@ def worker(
             data = serializer(code).dumps((False, wrapped))
         results.send_bytes(data)
 
-    results.send_bytes(_MSG_STARTED)
-    if initializer is not None:
-        try:
-            initializer(*initargs)
-        except Exception as e:  # noqa: BLE001 - reported to the parent, which breaks the pool
-            send(_DEFAULT_SERIALIZER_CODE, None, ExceptionWithTraceback(e, e.__traceback__))
-            return
-    results.send_bytes(_MSG_READY)
+    try:
+        results.send_bytes(_MSG_STARTED)
+        if initializer is not None:
+            try:
+                initializer(*initargs)
+            except Exception as e:  # noqa: BLE001 - reported to the parent, which breaks the pool
+                send(_DEFAULT_SERIALIZER_CODE, None, ExceptionWithTraceback(e, e.__traceback__))
+                return
+        results.send_bytes(_MSG_READY)
+        _serve(tasks, send, wrap, maxtasks)
+    except BrokenPipeError:
+        util.debug("worker's parent has gone -- exiting")
+
+
+def _serve(
+    tasks: Any,
+    send: Callable[..., None],
+    wrap: Callable[[BaseException], Any],
+    maxtasks: int | None,
+) -> None:
+    """Run tasks until told to stop, the pipe closes or ``maxtasks`` are done."""
 
     functions: collections.OrderedDict[int, Any] = collections.OrderedDict()
     reader = _FrameReader(tasks.fileno())
