@@ -336,3 +336,18 @@ def test_threadpool_terminate_fails_pending_without_waiting():
     gate.set()
     tp.join()
     assert running.ready()
+
+
+def test_large_payloads_results_and_functions_do_not_deadlock(pool):
+    big = bytes(300_000)  # captured: the function itself is large
+
+    def grow(b):
+        return b + big
+
+    assert pool.map(h.identity, range(200), chunksize=1)  # workers now count as fast
+    payloads = [bytes([i]) * (1 << 20) for i in range(8)]
+    out = list(pool.imap(grow, payloads + [b"x"] * 20 + payloads))
+    assert [len(b) for b in out] == [(1 << 20) + 300_000] * 8 + [300_001] * 20 + [
+        (1 << 20) + 300_000
+    ] * 8
+    assert out[3][:1] == b"\x03"

@@ -1381,25 +1381,30 @@ class _Coordinator:
         # what it announced is handled by the loop that follows.
         self._wake_pending = False
 
-    def _room(self, w: _Worker, size: int) -> bool:
-        """Whether ``w`` may be sent a task frame of ``size`` bytes now."""
+    def _room(self, w: _Worker, task: _Task) -> bool:
+        """Whether ``w`` may be sent ``task`` now."""
         if not w.ready or w.closed_in or w.gone:
             return False
         if not w.outstanding:
             return True  # it is waiting for a task, reading its pipe
-        # A busy worker only gets what fits in the pipe's buffer, and only
-        # if its tasks are short (else tasks would queue behind long ones).
-        return len(w.outstanding) < w.depth and w.unread + size <= _PIPELINE_BUDGET
+        # A busy worker only gets what fits in the pipe's buffer (so that the
+        # write cannot block), and only if its tasks are short (else tasks
+        # would queue behind long ones).
+        if len(w.outstanding) >= w.depth:
+            return False
+        size = len(task.body) + _TASK_HEADER.size + 12
+        if task.entry.key not in w.functions:
+            size += len(task.entry.data)
+        return w.unread + size <= _PIPELINE_BUDGET
 
     def _dispatch(self) -> None:
         ready = self._ready
         workers = list(self._workers.values())
         while ready:
             task = ready[0]
-            size = len(task.body) + _TASK_HEADER.size + 16
             best = None
             for w in workers:
-                if self._room(w, size) and (
+                if self._room(w, task) and (
                     best is None or len(w.outstanding) < len(best.outstanding)
                 ):
                     best = w
@@ -1408,14 +1413,14 @@ class _Coordinator:
             if best is None:
                 break
             ready.popleft()
-            self._send(best, task, size)
+            self._send(best, task)
         if len(ready) <= self._ready_high // 2 and not self._feeder_done:
             # Under the lock: the feeder sets the flag and waits atomically.
             with self._cond:
                 if self._feeder_waiting:
                     self._cond.notify()
 
-    def _send(self, w: _Worker, task: _Task, size: int) -> None:
+    def _send(self, w: _Worker, task: _Task) -> None:
         job = task.job
         entry = task.entry
         fbytes = b""
