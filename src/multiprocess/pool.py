@@ -1400,6 +1400,7 @@ class _Coordinator:
     def _dispatch(self) -> None:
         ready = self._ready
         workers = list(self._workers.values())
+        batches: dict[_Worker, tuple[list[Any], list[int]]] = {}
         while ready:
             task = ready[0]
             best = None
@@ -1413,14 +1414,21 @@ class _Coordinator:
             if best is None:
                 break
             ready.popleft()
-            self._send(best, task)
+            batch = batches.get(best)
+            if batch is None:
+                batch = batches[best] = ([], [0])
+            self._send(best, task, batch[0])
+            batch[1][0] += 1
+        for w, (parts, count) in batches.items():
+            self._flush(w, parts, count[0])
         if len(ready) <= self._ready_high // 2 and not self._feeder_done:
             # Under the lock: the feeder sets the flag and waits atomically.
             with self._cond:
                 if self._feeder_waiting:
                     self._cond.notify()
 
-    def _send(self, w: _Worker, task: _Task) -> None:
+    def _send(self, w: _Worker, task: _Task, batch: list[Any]) -> None:
+        """Account ``task`` to ``w`` and add its frame to ``batch`` (see _flush)."""
         job = task.job
         entry = task.entry
         fbytes = b""
@@ -1431,15 +1439,7 @@ class _Coordinator:
             w.functions[entry.key] = None
         code = _SERIALIZER_CODES.get(job.serializer.name, _DEFAULT_SERIALIZER_CODE)  # type: ignore[union-attr]
         header = _TASK_HEADER.pack(entry.key, job.kind, code, len(fbytes))
-        try:
-            size = _write_frame(w.tasks.fileno(), (header, fbytes, task.body))
-        except OSError:
-            # The worker is gone (EPIPE); its sentinel will tell.  The task
-            # never reached it: give it to another worker.
-            w.closed_in = True
-            w.functions.clear()
-            self._ready.appendleft(task)
-            return
+        size = _frame_parts(batch, (header, fbytes, task.body))
         if not w.outstanding:
             w.busy_since = time.monotonic()
         w.outstanding.append((task, size))
@@ -1448,6 +1448,22 @@ class _Coordinator:
         self._sent_bytes += len(task.body)
         if self._maxtasks is not None and w.assigned >= self._maxtasks:
             w.closed_in = True  # it exits by itself after this task
+
+    def _flush(self, w: _Worker, batch: list[Any], count: int) -> None:
+        """Write the frames of ``w``'s last ``count`` tasks, in one write when small."""
+        try:
+            _write_parts(w.tasks.fileno(), batch)
+        except OSError:
+            # The worker is gone (EPIPE); its sentinel will tell.  The tasks
+            # never reached it: give them to other workers, in order.
+            w.closed_in = True
+            w.functions.clear()
+            for _ in range(count):
+                task, size = w.outstanding.pop()
+                w.unread -= size
+                w.assigned -= 1
+                self._sent_bytes -= len(task.body)
+                self._ready.appendleft(task)
 
     def _receive(self, w: _Worker) -> None:
         """Read what ``w`` sent (its pipe is readable): control messages and results."""
@@ -1577,8 +1593,10 @@ class _Coordinator:
         for w in self._workers.values():
             if not w.closed_in:
                 w.closed_in = True
+                stop: list[Any] = []
+                _frame_parts(stop, ())
                 try:
-                    _write_frame(w.tasks.fileno(), ())
+                    _write_parts(w.tasks.fileno(), stop)
                 except OSError:
                     pass
 
@@ -1776,21 +1794,27 @@ class _Coordinator:
         self._close_fds()
 
 
-def _write_frame(fd: int, parts: Iterable[Any]) -> int:
-    """Write one message in the Connection wire format; return its size in bytes."""
+def _frame_parts(out: list[Any], parts: Iterable[Any]) -> int:
+    """Append one message in the Connection wire format to ``out``; return its size."""
     parts = [p for p in parts if len(p)]
     size = sum(len(p) for p in parts)
     if size > 0x7FFFFFFF:
         prefix = _LENGTH.pack(-1) + _LONG_LENGTH.pack(size)
     else:
         prefix = _LENGTH.pack(size)
-    total = len(prefix) + size
-    if size <= 65536:
-        data = memoryview(b"".join([prefix, *parts]))
+    out.append(prefix)
+    out.extend(parts)
+    return len(prefix) + size
+
+
+def _write_parts(fd: int, parts: list[Any]) -> None:
+    """Write all of ``parts`` to the blocking ``fd``."""
+    if sum(len(p) for p in parts) <= 65536:
+        data = memoryview(b"".join(parts))
         while data:
             data = data[os.write(fd, data) :]
-        return total
-    views = [memoryview(prefix)] + [memoryview(p).cast("B") for p in parts]
+        return
+    views = [memoryview(p).cast("B") for p in parts]
     while views:
         written = os.writev(fd, views[:512])
         while written:
@@ -1801,7 +1825,6 @@ def _write_frame(fd: int, parts: Iterable[Any]) -> int:
             else:
                 views[0] = first[written:]
                 written = 0
-    return total
 
 
 #
