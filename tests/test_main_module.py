@@ -61,8 +61,14 @@ def _env(tmp_path):
 
 def _run(cmd, tmp_path, stdin=None):
     out = subprocess.run(
-        cmd, input=stdin, capture_output=True, text=True, timeout=120,
-        cwd=tmp_path, env=_env(tmp_path),
+        cmd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env=_env(tmp_path),
+        check=False,
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == EXPECTED, out.stderr
@@ -99,7 +105,11 @@ def test_main_file_vanished(tmp_path, method):
     # __main__.__file__ points at a file that no longer exists (a deleted
     # script, an embedding application): children must not try to run it.
     script = tmp_path / "gone.py"
-    script.write_text(PROGRAM.replace("method = sys.argv[1]", "import os; os.remove(__file__); method = sys.argv[1]"))
+    script.write_text(
+        PROGRAM.replace(
+            "method = sys.argv[1]", "import os; os.remove(__file__); method = sys.argv[1]"
+        )
+    )
     _run([sys.executable, str(script), method], tmp_path)
 
 
@@ -136,8 +146,13 @@ def test_main_function_using_a_project_module(tmp_path, method):
     script = tmp_path / "job2.py"
     script.write_text(USES_LOCAL_MODULE)
     out = subprocess.run(
-        [sys.executable, str(script), method], capture_output=True, text=True,
-        timeout=120, cwd=tmp_path, env=_env(tmp_path),
+        [sys.executable, str(script), method],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env=_env(tmp_path),
+        check=False,
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "(42, 'projutil', True)"

@@ -8,12 +8,11 @@ import subprocess
 import sys
 import textwrap
 
+import _proc_helpers as h
 import pytest
 
 import multiprocess as mp
 from multiprocess import context
-
-import _proc_helpers as h
 
 
 def start(ctx, target, *args, **kwargs):
@@ -109,7 +108,7 @@ def test_misuse(ctx):
     with pytest.raises(AssertionError):
         p.join()  # join before start
     with pytest.raises(ValueError, match="not started"):
-        p.sentinel
+        _ = p.sentinel
     p.start()
     with pytest.raises(AssertionError):
         p.start()  # start twice
@@ -163,7 +162,7 @@ def test_callable_object_target_and_closure_args(ctx):
     p.join(60)
 
     offset = 100
-    closure = lambda x: x + offset  # noqa: E731
+    closure = lambda x: x + offset
     p = start(ctx, h.call_and_send, w, closure, 1)
     assert r.recv() == 101
     p.join(60)
@@ -246,13 +245,17 @@ def test_set_start_method_in_fresh_interpreter():
         print("ok")
         """
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
 
 
 def test_default_start_method_follows_cpython():
-    expected = "spawn" if sys.platform == "darwin" else (
-        "forkserver" if sys.version_info >= (3, 14) else "fork"
+    expected = (
+        "spawn"
+        if sys.platform == "darwin"
+        else ("forkserver" if sys.version_info >= (3, 14) else "fork")
     )
     assert context._default_context._default_context._name == expected

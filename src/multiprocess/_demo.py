@@ -51,7 +51,7 @@ def example_pool() -> None:
 
 def example_pool_lambda() -> None:
     with mp.Pool(4) as p:
-        print(p.map(lambda x: (lambda y: y**2)(x) + x, range(10)))
+        print(p.map(lambda x: (lambda y: y**2)(x) + x, range(10)))  # noqa: PLC3002 - the seed
 
 
 def example_pipe_lambda() -> None:
@@ -80,8 +80,10 @@ EXAMPLES = [
 
 
 def main() -> int:
-    print(f"multiprocess {mp.__version__}, start method {mp.get_start_method()!r}, "
-          f"serializer {mp.get_serializer()!r}")
+    print(
+        f"multiprocess {mp.__version__}, start method {mp.get_start_method()!r}, "
+        f"serializer {mp.get_serializer()!r}"
+    )
     for title, example in EXAMPLES:
         print(f"\n>>> {title}")
         try:

@@ -6,7 +6,7 @@ They are re-exported by :mod:`multiprocess`, :mod:`multiprocess.context` and
 
 from __future__ import annotations
 
-__all__ = ["ProcessError", "BufferTooShort", "TimeoutError", "AuthenticationError"]
+__all__ = ["AuthenticationError", "BufferTooShort", "ProcessError", "TimeoutError"]
 
 
 class ProcessError(Exception):

@@ -9,19 +9,19 @@ The launcher sets itself here for the duration; everything else asks.
 from __future__ import annotations
 
 import threading
-from typing import Any, Optional
+from typing import Any
 
-__all__ = ["get_spawning_popen", "set_spawning_popen", "assert_spawning"]
+__all__ = ["assert_spawning", "get_spawning_popen", "set_spawning_popen"]
 
 _local = threading.local()
 
 
-def get_spawning_popen() -> Optional[Any]:
+def get_spawning_popen() -> Any | None:
     """Return the launcher currently serializing a child on this thread, or None."""
     return getattr(_local, "popen", None)
 
 
-def set_spawning_popen(popen: Optional[Any]) -> None:
+def set_spawning_popen(popen: Any | None) -> None:
     """Mark (or with None, unmark) ``popen`` as serializing a child on this thread."""
     _local.popen = popen
 

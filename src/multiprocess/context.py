@@ -18,38 +18,39 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterable, Sequence
 from types import ModuleType
-from typing import Any, Callable, Iterable, List, Optional, Sequence
+from typing import Any, Callable
 
 from . import process, reduction, util
 from ._errors import AuthenticationError, BufferTooShort, ProcessError, TimeoutError
 from ._spawning import assert_spawning, get_spawning_popen, set_spawning_popen
 
 __all__ = [
+    "AuthenticationError",
     "BaseContext",
+    "BufferTooShort",
     "DefaultContext",
     "ForkContext",
-    "SpawnContext",
-    "ForkServerContext",
-    "Process",
     "ForkProcess",
-    "SpawnProcess",
+    "ForkServerContext",
     "ForkServerProcess",
+    "Process",
     "ProcessError",
-    "BufferTooShort",
+    "SpawnContext",
+    "SpawnProcess",
     "TimeoutError",
-    "AuthenticationError",
+    "assert_spawning",
     "get_spawning_popen",
     "set_spawning_popen",
-    "assert_spawning",
 ]
 
 
 class BaseContext:
     """The API of the ``multiprocess`` package, bound to one start method."""
 
-    _name: Optional[str] = None
-    _serializer: Optional[str] = None
+    _name: str | None = None
+    _serializer: str | None = None
 
     ProcessError = ProcessError
     BufferTooShort = BufferTooShort
@@ -73,7 +74,7 @@ class BaseContext:
         """Name of the serializer this context's channels use ('dill' by default)."""
         return reduction.get_serializer(self.get_context()._serializer).name
 
-    def set_serializer(self, name: Optional[str]) -> None:
+    def set_serializer(self, name: str | None) -> None:
         """Choose the serializer of this context: 'dill', 'pickle' or 'cloudpickle'.
 
         None restores the default (``MULTIPROCESS_SERIALIZER``, else 'dill').
@@ -138,8 +139,9 @@ class BaseContext:
 
         return Event(ctx=self.get_context())
 
-    def Barrier(self, parties: int, action: Optional[Callable[[], Any]] = None,
-                timeout: Optional[float] = None) -> Any:
+    def Barrier(
+        self, parties: int, action: Callable[[], Any] | None = None, timeout: float | None = None
+    ) -> Any:
         """Return a barrier shared between processes."""
         from .synchronize import Barrier
 
@@ -197,8 +199,13 @@ class BaseContext:
         m.start()
         return m
 
-    def Pool(self, processes: Optional[int] = None, initializer: Optional[Callable[..., Any]] = None,
-             initargs: Iterable[Any] = (), maxtasksperchild: Optional[int] = None) -> Any:
+    def Pool(
+        self,
+        processes: int | None = None,
+        initializer: Callable[..., Any] | None = None,
+        initargs: Iterable[Any] = (),
+        maxtasksperchild: int | None = None,
+    ) -> Any:
         """Return a pool of worker processes."""
         from .pool import Pool
 
@@ -217,7 +224,7 @@ class BaseContext:
         """Return the package's logger."""
         return util.get_logger()
 
-    def log_to_stderr(self, level: Optional[int] = None) -> Any:
+    def log_to_stderr(self, level: int | None = None) -> Any:
         """Make the package's logger print to stderr, and return it."""
         return util.log_to_stderr(level)
 
@@ -237,7 +244,7 @@ class BaseContext:
 
         set_forkserver_preload(module_names)
 
-    def get_context(self, method: Optional[str] = None) -> "BaseContext":
+    def get_context(self, method: str | None = None) -> BaseContext:
         """Return the context of start method ``method`` (this one if None)."""
         if method is None:
             return self
@@ -251,11 +258,11 @@ class BaseContext:
         ctx._check_available()
         return ctx
 
-    def get_start_method(self, allow_none: bool = False) -> Optional[str]:
+    def get_start_method(self, allow_none: bool = False) -> str | None:
         """Return the start method of this context."""
         return self._name
 
-    def set_start_method(self, method: Optional[str], force: bool = False) -> None:
+    def set_start_method(self, method: str | None, force: bool = False) -> None:
         raise ValueError("cannot set start method of concrete context")
 
     def _check_available(self) -> None:
@@ -349,16 +356,16 @@ class DefaultContext(BaseContext):
 
     def __init__(self, context: BaseContext) -> None:
         self._default_context = context
-        self._actual_context: Optional[BaseContext] = None
+        self._actual_context: BaseContext | None = None
 
-    def get_context(self, method: Optional[str] = None) -> BaseContext:
+    def get_context(self, method: str | None = None) -> BaseContext:
         if method is None:
             if self._actual_context is None:
                 self._actual_context = self._default_context
             return self._actual_context
         return super().get_context(method)
 
-    def set_start_method(self, method: Optional[str], force: bool = False) -> None:
+    def set_start_method(self, method: str | None, force: bool = False) -> None:
         """Set the start method used by the package-level API.
 
         Raises RuntimeError if it was already set (or used) and ``force`` is
@@ -371,14 +378,14 @@ class DefaultContext(BaseContext):
             return
         self._actual_context = self.get_context(method)
 
-    def get_start_method(self, allow_none: bool = False) -> Optional[str]:
+    def get_start_method(self, allow_none: bool = False) -> str | None:
         if self._actual_context is None:
             if allow_none:
                 return None
             self._actual_context = self._default_context
         return self._actual_context._name
 
-    def get_all_start_methods(self) -> List[str]:
+    def get_all_start_methods(self) -> list[str]:
         """Return the start methods available here, the default first."""
         methods = [name for name, ctx in _concrete_contexts.items() if _available(ctx)]
         default = self._default_context._name

@@ -52,7 +52,6 @@ import subprocess
 import sys
 import threading
 import warnings
-import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -102,13 +101,13 @@ class ForkServer:
         self._preload_modules: list[str] = ["__main__"]
         self._proc: subprocess.Popen | None = None
         self._lock = threading.Lock()
-        _instances_to_reinit.add(self)
+        util.helper_processes.add(self)
 
     def _after_fork_in_child(self) -> None:
         # A thread of the parent may have held the lock when it forked.
         self._lock = threading.Lock()
         # The server is the parent's child: only the parent can reap it.
-        _drop_popen(self)
+        util.drop_helper_popen(self)
 
     def set_forkserver_preload(self, modules_names: Sequence[str]) -> None:
         """Set the modules the server imports when it starts (children inherit them).
@@ -343,35 +342,6 @@ def _unlink_socket(address: Any) -> None:
             os.unlink(address)
         except OSError:
             pass
-
-
-_instances_to_reinit: weakref.WeakSet[ForkServer] = weakref.WeakSet()
-
-
-def _reinit_after_fork() -> None:
-    for server in _instances_to_reinit:
-        server._after_fork_in_child()
-
-
-os.register_at_fork(after_in_child=_reinit_after_fork)
-
-
-def _drop_popen(obj: Any) -> None:
-    # Forget the helper's Popen without subprocess's "still running"
-    # ResourceWarning: the helper outlives this process by design.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        obj._proc = None
-
-
-def _detach_at_exit() -> None:
-    # The server outlives us by design (it exits once our children are gone):
-    # drop its Popen without subprocess's "still running" ResourceWarning.
-    for server in _instances_to_reinit:
-        _drop_popen(server)
-
-
-atexit.register(_detach_at_exit)
 
 
 #

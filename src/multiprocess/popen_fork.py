@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
-from typing import Any, Optional
+from typing import Any
 
 from . import util
 from ._posix import wait_readable
@@ -25,15 +25,15 @@ class Popen:
 
     def __init__(self, process_obj: Any) -> None:
         util._flush_std_streams()
-        self.returncode: Optional[int] = None
-        self.finalizer: Optional[util.Finalize] = None
+        self.returncode: int | None = None
+        self.finalizer: util.Finalize | None = None
         self._launch(process_obj)
 
     def duplicate_for_child(self, fd: int) -> int:
         """A forked child inherits every fd: nothing to duplicate."""
         return fd
 
-    def poll(self, flag: int = os.WNOHANG) -> Optional[int]:
+    def poll(self, flag: int = os.WNOHANG) -> int | None:
         """Return the exit code if the child has exited (reaping it), else None."""
         if self.returncode is None:
             try:
@@ -45,7 +45,7 @@ class Popen:
                 self.returncode = os.waitstatus_to_exitcode(status)
         return self.returncode
 
-    def wait(self, timeout: Optional[float] = None) -> Optional[int]:
+    def wait(self, timeout: float | None = None) -> int | None:
         """Wait for the child to exit; return its exit code, or None on timeout."""
         if self.returncode is None:
             if timeout is not None and not wait_readable([self.sentinel], timeout):

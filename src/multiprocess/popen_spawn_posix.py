@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import os
-from typing import Any, List, Optional
+from typing import Any
 
 from . import popen_fork, reduction, spawn, util
 from ._spawning import set_spawning_popen
@@ -35,7 +35,7 @@ class Popen(popen_fork.Popen):
     DupFd = _DupFd
 
     def __init__(self, process_obj: Any) -> None:
-        self._fds: List[int] = []
+        self._fds: list[int] = []
         super().__init__(process_obj)
 
     def duplicate_for_child(self, fd: int) -> int:
@@ -43,7 +43,7 @@ class Popen(popen_fork.Popen):
         self._fds.append(fd)
         return fd
 
-    def poll(self, flag: int = os.WNOHANG) -> Optional[int]:
+    def poll(self, flag: int = os.WNOHANG) -> int | None:
         if self.returncode is None:
             # subprocess owns the child: let it reap, so that it never reaps
             # behind our back (and never loses the exit status).
@@ -89,7 +89,7 @@ class Popen(popen_fork.Popen):
                     os.close(fd)
 
 
-def _serializer_of(process_obj: Any) -> Optional[str]:
+def _serializer_of(process_obj: Any) -> str | None:
     # The serializer of the context that owns this kind of Process.
     from . import context
 

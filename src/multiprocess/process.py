@@ -18,16 +18,17 @@ import signal
 import sys
 import threading
 import weakref
-from typing import Any, Callable, Iterable, Mapping, Optional
+from collections.abc import Iterable, Mapping
+from typing import Any, Callable
 
 from . import util
 from ._posix import wait_readable
 from ._spawning import get_spawning_popen
 
-__all__ = ["BaseProcess", "current_process", "active_children", "parent_process"]
+__all__ = ["BaseProcess", "active_children", "current_process", "parent_process"]
 
 try:
-    ORIGINAL_DIR: Optional[str] = os.path.abspath(os.getcwd())
+    ORIGINAL_DIR: str | None = os.path.abspath(os.getcwd())
 except OSError:
     ORIGINAL_DIR = None
 
@@ -46,13 +47,13 @@ class AuthenticationString(bytes):
 class _ProcessState:
     """Who this process is, who its parent is and which children it has started."""
 
-    def __init__(self, current: "BaseProcess") -> None:
+    def __init__(self, current: BaseProcess) -> None:
         self.current = current
-        self.parent: Optional[BaseProcess] = None
+        self.parent: BaseProcess | None = None
         self.children: set = set()
         self.counter = itertools.count(1)
 
-    def enter_child(self, me: "BaseProcess", parent: Optional["BaseProcess"]) -> None:
+    def enter_child(self, me: BaseProcess, parent: BaseProcess | None) -> None:
         """Become the state of the child process ``me`` (called in the child)."""
         self.current = me
         self.parent = parent
@@ -67,13 +68,12 @@ class _ProcessState:
                 self.children.discard(p)
 
 
-
-def current_process() -> "BaseProcess":
+def current_process() -> BaseProcess:
     """Return the Process object of the running process."""
     return _state.current
 
 
-def parent_process() -> Optional["BaseProcess"]:
+def parent_process() -> BaseProcess | None:
     """Return the Process object of the parent, or None in the main process."""
     return _state.parent
 
@@ -96,21 +96,21 @@ class BaseProcess:
     launcher) is supplied by the context's concrete subclass.
     """
 
-    _start_method: Optional[str] = None
+    _start_method: str | None = None
 
     @staticmethod
-    def _Popen(process_obj: "BaseProcess") -> Any:
+    def _Popen(process_obj: BaseProcess) -> Any:
         raise NotImplementedError
 
     def __init__(
         self,
         group: None = None,
-        target: Optional[Callable[..., Any]] = None,
-        name: Optional[str] = None,
+        target: Callable[..., Any] | None = None,
+        name: str | None = None,
         args: Iterable[Any] = (),
-        kwargs: Optional[Mapping[str, Any]] = None,
+        kwargs: Mapping[str, Any] | None = None,
         *,
-        daemon: Optional[bool] = None,
+        daemon: bool | None = None,
     ) -> None:
         if group is not None:
             raise ValueError("group argument must be None for now")
@@ -124,9 +124,7 @@ class BaseProcess:
         self._target = target
         self._args = tuple(args)
         self._kwargs = dict(kwargs) if kwargs else {}
-        self._name = name or (
-            type(self).__name__ + "-" + ":".join(str(i) for i in self._identity)
-        )
+        self._name = name or (type(self).__name__ + "-" + ":".join(str(i) for i in self._identity))
         if daemon is not None:
             self.daemon = daemon
         _dangling.add(self)
@@ -169,7 +167,7 @@ class BaseProcess:
         if self._popen is not None:
             self._popen.kill()
 
-    def join(self, timeout: Optional[float] = None) -> None:
+    def join(self, timeout: float | None = None) -> None:
         """Wait until the child exits, or until ``timeout`` seconds have passed."""
         self._check_closed()
         if self._parent_pid != os.getpid():
@@ -239,7 +237,7 @@ class BaseProcess:
         self._config["authkey"] = AuthenticationString(authkey)
 
     @property
-    def exitcode(self) -> Optional[int]:
+    def exitcode(self) -> int | None:
         """None while running; the exit status, or minus the signal that killed it."""
         self._check_closed()
         if self._popen is None:
@@ -247,7 +245,7 @@ class BaseProcess:
         return self._popen.poll()
 
     @property
-    def ident(self) -> Optional[int]:
+    def ident(self) -> int | None:
         """The process id (None before start)."""
         self._check_closed()
         if self is _state.current:
@@ -278,18 +276,18 @@ class BaseProcess:
         else:
             exitcode = self._popen.poll()
             status = "started" if exitcode is None else "stopped"
-        info = [type(self).__name__, "name=%r" % self._name]
+        info = [type(self).__name__, f"name={self._name!r}"]
         if self._popen is not None:
-            info.append("pid=%s" % self._popen.pid)
-        info.append("parent=%s" % self._parent_pid)
+            info.append(f"pid={self._popen.pid}")
+        info.append(f"parent={self._parent_pid}")
         info.append(status)
         if exitcode is not None:
-            info.append("exitcode=%s" % _exitcode_to_name.get(exitcode, exitcode))
+            info.append(f"exitcode={_exitcode_to_name.get(exitcode, exitcode)}")
         if self.daemon:
             info.append("daemon")
-        return "<%s>" % " ".join(info)
+        return "<{}>".format(" ".join(info))
 
-    def _bootstrap(self, parent_sentinel: Optional[int] = None) -> int:
+    def _bootstrap(self, parent_sentinel: int | None = None) -> int:
         """Run in the new child: set up process state, call ``run()``, shut down.
 
         Returns the exit code for the launcher to pass to ``os._exit``.
@@ -299,7 +297,9 @@ class BaseProcess:
                 from . import context
 
                 context._force_start_method(self._start_method)
-            _state.enter_child(self, _ParentProcess(self._parent_name, self._parent_pid, parent_sentinel))
+            _state.enter_child(
+                self, _ParentProcess(self._parent_name, self._parent_pid, parent_sentinel)
+            )
             util._close_stdin()
             set_native_id = getattr(threading.main_thread(), "_set_native_id", None)
             if set_native_id is not None:
@@ -318,11 +318,11 @@ class BaseProcess:
             else:
                 sys.stderr.write(str(e.code) + "\n")
                 exitcode = 1
-        except BaseException:
+        except BaseException:  # noqa: BLE001 - whatever run() raises is reported, exit 1
             exitcode = 1
             import traceback
 
-            sys.stderr.write("Process %s:\n" % self.name)
+            sys.stderr.write(f"Process {self.name}:\n")
             traceback.print_exc()
         finally:
             # Join the non-daemon threads that run() left behind, as the
@@ -358,7 +358,7 @@ class _MainProcess(BaseProcess):
 class _ParentProcess(BaseProcess):
     """The parent, seen from a child: alive until its sentinel reports EOF."""
 
-    def __init__(self, name: str, pid: int, sentinel: Optional[int]) -> None:
+    def __init__(self, name: str, pid: int, sentinel: int | None) -> None:
         self._identity = ()
         self._name = name
         self._pid = pid
@@ -379,13 +379,13 @@ class _ParentProcess(BaseProcess):
 
     pid = ident
 
-    def join(self, timeout: Optional[float] = None) -> None:
+    def join(self, timeout: float | None = None) -> None:
         if self._sentinel is not None:
             wait_readable([self._sentinel], timeout=timeout)
 
 
 # Every Process object that exists (compatibility hook for the test suite).
-_dangling: "weakref.WeakSet[BaseProcess]" = weakref.WeakSet()
+_dangling: weakref.WeakSet[BaseProcess] = weakref.WeakSet()
 _state = _ProcessState(_MainProcess())
 
 _exitcode_to_name = {-sig.value: f"-{sig.name}" for sig in signal.Signals}

@@ -37,8 +37,7 @@ import subprocess
 import sys
 import threading
 import warnings
-import weakref
-from typing import Any, Callable
+from typing import Callable
 
 from . import spawn, util
 
@@ -132,7 +131,7 @@ class ResourceTracker:
         self._pid: int | None = None
         self._proc: subprocess.Popen | None = None
         self._exitcode: int | None = None
-        _instances_to_reinit.add(self)
+        util.helper_processes.add(self)
 
     def _after_fork_in_child(self) -> None:
         # Another thread may have held the lock at fork time: it never releases
@@ -140,7 +139,7 @@ class ResourceTracker:
         self._lock = threading.RLock()
         self._depth = 0
         # The tracker is our parent's child: only the parent may reap it.
-        _drop_popen(self)
+        util.drop_helper_popen(self)
 
     def _enter(self) -> bool:
         """Take the lock; return False if this call is nested in another one."""
@@ -271,7 +270,7 @@ class ResourceTracker:
         """Use ``fd``, passed by the parent, as the pipe to the program's tracker."""
         old, self._fd = self._fd, fd
         self._pid = None
-        _drop_popen(self)
+        util.drop_helper_popen(self)
         if old is not None and old != fd:
             os.close(old)
 
@@ -304,30 +303,11 @@ class ResourceTracker:
 
 # Trackers we stopped waiting for: kept so that subprocess can still reap them.
 _unreaped: list = []
-_instances_to_reinit: weakref.WeakSet[ResourceTracker] = weakref.WeakSet()
-
-
-def _reinit_after_fork() -> None:
-    for tracker in _instances_to_reinit:
-        tracker._after_fork_in_child()
-
-
-os.register_at_fork(after_in_child=_reinit_after_fork)
-
-
-def _drop_popen(obj: Any) -> None:
-    # Forget the helper's Popen without subprocess's "still running"
-    # ResourceWarning: the helper outlives this process by design.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        obj._proc = None
 
 
 def _detach_at_exit() -> None:
-    # The tracker outlives us by design (it cleans up after the last process):
-    # drop its Popen without subprocess's "still running" ResourceWarning.
-    for tracker in _instances_to_reinit:
-        _drop_popen(tracker)
+    # Trackers we stopped waiting for outlive us by design: forget them
+    # without subprocess's "still running" ResourceWarning.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)
         del _unreaped[:]

@@ -21,18 +21,18 @@ import runpy
 import subprocess
 import sys
 import types
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from . import process, util
 
 __all__ = [
     "_main",
     "freeze_support",
-    "set_executable",
+    "get_command_line",
     "get_executable",
     "get_preparation_data",
-    "get_command_line",
     "import_main_path",
+    "set_executable",
 ]
 
 WINEXE = False
@@ -44,7 +44,7 @@ class _SpawnConfig:
 
     def __init__(self) -> None:
         exe = sys.executable
-        self.executable: Optional[str] = os.fsdecode(exe) if exe else None
+        self.executable: str | None = os.fsdecode(exe) if exe else None
 
 
 _config = _SpawnConfig()
@@ -55,12 +55,12 @@ def set_executable(exe: str) -> None:
     _config.executable = os.fsdecode(exe)
 
 
-def get_executable() -> Optional[str]:
+def get_executable() -> str | None:
     """Return the interpreter spawned children run."""
     return _config.executable
 
 
-def is_forking(argv: List[str]) -> bool:
+def is_forking(argv: list[str]) -> bool:
     """True if ``argv`` is the command line of a child being spawned (frozen apps)."""
     return len(argv) >= 2 and argv[1] == "--multiprocessing-fork"
 
@@ -68,7 +68,7 @@ def is_forking(argv: List[str]) -> bool:
 def freeze_support() -> None:
     """In a frozen executable started as a child, run the child and exit."""
     if is_forking(sys.argv):
-        kwds: Dict[str, Any] = {}
+        kwds: dict[str, Any] = {}
         for arg in sys.argv[2:]:
             name, value = arg.split("=")
             kwds[name] = None if value == "None" else int(value)
@@ -76,13 +76,13 @@ def freeze_support() -> None:
         sys.exit()
 
 
-def _interpreter_flags() -> List[str]:
+def _interpreter_flags() -> list[str]:
     # The interpreter options (-O, -X, -W, ...) that children should share.
     flags = getattr(subprocess, "_args_from_interpreter_flags", None)
     return list(flags()) if flags is not None else []
 
 
-def get_command_line(**kwds: Any) -> List[str]:
+def get_command_line(**kwds: Any) -> list[str]:
     """Return the command line that starts a spawned child."""
     exe = get_executable()
     if exe is None:
@@ -98,7 +98,7 @@ def get_command_line(**kwds: Any) -> List[str]:
 
 
 def spawn_main(
-    pipe_handle: int, parent_pid: Optional[int] = None, tracker_fd: Optional[int] = None
+    pipe_handle: int, parent_pid: int | None = None, tracker_fd: int | None = None
 ) -> None:
     """Entry point of a spawned child: read the start-up data from ``pipe_handle``."""
     if tracker_fd is not None:
@@ -111,7 +111,7 @@ def spawn_main(
     sys.exit(exitcode)
 
 
-def _main(fd: int, parent_sentinel: Optional[int]) -> int:
+def _main(fd: int, parent_sentinel: int | None) -> int:
     with os.fdopen(fd, "rb", closefd=True) as from_parent:
         current = process.current_process()
         current._inheriting = True
@@ -124,15 +124,15 @@ def _main(fd: int, parent_sentinel: Optional[int]) -> int:
     return self._bootstrap(parent_sentinel)
 
 
-def get_preparation_data(name: str) -> Dict[str, Any]:
+def get_preparation_data(name: str) -> dict[str, Any]:
     """Return what a spawned child needs to set itself up like its parent."""
     from . import context
 
     current = process.current_process()
-    d: Dict[str, Any] = dict(
-        log_to_stderr=util._log_to_stderr,
-        authkey=current.authkey,
-    )
+    d: dict[str, Any] = {
+        "log_to_stderr": util._log_to_stderr,
+        "authkey": current.authkey,
+    }
     if util._logger is not None:
         d["log_level"] = util._logger.getEffectiveLevel()
 
@@ -158,7 +158,7 @@ def get_preparation_data(name: str) -> Dict[str, Any]:
     return d
 
 
-def _main_module_data(main_module: types.ModuleType) -> Dict[str, str]:
+def _main_module_data(main_module: types.ModuleType) -> dict[str, str]:
     """How the child finds the parent's main module, if it has one to re-import."""
     spec_name = getattr(getattr(main_module, "__spec__", None), "name", None)
     if spec_name is not None:
@@ -177,17 +177,17 @@ def _main_module_data(main_module: types.ModuleType) -> Dict[str, str]:
 
 
 # Main modules replaced by a re-imported one; kept alive so their globals survive.
-old_main_modules: List[types.ModuleType] = []
+old_main_modules: list[types.ModuleType] = []
 
 
-def prepare(data: Dict[str, Any]) -> None:
+def prepare(data: dict[str, Any]) -> None:
     """Apply the parent's preparation data in a spawned child."""
     current = process.current_process()
     if "name" in data:
         current.name = data["name"]
     if "authkey" in data:
         current.authkey = data["authkey"]
-    if "log_to_stderr" in data and data["log_to_stderr"]:
+    if data.get("log_to_stderr"):
         util.log_to_stderr()
     if "log_level" in data:
         util.get_logger().setLevel(data["log_level"])

@@ -20,25 +20,27 @@ import subprocess
 import sys
 import tempfile
 import threading
+import warnings
 import weakref
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Callable
 
 __all__ = [
-    "sub_debug",
-    "debug",
-    "info",
-    "sub_warning",
-    "get_logger",
-    "log_to_stderr",
-    "get_temp_dir",
-    "register_after_fork",
-    "is_exiting",
-    "Finalize",
-    "ForkAwareThreadLock",
-    "ForkAwareLocal",
-    "close_all_fds_except",
     "SUBDEBUG",
     "SUBWARNING",
+    "Finalize",
+    "ForkAwareLocal",
+    "ForkAwareThreadLock",
+    "close_all_fds_except",
+    "debug",
+    "get_logger",
+    "get_temp_dir",
+    "info",
+    "is_exiting",
+    "log_to_stderr",
+    "register_after_fork",
+    "sub_debug",
+    "sub_warning",
 ]
 
 #
@@ -54,7 +56,7 @@ SUBWARNING = 25
 LOGGER_NAME = "multiprocess"
 DEFAULT_LOGGING_FORMAT = "[%(levelname)s/%(processName)s] %(message)s"
 
-_logger: Optional[logging.Logger] = None
+_logger: logging.Logger | None = None
 _log_to_stderr = False
 
 
@@ -98,7 +100,7 @@ def get_logger() -> logging.Logger:
     return _logger
 
 
-def log_to_stderr(level: Optional[int] = None) -> logging.Logger:
+def log_to_stderr(level: int | None = None) -> logging.Logger:
     """Make the package logger write to stderr (optionally at ``level``) and return it."""
     global _log_to_stderr
     logger = get_logger()
@@ -170,7 +172,7 @@ def get_temp_dir() -> str:
 # After-fork hooks
 #
 
-_afterfork_registry: "weakref.WeakValueDictionary[tuple, Any]" = weakref.WeakValueDictionary()
+_afterfork_registry: weakref.WeakValueDictionary[tuple, Any] = weakref.WeakValueDictionary()
 _afterfork_counter = itertools.count()
 
 
@@ -180,7 +182,7 @@ def _run_after_forkers() -> None:
     for (_index, _ident, func), obj in items:
         try:
             func(obj)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - one failing hook must not stop the others
             info("after forker raised exception %s", e)
 
 
@@ -218,22 +220,21 @@ class Finalize:
         obj: Any,
         callback: Callable[..., Any],
         args: Sequence[Any] = (),
-        kwargs: Optional[Mapping[str, Any]] = None,
-        exitpriority: Optional[int] = None,
+        kwargs: Mapping[str, Any] | None = None,
+        exitpriority: int | None = None,
     ) -> None:
         if exitpriority is not None and not isinstance(exitpriority, int):
             raise TypeError(
-                f"Exitpriority ({exitpriority!r}) must be None or int, "
-                f"not {type(exitpriority)}"
+                f"Exitpriority ({exitpriority!r}) must be None or int, not {type(exitpriority)}"
             )
         if obj is not None:
             self._weakref: Any = weakref.ref(obj, self)
         elif exitpriority is None:
             raise ValueError("Without object, exitpriority cannot be None")
-        self._callback: Optional[Callable[..., Any]] = callback
+        self._callback: Callable[..., Any] | None = callback
         self._args: Sequence[Any] = args
         self._kwargs: Mapping[str, Any] = kwargs or {}
-        self._key: Optional[tuple] = (exitpriority, next(_finalizer_counter))
+        self._key: tuple | None = (exitpriority, next(_finalizer_counter))
         self._pid = os.getpid()
         _finalizer_registry[self._key] = self
 
@@ -285,8 +286,8 @@ class Finalize:
         except (AttributeError, TypeError):
             obj = None
         if obj is None:
-            return "<%s object, dead>" % self.__class__.__name__
-        x = "<%s object, callback=%s" % (
+            return f"<{self.__class__.__name__} object, dead>"
+        x = "<{} object, callback={}".format(
             self.__class__.__name__,
             getattr(self._callback, "__name__", self._callback),
         )
@@ -299,7 +300,7 @@ class Finalize:
         return x + ">"
 
 
-def _run_finalizers(minpriority: Optional[int] = None) -> None:
+def _run_finalizers(minpriority: int | None = None) -> None:
     """Run pending finalizers, highest priority first.
 
     With ``minpriority`` None, run those that have any exit priority; otherwise
@@ -327,7 +328,7 @@ def _run_finalizers(minpriority: Optional[int] = None) -> None:
             sub_debug("calling %s", finalizer)
             try:
                 finalizer()
-            except Exception:
+            except Exception:  # noqa: BLE001 - reported; the other finalizers still run
                 import traceback
 
                 traceback.print_exc()
@@ -423,7 +424,7 @@ class ForkAwareThreadLock:
     def __enter__(self) -> bool:
         return self._lock.__enter__()
 
-    def __exit__(self, *args: Any) -> None:
+    def __exit__(self, *args: object) -> None:
         self._lock.__exit__(*args)
 
 
@@ -443,7 +444,7 @@ class ForkAwareLocal(threading.local):
 
 try:
     MAXFD = os.sysconf("SC_OPEN_MAX")
-except Exception:
+except (OSError, ValueError):
     MAXFD = 256
 
 
@@ -468,9 +469,7 @@ def spawnv_passfds(path: str, args: Sequence[str], passfds: Iterable[int]) -> su
     child (``subprocess`` would otherwise reap it behind their back).
     """
     fds = tuple(sorted(set(passfds)))
-    return subprocess.Popen(
-        list(args), executable=path, pass_fds=fds, close_fds=True, env=None
-    )
+    return subprocess.Popen(list(args), executable=path, pass_fds=fds, close_fds=True, env=None)
 
 
 def _close_stdin() -> None:
@@ -484,7 +483,7 @@ def _close_stdin() -> None:
     try:
         fd = os.open(os.devnull, os.O_RDONLY)
         try:
-            sys.stdin = open(fd, encoding="utf-8", closefd=False)
+            sys.stdin = open(fd, encoding="utf-8", closefd=False)  # noqa: SIM115 - stays open
         except BaseException:
             os.close(fd)
             raise
@@ -500,3 +499,44 @@ def _flush_std_streams() -> None:
                 stream.flush()
         except (AttributeError, ValueError):
             pass
+
+
+#
+# Long-lived helper processes (the fork server, the resource tracker)
+#
+
+
+def drop_helper_popen(helper: Any) -> None:
+    """Forget ``helper._proc`` without subprocess's "still running" ResourceWarning.
+
+    The helper processes outlive this one by design.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        helper._proc = None
+
+
+class _HelperProcesses:
+    """The helper objects of this process: reset in a forked child, detached at exit.
+
+    A helper has ``_proc`` (its ``subprocess.Popen``) and ``_after_fork_in_child()``.
+    """
+
+    def __init__(self) -> None:
+        self._helpers: weakref.WeakSet[Any] = weakref.WeakSet()
+        os.register_at_fork(after_in_child=self._after_fork_in_child)
+        atexit.register(self._detach_all)
+
+    def add(self, helper: Any) -> None:
+        self._helpers.add(helper)
+
+    def _after_fork_in_child(self) -> None:
+        for helper in list(self._helpers):
+            helper._after_fork_in_child()
+
+    def _detach_all(self) -> None:
+        for helper in list(self._helpers):
+            drop_helper_popen(helper)
+
+
+helper_processes = _HelperProcesses()

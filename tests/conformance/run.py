@@ -29,7 +29,7 @@ import re
 import subprocess
 import sys
 import tempfile
-from typing import Dict, Iterator, List, Tuple
+from collections.abc import Iterator
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 METHODS = ("fork", "spawn", "forkserver")
@@ -52,7 +52,7 @@ if __name__ == "__main__":
 """
 
 
-def parse_log(text: str) -> Iterator[Tuple[str, str, str]]:
+def parse_log(text: str) -> Iterator[tuple[str, str, str]]:
     """Yield (class, test, outcome) from a verbose unittest log.
 
     Children print to the same stream, so an outcome may come lines after its
@@ -67,7 +67,7 @@ def parse_log(text: str) -> Iterator[Tuple[str, str, str]]:
             dotted = start.group(2).split(".")
             cls = dotted[-2] if dotted[-1] == start.group(1) else dotted[-1]
             pending = (cls, start.group(1))
-            line = line[start.end():]
+            line = line[start.end() :]
         if pending:
             outcome = _OUTCOME.search(line.strip())
             if outcome and ("..." in line or line.strip().startswith(outcome.group(1))):
@@ -77,10 +77,10 @@ def parse_log(text: str) -> Iterator[Tuple[str, str, str]]:
         yield pending + ("unknown",)
 
 
-def summarize(text: str, method: str, rc: int) -> Tuple[str, List[str]]:
+def summarize(text: str, method: str, rc: int) -> tuple[str, list[str]]:
     """Return the summary line and one line per class with failures or errors."""
-    counts: Dict[str, int] = collections.Counter()
-    bad: Dict[str, List[str]] = collections.defaultdict(list)
+    counts: dict[str, int] = collections.Counter()
+    bad: dict[str, list[str]] = collections.defaultdict(list)
     seen = set()
     for cls, test, outcome in parse_log(text):
         if (cls, test) in seen:
@@ -102,11 +102,12 @@ def has_suite(python: str) -> bool:
     probe = subprocess.run(
         [python, "-c", "import test._test_multiprocessing"],
         capture_output=True,
+        check=False,
     )
     return probe.returncode == 0
 
 
-def run_method(args: argparse.Namespace, method: str, workdir: str) -> Tuple[str, List[str], int]:
+def run_method(args: argparse.Namespace, method: str, workdir: str) -> tuple[str, list[str], int]:
     module = f"mpconformance_{method}"
     with open(os.path.join(workdir, module + ".py"), "w") as f:
         f.write(_MODULE_TEMPLATE.format(method=method))
@@ -123,8 +124,15 @@ def run_method(args: argparse.Namespace, method: str, workdir: str) -> Tuple[str
     with open(log_path, "w") as log:
         try:
             rc = subprocess.run(
-                cmd, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, timeout=args.timeout, start_new_session=True,
+                cmd,
+                cwd=workdir,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                timeout=args.timeout,
+                start_new_session=True,
+                check=False,
             ).returncode
         except subprocess.TimeoutExpired:
             rc = 124
@@ -134,15 +142,26 @@ def run_method(args: argparse.Namespace, method: str, workdir: str) -> Tuple[str
     return line, classes, rc
 
 
-def main(argv: List[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("methods", nargs="*", metavar="METHOD",
-                        help="start methods to run: fork, spawn, forkserver (default: all)")
-    parser.add_argument("-k", action="append", default=[],
-                        help="only tests matching this substring/pattern (unittest -k); "
-                        "repeat it to select several")
-    parser.add_argument("--target", default="multiprocess",
-                        help="package to test (multiprocessing for the stdlib baseline)")
+    parser.add_argument(
+        "methods",
+        nargs="*",
+        metavar="METHOD",
+        help="start methods to run: fork, spawn, forkserver (default: all)",
+    )
+    parser.add_argument(
+        "-k",
+        action="append",
+        default=[],
+        help="only tests matching this substring/pattern (unittest -k); "
+        "repeat it to select several",
+    )
+    parser.add_argument(
+        "--target",
+        default="multiprocess",
+        help="package to test (multiprocessing for the stdlib baseline)",
+    )
     parser.add_argument("--python", default=sys.executable, help="interpreter to run")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per method")
     parser.add_argument("--logs", default=os.path.join(tempfile.gettempdir(), "mp-conformance"))
@@ -154,8 +173,10 @@ def main(argv: List[str] | None = None) -> int:
         parser.error(f"unknown start method(s) {unknown}; choose from {', '.join(METHODS)}")
 
     if not has_suite(args.python):
-        print(f"conformance: SKIPPED: {args.python} ships no test._test_multiprocessing "
-              "(install the interpreter's test package, e.g. Debian's libpython3-testsuite)")
+        print(
+            f"conformance: SKIPPED: {args.python} ships no test._test_multiprocessing "
+            "(install the interpreter's test package, e.g. Debian's libpython3-testsuite)"
+        )
         return 0
     os.makedirs(args.logs, exist_ok=True)
     status = 0
@@ -166,9 +187,7 @@ def main(argv: List[str] | None = None) -> int:
             for cls_line in classes:
                 print(cls_line, flush=True)
             failed = " fail=0 error=0 " not in line or " unfinished=0 " not in line
-            if rc == 124 or " ran=0 " in line:
-                status = 1
-            elif args.strict and (rc != 0 or failed):
+            if rc == 124 or " ran=0 " in line or args.strict and (rc != 0 or failed):
                 status = 1
     print(f"conformance logs: {args.logs}")
     return status

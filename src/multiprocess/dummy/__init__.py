@@ -11,30 +11,31 @@ import array
 import sys
 import threading
 import weakref
+from collections.abc import Iterable
 from queue import Queue
 from threading import Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable
 
-from . import connection
+from . import connection as connection
 from .connection import Pipe
 
 __all__ = [
-    "Process",
-    "current_process",
-    "active_children",
-    "freeze_support",
-    "Lock",
-    "RLock",
-    "Semaphore",
+    "Barrier",
     "BoundedSemaphore",
     "Condition",
     "Event",
-    "Barrier",
-    "Queue",
+    "JoinableQueue",
+    "Lock",
     "Manager",
     "Pipe",
     "Pool",
-    "JoinableQueue",
+    "Process",
+    "Queue",
+    "RLock",
+    "Semaphore",
+    "active_children",
+    "current_process",
+    "freeze_support",
 ]
 
 JoinableQueue = Queue
@@ -46,14 +47,14 @@ class DummyProcess(threading.Thread):
     def __init__(
         self,
         group: None = None,
-        target: Optional[Callable[..., Any]] = None,
-        name: Optional[str] = None,
+        target: Callable[..., Any] | None = None,
+        name: str | None = None,
         args: Iterable[Any] = (),
-        kwargs: Optional[dict] = None,
+        kwargs: dict | None = None,
     ) -> None:
         super().__init__(group, target, name, args, kwargs or {})
         self._pid = None
-        self._children: "weakref.WeakKeyDictionary[Any, None]" = weakref.WeakKeyDictionary()
+        self._children: weakref.WeakKeyDictionary[Any, None] = weakref.WeakKeyDictionary()
         self._start_called = False
         self._parent = current_process()
 
@@ -69,7 +70,7 @@ class DummyProcess(threading.Thread):
         super().start()
 
     @property
-    def exitcode(self) -> Optional[int]:
+    def exitcode(self) -> int | None:
         """0 once the thread has finished, None before."""
         if self._start_called and not self.is_alive():
             return 0
@@ -107,8 +108,8 @@ class Namespace:
         return f"{type(self).__name__}({', '.join(sorted(items))})"
 
 
-dict = dict
-list = list
+dict = dict  # noqa: PLW0127 - the "manager" types are the plain ones
+list = list  # noqa: PLW0127
 
 
 def Array(typecode: str, sequence: Iterable[Any], lock: Any = True) -> array.array:
@@ -144,8 +145,11 @@ def shutdown() -> None:
     pass
 
 
-def Pool(processes: Optional[int] = None, initializer: Optional[Callable[..., Any]] = None,
-         initargs: Iterable[Any] = ()) -> Any:
+def Pool(
+    processes: int | None = None,
+    initializer: Callable[..., Any] | None = None,
+    initargs: Iterable[Any] = (),
+) -> Any:
     """Return a ``ThreadPool``: a Pool whose workers are threads."""
     from ..pool import ThreadPool
 

@@ -7,7 +7,9 @@ serialized, so anything can be sent.
 from __future__ import annotations
 
 import queue
-from typing import Any, Optional, Tuple
+from typing import Any
+
+from typing_extensions import Self
 
 __all__ = ["Client", "Listener", "Pipe"]
 
@@ -17,7 +19,7 @@ families = [None]
 class Connection:
     """One end of a pair of queues, with the API of ``multiprocess.connection.Connection``."""
 
-    def __init__(self, inbox: "queue.Queue[Any]", outbox: "queue.Queue[Any]") -> None:
+    def __init__(self, inbox: queue.Queue[Any], outbox: queue.Queue[Any]) -> None:
         self._in = inbox
         self._out = outbox
         self.send = self.send_bytes = outbox.put
@@ -36,10 +38,10 @@ class Connection:
     def close(self) -> None:
         pass
 
-    def __enter__(self) -> "Connection":
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
@@ -47,7 +49,7 @@ class Listener:
     """Accepts connections from ``Client(listener.address)`` in other threads."""
 
     def __init__(self, address: Any = None, family: Any = None, backlog: int = 1) -> None:
-        self._backlog_queue: Optional["queue.Queue[Tuple[Any, Any]]"] = queue.Queue(backlog)
+        self._backlog_queue: queue.Queue[tuple[Any, Any]] | None = queue.Queue(backlog)
 
     def accept(self) -> Connection:
         if self._backlog_queue is None:
@@ -62,23 +64,23 @@ class Listener:
         """What to pass to ``Client`` (the listener's backlog queue)."""
         return self._backlog_queue
 
-    def __enter__(self) -> "Listener":
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
 def Client(address: Any) -> Connection:
     """Connect to the ``Listener`` whose ``address`` is given."""
-    inbox: "queue.Queue[Any]" = queue.Queue()
-    outbox: "queue.Queue[Any]" = queue.Queue()
+    inbox: queue.Queue[Any] = queue.Queue()
+    outbox: queue.Queue[Any] = queue.Queue()
     address.put((outbox, inbox))
     return Connection(inbox, outbox)
 
 
-def Pipe(duplex: bool = True) -> Tuple[Connection, Connection]:
+def Pipe(duplex: bool = True) -> tuple[Connection, Connection]:
     """Return two connected ends (always duplex between threads)."""
-    a: "queue.Queue[Any]" = queue.Queue()
-    b: "queue.Queue[Any]" = queue.Queue()
+    a: queue.Queue[Any] = queue.Queue()
+    b: queue.Queue[Any] = queue.Queue()
     return Connection(a, b), Connection(b, a)
