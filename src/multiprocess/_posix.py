@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+import os
 import select
 import time
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["wait_readable"]
+__all__ = ["wait_readable", "writev_all"]
 
 _POLL_MAX_MS = 2**31 - 1
 
@@ -68,3 +69,40 @@ def wait_readable(objects: Sequence[Any], timeout: float | None = None) -> list[
     pairs = [(obj, _fileno(obj)) for obj in objects]
     ready = _ready_fds(list({fd for _obj, fd in pairs}), timeout)
     return [obj for obj, fd in pairs if fd in ready]
+
+
+# os.writev takes at most IOV_MAX (1024 on Linux, macOS) buffers, and a single
+# call should not be asked for more than 1 GiB (some systems cap a write there).
+_IOV_MAX = 512
+_IO_CHUNK = 1 << 30
+
+
+def first_bytes(views: list, limit: int = _IO_CHUNK) -> list:
+    """The leading views of ``views``, cut to at most ``limit`` bytes and ``_IOV_MAX`` views."""
+    out = []
+    for view in views[:_IOV_MAX]:
+        if limit <= 0:
+            break
+        out.append(view[:limit])
+        limit -= view.nbytes
+    return out
+
+
+def advance(views: list, written: int) -> list:
+    """Drop the first ``written`` bytes from the list of memoryviews ``views``, in place."""
+    while written:
+        first = views[0]
+        if written >= first.nbytes:
+            written -= first.nbytes
+            views.pop(0)
+        else:
+            views[0] = first[written:]
+            written = 0
+    return views
+
+
+def writev_all(fd: int, views: list) -> None:
+    """Write every byte of the memoryviews ``views`` (format "B") to the blocking ``fd``."""
+    views = [v for v in views if v.nbytes]
+    while views:
+        advance(views, os.writev(fd, first_bytes(views)))

@@ -62,7 +62,7 @@ from . import reduction, util
 
 # Both are also re-exported from here, as the standard library does.
 from ._errors import AuthenticationError, BufferTooShort
-from ._posix import wait_readable
+from ._posix import wait_readable, writev_all
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -461,25 +461,7 @@ class Connection(_ConnectionBase):
             written = os.write(fd, data[:_IO_CHUNK])  # type: ignore[arg-type]
 
     def _writev_all(self, views: list[memoryview]) -> None:
-        fd = self._handle
-        views = [v for v in views if v.nbytes]
-        while views:
-            batch, budget = [], _IO_CHUNK
-            for v in views:
-                if budget <= 0:
-                    break
-                part = v[:budget]
-                batch.append(part)
-                budget -= part.nbytes
-            written = os.writev(fd, batch)  # type: ignore[arg-type]
-            while written:
-                first = views[0]
-                if written >= first.nbytes:
-                    written -= first.nbytes
-                    views.pop(0)
-                else:
-                    views[0] = first[written:]
-                    written = 0
+        writev_all(self._handle, views)  # type: ignore[arg-type]
 
     # -- reading --
 

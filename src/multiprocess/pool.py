@@ -78,6 +78,7 @@ from typing_extensions import Self
 from . import connection, reduction, util
 from . import context as _context
 from ._errors import ProcessError, TimeoutError
+from ._posix import writev_all
 
 __all__ = ["Pool", "ThreadPool"]
 
@@ -1814,17 +1815,7 @@ def _write_parts(fd: int, parts: list[Any]) -> None:
         while data:
             data = data[os.write(fd, data) :]
         return
-    views = [memoryview(p).cast("B") for p in parts]
-    while views:
-        written = os.writev(fd, views[:512])
-        while written:
-            first = views[0]
-            if written >= first.nbytes:
-                written -= first.nbytes
-                views.pop(0)
-            else:
-                views[0] = first[written:]
-                written = 0
+    writev_all(fd, [memoryview(p).cast("B") for p in parts])
 
 
 #

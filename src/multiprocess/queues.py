@@ -64,6 +64,7 @@ from queue import Empty, Full
 from typing import Any, Callable
 
 from . import reduction, util
+from ._posix import advance, first_bytes
 from ._spawning import assert_spawning
 from .connection import Pipe
 from .synchronize import SEM_VALUE_MAX, _resolve_context, _SharedBlock
@@ -711,9 +712,9 @@ class _RecordWriter:
                         return
                 else:
                     written = 0
-                views = _advance([memoryview(header), memoryview(data).cast("B")], written)
+                views = advance([memoryview(header), memoryview(data).cast("B")], written)
                 while views:
-                    views = _advance(views, os.writev(fd, _first_bytes(views, _IO_CHUNK)))
+                    views = advance(views, os.writev(fd, first_bytes(views, _IO_CHUNK)))
                     started = True
             except BaseException:
                 if started:
@@ -737,29 +738,6 @@ class _RecordWriter:
                     self._rlock.release()
             if shared[_DIRTY]:
                 time.sleep(_RECOVERY_INTERVAL / 4)
-
-
-def _first_bytes(views: list, limit: int) -> list:
-    """The leading views of ``views`` cut to at most ``limit`` bytes in all."""
-    out = []
-    for view in views:
-        if limit <= 0:
-            break
-        out.append(view[:limit])
-        limit -= view.nbytes
-    return out
-
-
-def _advance(views: list, written: int) -> list:
-    while written:
-        first = views[0]
-        if written >= first.nbytes:
-            written -= first.nbytes
-            views.pop(0)
-        else:
-            views[0] = first[written:]
-            written = 0
-    return views
 
 
 class _RecordReader:
