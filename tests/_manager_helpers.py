@@ -213,6 +213,28 @@ def increment_counter(counter, out):
     out.put(counter.increment(5))
 
 
+# -- a manager whose owner dies -------------------------------------------------
+
+_KEPT = []
+
+
+def keep(obj):
+    """A manager initializer: keep ``obj`` alive in the server process."""
+    _KEPT.append(obj)
+
+
+def start_manager_then_die(method, writer, out):
+    """Start a manager whose server holds ``writer``, then exit abruptly."""
+    from multiprocess import get_context
+    from multiprocess.managers import SyncManager
+
+    m = SyncManager(ctx=get_context(method))
+    m.start(keep, (writer,))
+    writer.close()
+    out.put(m.address)
+    os._exit(0)  # no finalizers: nobody shuts the manager down
+
+
 # -- remote managers ----------------------------------------------------------
 
 

@@ -652,6 +652,22 @@ def test_server_killed_gives_clear_errors(ctx):
     m.shutdown()  # the server is already dead: returns at once
 
 
+def test_server_stops_when_its_owner_dies(ctx):
+    reader, writer = ctx.Pipe(duplex=False)
+    out = ctx.SimpleQueue()  # put() writes at once: nothing is lost at os._exit
+    p = ctx.Process(target=h.start_manager_then_die, args=(ctx.get_start_method(), writer, out))
+    p.start()
+    writer.close()
+    address = out.get()
+    join(p)
+    # The server process held the only other copy of the writer: EOF means it exited.
+    assert reader.poll(60)
+    with pytest.raises(EOFError):
+        reader.recv()
+    with pytest.raises(ConnectionRefusedError, match="no manager is listening"):
+        SyncManager(address=address).connect()
+
+
 class _Touch:
     """Unpickling this creates a file: proof that a peer's bytes were unpickled."""
 

@@ -636,6 +636,16 @@ class State:
         self.value = State.INITIAL
 
 
+def _stop_with_parent(server: Server, parent_sentinel: int) -> None:
+    # The process that started the server owns it and shuts it down when it
+    # exits.  If it dies without doing so (killed, os._exit), stop serving
+    # rather than live on as an orphan nobody will ever shut down.
+    connection.wait([parent_sentinel])
+    if not server.stop_event.is_set():
+        util.info("the process that started this manager is gone: shutting down")
+        server.stop_event.set()
+
+
 class _ServerStartFailure:
     """Sent instead of the address by a server process that could not start."""
 
@@ -762,16 +772,20 @@ class BaseManager:
         writer.close()
         try:
             reply = reader.recv()
-        except EOFError:
-            self._process.join(self._shutdown_timeout)
-            raise ProcessError(
-                f"the manager's server process exited before it was ready "
-                f"(exit code {self._process.exitcode})"
-            ) from None
+        except BaseException as error:
+            # Interrupted (Ctrl-C) or the server died: leave no server behind,
+            # or this process would wait for it at exit.
+            self._stop_unready_server()
+            if isinstance(error, EOFError):
+                raise ProcessError(
+                    f"the manager's server process exited before it was ready "
+                    f"(exit code {self._process.exitcode})"
+                ) from None
+            raise
         finally:
             reader.close()
         if isinstance(reply, _ServerStartFailure):
-            self._process.join(self._shutdown_timeout)
+            self._stop_unready_server()
             raise reply.exc
         self._address = reply
         self._state.value = State.STARTED
@@ -818,8 +832,26 @@ class BaseManager:
             sys.exit(1)
         writer.send(server.address)
         writer.close()
+        parent_sentinel = getattr(process.parent_process(), "_sentinel", None)
+        if parent_sentinel is not None:
+            threading.Thread(
+                target=_stop_with_parent,
+                args=(server, parent_sentinel),
+                name="manager-parent-watcher",
+                daemon=True,
+            ).start()
         util.info("manager serving at %r", server.address)
         server.serve_forever()
+
+    def _stop_unready_server(self) -> None:
+        process = self._process
+        process.join(self._shutdown_timeout)
+        if process.is_alive():
+            process.terminate()
+            process.join(self._shutdown_timeout)
+            if process.is_alive():
+                process.kill()
+                process.join()
 
     def _create(self, typeid: str, /, *args: Any, **kwds: Any) -> tuple:
         """Create a shared object; return its token and exposed methods (one reference)."""
