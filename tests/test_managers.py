@@ -727,6 +727,32 @@ def test_wrong_authkey(ctx, tmp_path):
         m.shutdown()
 
 
+def test_bad_requests_from_an_authenticated_client(manager):
+    lst = manager.list([1])
+    authkey = bytes(multiprocess.current_process().authkey)
+    with Client(manager.address, authkey=authkey) as c:
+        managers.dispatch(c, None, "accept_connection", ("raw",))
+        c.send_bytes(b"not a pickle")
+        kind, text = c.recv()
+        assert kind == "#TRACEBACK" and "UnpicklingError" in text
+        c.send(("no-such-id", "append", (1,), {}))
+        kind, text = c.recv()
+        assert kind == "#TRACEBACK" and "no shared object with id 'no-such-id'" in text
+        c.send((lst._id, "append"))  # malformed request
+        kind, text = c.recv()
+        assert kind == "#TRACEBACK" and "ValueError" in text
+        os.write(c.fileno(), struct.pack("!i", -5))  # a length no message has: it hangs up
+        assert c.poll(30)
+        with pytest.raises(EOFError):
+            c.recv()
+    with Client(manager.address, authkey=authkey) as c:
+        pytest.raises(RemoteError, managers.dispatch, c, None, "id_to_obj").match(
+            "'id_to_obj' unrecognized"
+        )
+    assert lst[:] == [1]  # the others are served as before
+    assert "refcount=" in manager._debug_info()
+
+
 def test_load_four_clients(ctx, manager):
     clients, calls = 4, 10_000
     lst = manager.list()
