@@ -24,7 +24,7 @@ import _manager_helpers as h
 import pytest
 
 import multiprocess
-from multiprocess import managers
+from multiprocess import managers, reduction
 from multiprocess.connection import AuthenticationError, Client
 from multiprocess.managers import (
     BaseManager,
@@ -751,6 +751,42 @@ def test_bad_requests_from_an_authenticated_client(manager):
         )
     assert lst[:] == [1]  # the others are served as before
     assert "refcount=" in manager._debug_info()
+
+
+def test_large_messages_both_ways(manager):
+    lst = manager.list()
+    big = os.urandom(3 * 2**20) + b"end"
+    lst.append(big)
+    assert lst[0] == big
+    assert lst[:] == [big]
+    lst.append(1)
+    assert len(lst) == 2  # the connection is still in step
+
+
+def test_request_framing(manager):
+    lst = manager.list()
+    authkey = bytes(multiprocess.current_process().authkey)
+    with Client(manager.address, authkey=authkey) as c:
+        managers.dispatch(c, None, "accept_connection", ("raw",))
+        fd = c.fileno()
+        # Two requests in one write (a client that sends ahead): both answered, in order.
+        append = reduction.dumps((lst._id, "append", (1,), {}))
+        length = reduction.dumps((lst._id, "__len__", (), {}))
+        os.write(fd, _frame(append) + _frame(length))
+        assert c.recv() == ("#RETURN", None)
+        assert c.recv() == ("#RETURN", 1)
+        # The long header form: -1, then the length in 8 bytes.
+        getitem = reduction.dumps((lst._id, "__getitem__", (0,), {}))
+        os.write(fd, struct.pack("!iQ", -1, len(getitem)) + getitem)
+        assert c.recv() == ("#RETURN", 1)
+        # A message cut short by the end of the stream: the server hangs up.
+        os.write(fd, struct.pack("!i", 100) + b"short")
+        with socket.socket(fileno=os.dup(fd)) as s:
+            s.shutdown(socket.SHUT_WR)
+        assert c.poll(30)
+        with pytest.raises(EOFError):
+            c.recv()
+    assert lst[:] == [1]
 
 
 def test_load_four_clients(ctx, manager):

@@ -48,6 +48,7 @@ from __future__ import annotations
 import array
 import errno
 import os
+import pickle
 import queue
 import signal
 import sys
@@ -269,6 +270,108 @@ def _call_server(
         conn.close()
 
 
+class _RequestChannel:
+    """A Connection used for strictly alternating requests and answers.
+
+    ``Connection.recv()`` reads a message's 4-byte header, then its payload:
+    two system calls, which cost more than the pickling of a small message.
+    On a manager's connections the two sides take turns (a client sends one
+    request and waits for its answer; the server answers and waits for the
+    next request), so the peer has at most one message in flight, and one
+    ``read()`` of up to 64 KiB takes in a whole small message.  Should a peer
+    send ahead anyway, the bytes of its next message stay in ``_pending`` for
+    the next ``recv()``: the framing is exactly the Connection's.  Like it, a
+    length header is never trusted with memory: the rest of a long message is
+    read in chunks as it arrives.
+
+    Everything else (``send``, ``close``...) is the wrapped connection's.
+    """
+
+    __slots__ = ("_conn", "_fd", "_pending", "close", "fileno", "send")
+
+    _READ_SIZE = 65536
+
+    def __init__(self, conn: connection.Connection) -> None:
+        self._conn = conn
+        self._fd = conn.fileno()
+        self._pending = b""
+        self.send = conn.send
+        self.close = conn.close
+        self.fileno = conn.fileno
+
+    @property
+    def closed(self) -> bool:
+        return self._conn.closed
+
+    def poll(self, timeout: float | None = 0.0) -> bool:
+        return bool(self._pending) or self._conn.poll(timeout)
+
+    def recv(self) -> Any:
+        """Receive one message and unpickle it (see ``Connection.recv``)."""
+        if self._conn.closed:
+            raise OSError("handle is closed")
+        data = self._read_message()
+        try:
+            return reduction.loads(data)
+        except EOFError as e:
+            raise pickle.UnpicklingError(
+                f"message of {len(data)} bytes is not a complete pickle"
+            ) from e
+
+    def _read_at_least(self, buf: bytes, size: int) -> bytes:
+        while len(buf) < size:
+            chunk = os.read(self._fd, self._READ_SIZE)
+            if not chunk:
+                if buf:
+                    raise connection._TruncatedMessageError("got end of file during message")
+                raise EOFError
+            buf += chunk
+        return buf
+
+    def _read_message(self) -> bytes | memoryview:
+        buf = self._read_at_least(self._pending, 4)
+        (size,) = _HEADER.unpack_from(buf)
+        start = 4
+        if size < 0:
+            if size != -1:
+                self._bad_length()
+            buf = self._read_at_least(buf, 12)
+            (size,) = _LONG_HEADER.unpack_from(buf, 4)
+            start = 12
+            if size > sys.maxsize:
+                self._bad_length()
+        end = start + size
+        if len(buf) >= end:
+            self._pending = buf[end:]
+            return memoryview(buf)[start:end]
+        # A long message: read exactly its rest, as it comes.
+        self._pending = b""
+        parts = [buf[start:]]
+        missing = end - len(buf)
+        while missing:
+            chunk = os.read(self._fd, min(missing, connection._READ_CHUNK))
+            if not chunk:
+                raise connection._TruncatedMessageError("got end of file during message")
+            parts.append(chunk)
+            missing -= len(chunk)
+        return b"".join(parts)
+
+    def _bad_length(self) -> None:
+        # The rest of the stream cannot be framed: nothing more can be read.
+        self._conn.close()
+        raise OSError("bad message length")
+
+
+def _request_channel(conn: Any) -> Any:
+    """``conn`` as a :class:`_RequestChannel` if it is a plain Connection."""
+    if type(conn) is connection.Connection:
+        return _RequestChannel(conn)
+    return conn  # an XML-RPC connection: its recv() is its own
+
+
+_HEADER = connection._HEADER
+_LONG_HEADER = connection._LONG_HEADER
+
 # dict views cannot cross a process boundary with pickle; like the standard
 # library, a method returning one (dict.keys()...) answers with a list.
 _VIEW_TYPES = frozenset(type(getattr({}, name)()) for name in ("items", "keys", "values"))
@@ -405,6 +508,7 @@ class Server:
     def serve_client(self, conn: Any) -> None:
         """Serve the method calls of the proxies of one client thread until it hangs up."""
         util.debug("starting server thread to service %r", threading.current_thread().name)
+        conn = _request_channel(conn)
         recv = conn.recv
         send = conn.send
         id_to_obj = self.id_to_obj
@@ -1146,7 +1250,7 @@ class BaseProxy:
         except BaseException:
             conn.close()
             raise
-        self._tls.connection = conn
+        self._tls.connection = _request_channel(conn)
 
     def _callmethod(self, methodname: str, args: Sequence[Any] = (), kwds: Mapping = {}) -> Any:
         """Call ``methodname(*args, **kwds)`` on the referent; return a copy of the result.
