@@ -127,6 +127,27 @@ def append_many(lst, start, count, out):
     out.put(count)
 
 
+# -- finalizers in the middle of a call -----------------------------------------
+
+# Proxies that only this list holds: a Dropper empties it while it is pickled or
+# unpickled, so that their finalizers (decref) run in the middle of a proxy call.
+DROP = []
+
+
+class Dropper:
+    def __init__(self, value):
+        self.value = value
+
+    def __reduce__(self):
+        DROP.clear()
+        return rebuild_dropper, (self.value,)
+
+
+def rebuild_dropper(value):
+    DROP.clear()
+    return Dropper(value)
+
+
 # -- faults -------------------------------------------------------------------
 
 

@@ -405,6 +405,21 @@ def test_reference_counting(ctx, manager):
     assert manager._number_of_objects() == before
 
 
+def test_finalizer_in_the_middle_of_a_call(manager):
+    lst = manager.list()
+    before = manager._number_of_objects()
+    h.DROP.append(manager.dict())
+    assert manager._number_of_objects() == before + 1
+    # Pickling the argument drops the dict proxy: its decref runs during the
+    # call, on a connection of its own, and the call goes on undisturbed.
+    lst.append(h.Dropper(5))
+    assert manager._number_of_objects() == before
+    h.DROP.append(manager.dict())
+    assert lst[0].value == 5  # unpickling the answer drops the other one
+    assert manager._number_of_objects() == before
+    assert len(lst) == 1
+
+
 def test_threads_have_their_own_connections(manager):
     lst = manager.list()
     errors = []

@@ -23,8 +23,12 @@ Every connection passes the authkey challenge (``connection`` module) before the
 server unpickles a byte from it: a peer with a wrong key gets
 ``AuthenticationError`` and the server goes on serving the others.  Each thread
 of a client process keeps one connection per server (``BaseProxy._tls``) for
-method calls; create, incref and decref use short-lived connections, because a
-decref may run from a finalizer in the middle of another call of the thread.
+method calls, read with one system call per answer (``_RequestChannel``);
+create, incref and decref use short-lived connections, because a decref may run
+from a finalizer in the middle of another call of the thread.  A server
+started with ``start()`` shuts itself down if the process that started it dies
+without doing so; a proxy whose server is gone raises EOFError or
+ConnectionError.
 
 Serialization: the manager's ``serializer`` names how messages are pickled.
 ``'pickle'`` (the default, as in the standard library) means this package's
@@ -38,7 +42,8 @@ to managers you trust, with an authkey.
 Reference counting: the server keeps an object while some process holds a
 proxy to it.  A proxy takes a reference when it is made (or rebuilt from a
 pickle, or inherited by a forked child) and gives it back when it is collected
-or its process exits (``util.Finalize``).  A proxy stored *inside* a shared
+or its process exits (``util.Finalize``); a proxy made by ``manager.list()``
+and the like adopts the reference its creation took.  A proxy stored *inside* a shared
 object lives in the server; it holds no reference ("manager owned"), and the
 server keeps its referent for as long as the server runs.
 """
@@ -260,12 +265,17 @@ def _listener_client(serializer: str) -> tuple[Callable[..., Any], Callable[...,
 
 
 def _call_server(
-    client: Callable[..., Any], address: Any, authkey: bytes, name: str, args: Sequence[Any] = ()
+    client: Callable[..., Any],
+    address: Any,
+    authkey: bytes,
+    name: str,
+    args: Sequence[Any] = (),
+    kwds: Mapping = {},  # never modified
 ) -> Any:
     """Call the server's method ``name`` over a connection of its own."""
     conn = client(address, authkey=authkey)
     try:
-        return dispatch(conn, None, name, args)
+        return dispatch(_request_channel(conn), None, name, args, kwds)
     finally:
         conn.close()
 
@@ -448,8 +458,8 @@ class Server:
             try:
                 c = self.listener.accept()
             except OSError as e:
-                if self.stop_event.is_set() or e.errno in (errno.EBADF, errno.EINVAL):
-                    return
+                if self.stop_event.is_set() or e.errno in (None, errno.EBADF, errno.EINVAL):
+                    return  # stopping, or the listener was closed
                 # Out of file descriptors, or a peer that left before we
                 # accepted it: go on (after a pause, in case it persists).
                 util.info("manager failed to accept a connection: %r", e)
@@ -526,29 +536,32 @@ class Server:
             else:
                 try:
                     ident, methodname, args, kwds = request
-                    try:
-                        obj, exposed, gettypeid = id_to_obj[ident]
-                    except KeyError:
-                        obj, exposed, gettypeid = self._local_proxy_referent(ident)
-                    if methodname not in exposed:
-                        raise AttributeError(
-                            f"method {methodname!r} of {type(obj)!r} object is not in "
-                            f"exposed={exposed!r}"
-                        )
-                    function = getattr(obj, methodname)
-                    try:
-                        res = function(*args, **kwds)
-                    except Exception as e:  # noqa: BLE001 - the caller gets it
-                        msg = ("#ERROR", _ExceptionWithTraceback(e))
+                    if ident is None:
+                        msg = self._control_request(conn, methodname, args, kwds)
                     else:
-                        typeid = gettypeid and gettypeid.get(methodname, None)
-                        if typeid:
-                            rident, rexposed = self.create(conn, typeid, res)
-                            msg = ("#PROXY", (rexposed, Token(typeid, self.address, rident)))
-                        elif type(res) in _VIEW_TYPES:
-                            msg = ("#RETURN", list(res))
+                        try:
+                            obj, exposed, gettypeid = id_to_obj[ident]
+                        except KeyError:
+                            obj, exposed, gettypeid = self._local_proxy_referent(ident)
+                        if methodname not in exposed:
+                            raise AttributeError(
+                                f"method {methodname!r} of {type(obj)!r} object is not in "
+                                f"exposed={exposed!r}"
+                            )
+                        function = getattr(obj, methodname)
+                        try:
+                            res = function(*args, **kwds)
+                        except Exception as e:  # noqa: BLE001 - the caller gets it
+                            msg = ("#ERROR", _ExceptionWithTraceback(e))
                         else:
-                            msg = ("#RETURN", res)
+                            typeid = gettypeid and gettypeid.get(methodname, None)
+                            if typeid:
+                                rident, rexposed = self.create(conn, typeid, res)
+                                msg = ("#PROXY", (rexposed, Token(typeid, self.address, rident)))
+                            elif type(res) in _VIEW_TYPES:
+                                msg = ("#RETURN", list(res))
+                            else:
+                                msg = ("#RETURN", res)
                 except AttributeError:
                     fallback = self.fallback_mapping.get(methodname)  # type: ignore[arg-type]
                     if fallback is None:
@@ -572,6 +585,15 @@ class Server:
                 conn.close()
                 return
             del msg
+
+    def _control_request(self, conn: Any, name: str, args: Sequence[Any], kwds: Mapping) -> tuple:
+        # A call of a server method (create, incref...) on a proxy connection.
+        try:
+            if name not in self.public or name in ("accept_connection", "shutdown"):
+                raise ValueError(f"{name!r} unrecognized on a proxy connection")
+            return ("#RETURN", getattr(self, name)(conn, *args, **kwds))
+        except Exception:  # noqa: BLE001 - reported to the client
+            return ("#TRACEBACK", format_exc())
 
     def _local_proxy_referent(self, ident: str) -> tuple:
         try:
@@ -963,11 +985,17 @@ class BaseManager:
             if self._state.value == State.INITIAL:
                 raise ProcessError("the manager is not started: call start() or connect() first")
             raise _state_error(self._state)
-        conn = self._Client(self._address, authkey=self._authkey)
+        # On this thread's connection, which the new proxy will most likely use
+        # next (a creation never runs from a finalizer, unlike a decref).
+        tls = _locals_for(self._address)[0]
         try:
-            id, exposed = dispatch(conn, None, "create", (typeid, *args), kwds)
-        finally:
-            conn.close()
+            conn = tls.connection
+        except AttributeError:
+            conn = _connect_thread(tls, self._Client, self._address, self._authkey)
+        kind, result = _exchange(tls, conn, self._address, (None, "create", (typeid, *args), kwds))
+        if kind != "#RETURN":
+            raise convert_to_error(kind, result)
+        id, exposed = result
         return Token(typeid, self._address, id), exposed
 
     def join(self, timeout: float | None = None) -> None:
@@ -1205,11 +1233,7 @@ class BaseProxy:
         incref: bool = True,
         manager_owned: bool = False,
     ) -> None:
-        with BaseProxy._mutex:
-            tls_idset = BaseProxy._address_to_local.get(token.address, None)
-            if tls_idset is None:
-                tls_idset = util.ForkAwareLocal(), ProcessLocalSet()
-                BaseProxy._address_to_local[token.address] = tls_idset
+        tls_idset = _locals_for(token.address)
 
         # The connection each thread of this process uses for token.address.
         self._tls = tls_idset[0]
@@ -1239,18 +1263,7 @@ class BaseProxy:
     # -- calling the referent --
 
     def _connect(self) -> None:
-        util.debug("making connection to manager")
-        name = process.current_process().name
-        thread_name = threading.current_thread().name
-        if thread_name != "MainThread":
-            name += "|" + thread_name
-        conn = self._Client(self._token.address, authkey=self._authkey)
-        try:
-            dispatch(conn, None, "accept_connection", (name,))
-        except BaseException:
-            conn.close()
-            raise
-        self._tls.connection = _request_channel(conn)
+        _connect_thread(self._tls, self._Client, self._token.address, self._authkey)
 
     def _callmethod(self, methodname: str, args: Sequence[Any] = (), kwds: Mapping = {}) -> Any:
         """Call ``methodname(*args, **kwds)`` on the referent; return a copy of the result.
@@ -1259,24 +1272,12 @@ class BaseProxy:
         ``__cause__``), :class:`RemoteError` for errors of the server itself,
         and EOFError / ConnectionError when the server is gone.
         """
+        tls = self._tls
         try:
-            conn = self._tls.connection
+            conn = tls.connection
         except AttributeError:
-            util.debug("thread %r does not own a connection", threading.current_thread().name)
-            self._connect()
-            conn = self._tls.connection
-        try:
-            conn.send((self._id, methodname, args, kwds))
-            kind, result = conn.recv()
-        except BaseException as error:
-            # The connection may be out of step (an interrupted recv() would
-            # read this call's answer as the next one's): start afresh.
-            self._drop_connection(conn)
-            lost = _lost_server(error, self._token.address)
-            if lost is None:
-                raise
-            raise lost from error
-
+            conn = _connect_thread(tls, self._Client, self._token.address, self._authkey)
+        kind, result = _exchange(tls, conn, self._token.address, (self._id, methodname, args, kwds))
         if kind == "#RETURN":
             return result
         if kind == "#PROXY":
@@ -1292,12 +1293,7 @@ class BaseProxy:
             del result
 
     def _drop_connection(self, conn: Any) -> None:
-        if self._tls.__dict__.get("connection") is conn:
-            del self._tls.connection
-        try:
-            conn.close()
-        except Exception as e:  # noqa: BLE001
-            util.debug("closing a broken connection failed: %r", e)
+        _drop_connection(self._tls, conn)
 
     def _getvalue(self) -> Any:
         """Return a copy of the referent."""
@@ -1309,7 +1305,9 @@ class BaseProxy:
         if self._owned_by_manager:
             util.debug("owned_by_manager skipped INCREF of %r", self._token.id)
             return
-        _call_server(self._Client, self._token.address, self._authkey, "incref", (self._id,))
+        _control_call(
+            self._tls, self._Client, self._token.address, self._authkey, "incref", (self._id,), True
+        )
         util.debug("INCREF %r", self._token.id)
         self._adopt_reference()
 
@@ -1331,11 +1329,9 @@ class BaseProxy:
     ) -> None:
         idset.discard(token.id)
         if state is None or state.value == State.STARTED:
-            # A connection of its own: this may run from a finalizer in the
-            # middle of a call on the thread's connection.
             try:
                 util.debug("DECREF %r", token.id)
-                _call_server(_Client, token.address, authkey, "decref", (token.id,))
+                _control_call(tls, _Client, token.address, authkey, "decref", (token.id,), False)
             except Exception as e:  # noqa: BLE001 - the server may be gone
                 util.debug("... decref failed %s", e)
         else:
@@ -1346,9 +1342,10 @@ class BaseProxy:
             util.debug(
                 "thread %r has no more proxies so closing conn", threading.current_thread().name
             )
-            conn = tls.connection
+            # Dropped, not closed: this may run from the garbage collector in
+            # the middle of a call of this thread on that connection, which
+            # then finishes; the connection closes when nothing uses it.
             del tls.connection
-            conn.close()
 
     def _after_fork(self) -> None:
         self._manager = None
@@ -1409,6 +1406,91 @@ def _lost_server(error: BaseException, address: Any) -> BaseException | None:
     else:
         return None
     return lost
+
+
+def _locals_for(address: Any) -> tuple:
+    """(thread-local connections, ids referenced by this process) for the server at ``address``."""
+    with BaseProxy._mutex:
+        tls_idset = BaseProxy._address_to_local.get(address, None)
+        if tls_idset is None:
+            tls_idset = util.ForkAwareLocal(), ProcessLocalSet()
+            BaseProxy._address_to_local[address] = tls_idset
+    return tls_idset
+
+
+def _connect_thread(tls: Any, client: Callable[..., Any], address: Any, authkey: bytes) -> Any:
+    """Open this thread's connection to the server at ``address``; return it."""
+    util.debug("making connection to manager")
+    name = process.current_process().name
+    thread_name = threading.current_thread().name
+    if thread_name != "MainThread":
+        name += "|" + thread_name
+    conn = client(address, authkey=authkey)
+    try:
+        dispatch(conn, None, "accept_connection", (name,))
+    except BaseException:
+        conn.close()
+        raise
+    channel = tls.connection = _request_channel(conn)
+    return channel
+
+
+def _exchange(tls: Any, conn: Any, address: Any, request: tuple) -> tuple:
+    """Send ``request`` on the thread's connection ``conn``; return the (kind, result) answer.
+
+    While the exchange is under way the connection is ``busy``: a finalizer
+    that runs meanwhile (the garbage collector can run one at any point) must
+    not put its own request in between.
+    """
+    tls.busy = True
+    try:
+        conn.send(request)
+        return conn.recv()
+    except BaseException as error:
+        # The connection may be out of step (an interrupted recv() would read
+        # this call's answer as the next one's): start afresh.
+        _drop_connection(tls, conn)
+        lost = _lost_server(error, address)
+        if lost is None:
+            raise
+        raise lost from error
+    finally:
+        tls.busy = False
+
+
+def _control_call(
+    tls: Any,
+    client: Callable[..., Any],
+    address: Any,
+    authkey: bytes,
+    name: str,
+    args: Sequence[Any],
+    connect: bool,
+) -> Any:
+    """Call the server method ``name`` (incref, decref) on this thread's connection.
+
+    On a connection of its own instead when the thread's is in the middle of
+    an exchange (this runs from finalizers), or when the thread has none and
+    ``connect`` is false.
+    """
+    conn = tls.__dict__.get("connection")
+    if tls.__dict__.get("busy") or (conn is None and not connect):
+        return _call_server(client, address, authkey, name, args)
+    if conn is None:
+        conn = _connect_thread(tls, client, address, authkey)
+    kind, result = _exchange(tls, conn, address, (None, name, args, {}))
+    if kind == "#RETURN":
+        return result
+    raise convert_to_error(kind, result)
+
+
+def _drop_connection(tls: Any, conn: Any) -> None:
+    if tls.__dict__.get("connection") is conn:
+        del tls.connection
+    try:
+        conn.close()
+    except Exception as e:  # noqa: BLE001
+        util.debug("closing a broken connection failed: %r", e)
 
 
 def RebuildProxy(func: Callable[..., Any], token: Token, serializer: str, kwds: dict) -> Any:
