@@ -817,6 +817,49 @@ def test_load_four_clients(ctx, manager):
     assert sorted(values) == list(range(clients * calls))
 
 
+# -- the standard library's managers on the other end ---------------------------------
+
+
+def test_interoperates_with_the_standard_library():
+    import multiprocessing.managers as std_managers
+
+    # Our client, the standard library's server.
+    std_server = std_managers.SyncManager(authkey=b"shared key")
+    std_server.start()
+    try:
+
+        class OurClient(BaseManager):
+            pass
+
+        OurClient.register("list")
+        ours = OurClient(address=std_server.address, authkey=b"shared key")
+        ours.connect()
+        lst = ours.list([1, 2])
+        lst.append((3, "three"))
+        assert lst._getvalue() == [1, 2, (3, "three")]
+        assert std_server._number_of_objects() == 1
+        del lst
+        assert std_server._number_of_objects() == 0
+    finally:
+        std_server.shutdown()
+
+    # The standard library's client, our server.
+    with SyncManager(address=("127.0.0.1", 0), authkey=b"shared key") as our_server:
+
+        class StdClient(std_managers.BaseManager):
+            pass
+
+        StdClient.register("dict")
+        theirs = StdClient(address=our_server.address, authkey=b"shared key")
+        theirs.connect()
+        d = theirs.dict(a=1)
+        d.update(b=[2])
+        assert d._getvalue() == {"a": 1, "b": [2]}
+        assert our_server._number_of_objects() == 1
+        del d
+        assert our_server._number_of_objects() == 0
+
+
 # -- remote managers between separately started interpreters ----------------------------
 
 # The example of the standard library's documentation ("Using a remote manager"),

@@ -297,7 +297,7 @@ class _RequestChannel:
     Everything else (``send``, ``close``...) is the wrapped connection's.
     """
 
-    __slots__ = ("_conn", "_fd", "_pending", "close", "fileno", "send")
+    __slots__ = ("_conn", "_fd", "_pending", "close", "control", "fileno", "send")
 
     _READ_SIZE = 65536
 
@@ -305,6 +305,8 @@ class _RequestChannel:
         self._conn = conn
         self._fd = conn.fileno()
         self._pending = b""
+        #: Whether the server serves create/incref/decref on this connection.
+        self.control = False
         self.send = conn.send
         self.close = conn.close
         self.fileno = conn.fileno
@@ -385,6 +387,10 @@ _LONG_HEADER = connection._LONG_HEADER
 # dict views cannot cross a process boundary with pickle; like the standard
 # library, a method returning one (dict.keys()...) answers with a list.
 _VIEW_TYPES = frozenset(type(getattr({}, name)()) for name in ("items", "keys", "values"))
+
+# accept_connection's answer from a server that also serves create, incref and
+# decref on proxy connections.
+_CONTROL_ON_PROXY_CONNECTIONS = "control"
 
 # What Server methods return when they have answered the client themselves.
 _ANSWERED = object()
@@ -690,7 +696,9 @@ class Server:
     def accept_connection(self, c: Any, name: str) -> Any:
         """Make ``c`` the connection of the client thread ``name`` and serve it."""
         threading.current_thread().name = name
-        c.send(("#RETURN", None))
+        # The answer says that server methods can be called on this
+        # connection too; the standard library's server answers None.
+        c.send(("#RETURN", _CONTROL_ON_PROXY_CONNECTIONS))
         self.serve_client(c)
         return _ANSWERED
 
@@ -992,10 +1000,14 @@ class BaseManager:
             conn = tls.connection
         except AttributeError:
             conn = _connect_thread(tls, self._Client, self._address, self._authkey)
-        kind, result = _exchange(tls, conn, self._address, (None, "create", (typeid, *args), kwds))
-        if kind != "#RETURN":
-            raise convert_to_error(kind, result)
-        id, exposed = result
+        request = ("create", (typeid, *args), kwds)
+        if getattr(conn, "control", False):
+            kind, result = _exchange(tls, conn, self._address, (None, *request))
+            if kind != "#RETURN":
+                raise convert_to_error(kind, result)
+            id, exposed = result
+        else:
+            id, exposed = _call_server(self._Client, self._address, self._authkey, *request)
         return Token(typeid, self._address, id), exposed
 
     def join(self, timeout: float | None = None) -> None:
@@ -1427,11 +1439,13 @@ def _connect_thread(tls: Any, client: Callable[..., Any], address: Any, authkey:
         name += "|" + thread_name
     conn = client(address, authkey=authkey)
     try:
-        dispatch(conn, None, "accept_connection", (name,))
+        answer = dispatch(conn, None, "accept_connection", (name,))
     except BaseException:
         conn.close()
         raise
-    channel = tls.connection = _request_channel(conn)
+    channel = _request_channel(conn)
+    channel.control = answer == _CONTROL_ON_PROXY_CONNECTIONS
+    tls.connection = channel
     return channel
 
 
@@ -1478,6 +1492,8 @@ def _control_call(
         return _call_server(client, address, authkey, name, args)
     if conn is None:
         conn = _connect_thread(tls, client, address, authkey)
+    if not getattr(conn, "control", False):
+        return _call_server(client, address, authkey, name, args)
     kind, result = _exchange(tls, conn, address, (None, name, args, {}))
     if kind == "#RETURN":
         return result
