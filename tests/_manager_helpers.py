@@ -148,6 +148,17 @@ def rebuild_dropper(value):
     return Dropper(value)
 
 
+class CallsProxy:
+    """Pickling it makes a call on the proxy ``target`` (a call within a call)."""
+
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        self.target.append("nested")
+        return int, (1,)
+
+
 # -- faults -------------------------------------------------------------------
 
 

@@ -418,6 +418,9 @@ def test_finalizer_in_the_middle_of_a_call(manager):
     assert lst[0].value == 5  # unpickling the answer drops the other one
     assert manager._number_of_objects() == before
     assert len(lst) == 1
+    other = manager.list()
+    lst.append(h.CallsProxy(other))  # a call while this call's request is pickled
+    assert other[:] == ["nested"] and lst[1] == 1
 
 
 def test_threads_have_their_own_connections(manager):

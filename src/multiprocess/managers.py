@@ -1456,6 +1456,9 @@ def _exchange(tls: Any, conn: Any, address: Any, request: tuple) -> tuple:
     that runs meanwhile (the garbage collector can run one at any point) must
     not put its own request in between.
     """
+    # Saved and restored: pickling the request may run code that makes a call
+    # of its own (before anything of this one is written).
+    was_busy = tls.__dict__.get("busy", False)
     tls.busy = True
     try:
         conn.send(request)
@@ -1469,7 +1472,7 @@ def _exchange(tls: Any, conn: Any, address: Any, request: tuple) -> tuple:
             raise
         raise lost from error
     finally:
-        tls.busy = False
+        tls.busy = was_busy
 
 
 def _control_call(
