@@ -101,7 +101,8 @@ def test_public_names():
                  "IteratorProxy", "AcquirerProxy", "ConditionProxy", "EventProxy",
                  "BarrierProxy", "PoolProxy", "BaseListProxy", "State", "dispatch",
                  "convert_to_error", "public_methods", "all_methods", "listener_client",
-                 "SharedMemoryServer", "_SharedMemoryTracker", "Value", "Array"):  # fmt: skip
+                 "SharedMemoryServer", "_SharedMemoryTracker", "Value", "Array", "HAS_SHMEM",
+                 "reduce_array", "rebuild_as_list", "RebuildProxy", "ProcessLocalSet"):  # fmt: skip
         assert hasattr(managers, name), name
 
 

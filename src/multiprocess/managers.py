@@ -384,6 +384,21 @@ def _request_channel(conn: Any) -> Any:
 _HEADER = connection._HEADER
 _LONG_HEADER = connection._LONG_HEADER
 
+# Names the standard library's module has; kept for code that uses them.
+#: Shared memory (SharedMemoryManager) is available.
+HAS_SHMEM = True
+
+
+def reduce_array(a: array.array) -> tuple:
+    """Reduce an ``array.array`` to its type code and bytes."""
+    return array.array, (a.typecode, a.tobytes())
+
+
+def rebuild_as_list(obj: Any) -> tuple:
+    """Reduce an iterable (a dict view) to the list of its items."""
+    return list, (list(obj),)
+
+
 # dict views cannot cross a process boundary with pickle; like the standard
 # library, a method returning one (dict.keys()...) answers with a list.
 _VIEW_TYPES = frozenset(type(getattr({}, name)()) for name in ("items", "keys", "values"))
