@@ -71,9 +71,11 @@ import traceback
 import types
 import warnings
 from collections.abc import Iterable, Iterator
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from typing_extensions import Self
+if TYPE_CHECKING:  # annotations only: typing_extensions is not a dependency
+    from typing_extensions import Self
+
 
 from . import connection, reduction, util
 from . import context as _context

@@ -7,9 +7,11 @@ serialized, so anything can be sent.
 from __future__ import annotations
 
 import queue
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from typing_extensions import Self
+if TYPE_CHECKING:  # annotations only: typing_extensions is not a dependency
+    from typing_extensions import Self
+
 
 __all__ = ["Client", "Listener", "Pipe"]
 
