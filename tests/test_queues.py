@@ -381,3 +381,68 @@ def test_simple_queue_reader_speaks_connection_messages(ctx):
 def test_generic_alias():
     assert queues.Queue[int].__origin__ is queues.Queue
     assert queues.SimpleQueue[int].__origin__ is queues.SimpleQueue
+
+
+# -- out-of-band buffers (record kind 1) ----------------------------------------
+
+
+def test_large_buffers_round_trip(ctx):
+    np = pytest.importorskip("numpy")
+    small = np.arange(10, dtype=np.int16)
+    medium = np.arange(100_000, dtype=np.float64).reshape(1000, 100)
+    big = np.arange(3_000_000, dtype=np.int32).reshape(3, -1)
+    raw = bytearray(range(256)) * 5000
+    mixed = {
+        "a": np.ones((512, 512), dtype=np.complex64),
+        "b": big[::-1].copy(),
+        "f": lambda x: x + 1,
+    }
+    inq, outq = ctx.Queue(), ctx.Queue()
+    p = start(ctx, h.echo_until_none, inq, outq)
+    # Wrapped in tuples: the echo loop compares each item with None.
+    for obj in (small, medium, big, raw, mixed):
+        inq.put((obj,))
+    inq.put(None)
+    for arr in (small, medium, big):
+        (got,) = outq.get(timeout=60)
+        assert got.dtype == arr.dtype and got.shape == arr.shape
+        assert np.array_equal(got, arr)
+    (got,) = outq.get(timeout=60)
+    assert type(got) is bytearray and got == raw
+    (got,) = outq.get(timeout=60)
+    for key in ("a", "b"):
+        assert got[key].dtype == mixed[key].dtype and got[key].shape == mixed[key].shape
+        assert np.array_equal(got[key], mixed[key])
+    assert got["f"](41) == 42
+    join_all([p])
+    close(inq)
+    close(outq)
+
+
+def test_oob_record_is_kind_1(ctx):
+    q = ctx.Queue()
+    q.put(bytearray(queues._OOB_MIN_SIZE))
+    q.put(b"small")
+    assert q.get(timeout=60) == bytearray(queues._OOB_MIN_SIZE)
+    assert q.get(timeout=60) == b"small"
+    close(q)
+
+
+def test_producer_killed_mid_oob_record(ctx):
+    q = ctx.Queue()
+    done = ctx.Event()
+    # 4 MB cannot fit in the pipe: the feeder stays in the middle of a kind-1 record.
+    p = start(ctx, h.put_and_report, q, bytearray(b"x" * 4_000_000), done)
+    assert done.wait(60)
+    assert q._reader.poll(60)
+    p.kill()
+    p.join(60)
+    with pytest.raises(queue.Empty):
+        q.get(timeout=0.5)
+    p2 = start(ctx, h.put_all, q, [bytearray(b"y" * 3_000_000), "after"])
+    assert q.get(timeout=60) == bytearray(b"y" * 3_000_000)
+    assert q.get(timeout=60) == "after"
+    join_all([p2])
+    if HAVE_QSIZE:
+        assert q.qsize() == 0
+    close(q)

@@ -18,9 +18,17 @@ payload, written under the write lock (one ``writev`` unless the pipe fills)::
     magic 0x4D51 (uint16), kind (uint8), flags (uint8), 4 bytes reserved,
     payload length (uint64)
 
-``kind`` 0 is one pickle stream; other kinds are reserved (kind 1: a pickle
-followed by its out-of-band buffers, appended to the same record, with their
-sizes after the header).  ``flags`` are reserved and 0.
+``kind`` 0 is one pickle stream.  ``kind`` 1 is a pickle with out-of-band
+buffers (protocol 5; numpy arrays, bytearrays of at least ``_OOB_MIN_SIZE``
+bytes), written with ``writev`` from the objects' own memory and read straight
+into one bytearray each::
+
+    buffer count (uint32), 4 bytes reserved, pickle length (uint64),
+    one uint64 length per buffer, the pickle, the buffers
+
+(the header's payload length counts all of it).  Other kinds are reserved;
+``flags`` are reserved and 0.  A partial kind-1 record of a dead writer is
+dropped like a partial kind-0 one.
 
 Killed producers.  A producer may die (SIGKILL, OOM killer) holding the write
 lock, in the middle of a record.  The standard library's queue then hangs:
@@ -52,10 +60,12 @@ from __future__ import annotations
 
 import collections
 import errno
+import fcntl
 import math
 import os
 import select
 import struct
+import sys
 import threading
 import time
 import types
@@ -79,6 +89,16 @@ _PIPE_BUF: int = getattr(select, "PIPE_BUF", 512)
 _HEADER = struct.Struct("=HBBxxxxQ")
 _MAGIC = 0x4D51
 _KIND_PICKLE = 0
+_KIND_OOB = 1
+# Kind 1 payload: this table (buffer count, pickle length), the buffer lengths
+# (uint64 each), the pickle, then the buffers.
+_OOB_TABLE = struct.Struct("=IxxxxQ")
+_OOB_LEN = struct.Struct("=Q")
+# Buffers at least this large travel out of band (smaller ones are copied into
+# the pickle, which is cheaper than a record of their own).
+_OOB_MIN_SIZE = 1 << 16
+# Pipe capacity asked for on Linux once a large record is written.
+_PIPE_SIZE = 1 << 20
 # Largest count for one read/write system call (macOS rejects more than INT_MAX).
 _IO_CHUNK = 1 << 30
 
@@ -407,8 +427,14 @@ def _feed(
                 return
             try:
                 # Serialize before taking the write lock.
-                data = reduction.dumps(obj, serializer=serializer)
-                writer.write(data, _KIND_PICKLE)
+                data, buffers = reduction.dumps_oob(
+                    obj, min_size=_OOB_MIN_SIZE, serializer=serializer
+                )
+                if buffers:
+                    writer.write_oob(data, buffers)
+                else:
+                    writer.write(data, _KIND_PICKLE)
+                del buffers
             except Exception as e:  # noqa: BLE001 - reported through on_error
                 if ignore_epipe and getattr(e, "errno", None) == errno.EPIPE:
                     return
@@ -691,12 +717,46 @@ class _RecordWriter:
         self._wlock = wlock
         self._reader = reader
         self._rlock = rlock
+        self._pipe_sized = False
 
     def close(self) -> None:
         self._conn.close()
 
     def write(self, data: bytes, kind: int) -> None:
         header = _HEADER.pack(_MAGIC, kind, 0, len(data))
+        if len(data) > _PIPE_BUF and not self._pipe_sized:
+            self._grow_pipe()
+        self._write_views(header, [memoryview(data).cast("B")], len(data))
+
+    def write_oob(self, data: bytes, buffers: list[memoryview]) -> None:
+        """Write a kind-1 record: the pickle ``data`` and its out-of-band ``buffers``."""
+        table = _OOB_TABLE.pack(len(buffers), len(data)) + b"".join(
+            _OOB_LEN.pack(b.nbytes) for b in buffers
+        )
+        views = [memoryview(table), memoryview(data).cast("B")]
+        views += [b.cast("B") if b.format != "B" else b for b in buffers]
+        size = sum(v.nbytes for v in views)
+        if not self._pipe_sized:
+            self._grow_pipe()
+        self._write_views(_HEADER.pack(_MAGIC, _KIND_OOB, 0, size), views, size)
+
+    def _grow_pipe(self) -> None:
+        """Ask Linux for a bigger pipe: fewer context switches for large records."""
+        self._pipe_sized = True
+        setsz = getattr(fcntl, "F_SETPIPE_SZ", 1031) if sys.platform == "linux" else None
+        if setsz is None:
+            return
+        try:
+            with open("/proc/sys/fs/pipe-max-size", "rb") as f:
+                limit = int(f.read())
+        except (OSError, ValueError):
+            limit = _PIPE_SIZE
+        try:
+            fcntl.fcntl(self._conn.fileno(), setsz, min(_PIPE_SIZE, limit))
+        except OSError:
+            pass  # EPERM (user's pipe quota), EBUSY: keep the default size
+
+    def _write_views(self, header: bytes, views: list[memoryview], size: int) -> None:
         fd = self._conn.fileno()
         wlock = self._wlock
         wlock.acquire()
@@ -705,14 +765,14 @@ class _RecordWriter:
                 self._wait_until_clean()
             started = False
             try:
-                if len(data) <= _IO_CHUNK:
-                    written = os.writev(fd, (header, data))
+                if size <= _IO_CHUNK and len(views) < 256:
+                    written = os.writev(fd, [header, *views])
                     started = True
-                    if written == len(header) + len(data):
+                    if written == len(header) + size:
                         return
                 else:
                     written = 0
-                views = advance([memoryview(header), memoryview(data).cast("B")], written)
+                views = advance([memoryview(header), *views], written)
                 while views:
                     views = advance(views, os.writev(fd, first_bytes(views, _IO_CHUNK)))
                     started = True
@@ -774,6 +834,12 @@ class _RecordReader:
                 raise _StreamCorrupted(
                     "corrupted queue stream (was a process killed while it read from this queue?)"
                 )
+            if kind == _KIND_OOB:
+                record = self._read_oob(size)
+                if record is not None:
+                    return kind, record
+                discard()
+                continue
             if _HEADER.size + size <= _PIPE_BUF:
                 # Written with one write of at most PIPE_BUF bytes: atomic,
                 # so the payload is already there.
@@ -782,6 +848,36 @@ class _RecordReader:
             if self._read_into(memoryview(payload)):
                 return kind, payload
             discard()
+
+    def _read_oob(self, size: int) -> tuple[bytearray, list[bytearray]] | None:
+        """Read a kind-1 payload of ``size`` bytes; None if its writer died midway.
+
+        Each buffer is read straight into its own bytearray (no extra copy).
+        """
+        if size < _OOB_TABLE.size:
+            raise _StreamCorrupted("corrupted queue stream (short out-of-band table)")
+        table = bytearray(_OOB_TABLE.size)
+        if not self._read_into(memoryview(table)):
+            return None
+        count, data_size = _OOB_TABLE.unpack(table)
+        lengths_raw = bytearray(_OOB_LEN.size * count)
+        if count * _OOB_LEN.size > size or not self._read_into(memoryview(lengths_raw)):
+            if count * _OOB_LEN.size > size:
+                raise _StreamCorrupted("corrupted queue stream (bad out-of-band table)")
+            return None
+        lengths = [n for (n,) in _OOB_LEN.iter_unpack(lengths_raw)]
+        if _OOB_TABLE.size + len(lengths_raw) + data_size + sum(lengths) != size:
+            raise _StreamCorrupted("corrupted queue stream (bad out-of-band table)")
+        data = bytearray(data_size)
+        if not self._read_into(memoryview(data)):
+            return None
+        buffers = []
+        for n in lengths:
+            buf = bytearray(n)
+            if not self._read_into(memoryview(buf)):
+                return None
+            buffers.append(buf)
+        return data, buffers
 
     def _wait_for_record(self, block: bool, deadline: float | None) -> bool:
         shared = self._shared
@@ -827,6 +923,8 @@ class _RecordReader:
 def _decode(kind: int, data: Any) -> Any:
     if kind == _KIND_PICKLE:
         return reduction.loads(data)
+    if kind == _KIND_OOB:
+        return reduction.loads(data[0], buffers=data[1])
     raise OSError(f"queue record of unknown kind {kind} (written by a newer multiprocess?)")
 
 
