@@ -805,6 +805,11 @@ class _RecordReader:
 
     def __init__(self, conn: Any, wlock: _OwnedLock, discard: Callable[[], None]) -> None:
         self._fd = conn.fileno()
+        # One poller for the reader's life: building one per get() costs more
+        # than the poll itself.
+        poller = select.poll()
+        poller.register(self._fd, select.POLLIN)
+        self._poll = poller.poll
         self._wlock = wlock
         self._shared = wlock._shared
         self._discard = discard
@@ -888,7 +893,7 @@ class _RecordReader:
                 wait = _RECOVERY_INTERVAL
             else:
                 wait = min(_RECOVERY_INTERVAL, deadline - time.monotonic())
-            if _readable(self._fd, wait):
+            if self._readable(wait):
                 return True
             if shared[_DIRTY]:
                 # Between records with an empty pipe: whatever a dead writer
@@ -897,12 +902,15 @@ class _RecordReader:
             if not block or (deadline is not None and time.monotonic() >= deadline):
                 return False
 
+    def _readable(self, timeout: float) -> bool:
+        return bool(self._poll(max(0, math.ceil(timeout * 1000))))
+
     def _read_into(self, view: memoryview) -> bool:
         """Fill ``view`` from the pipe; False if its writer died before the end."""
         fd, shared = self._fd, self._shared
         pos, size = 0, view.nbytes
         while pos < size:
-            if _readable(fd, _RECOVERY_INTERVAL):
+            if self._readable(_RECOVERY_INTERVAL):
                 n = os.readv(fd, [view[pos : pos + _IO_CHUNK]])
                 if n == 0:
                     raise EOFError("the queue's pipe was closed in the middle of a record")
@@ -911,7 +919,7 @@ class _RecordReader:
             # Nothing more for now, in the middle of a record: is its writer alive?
             if not shared[_DIRTY]:
                 self._wlock.holder_died()
-            if shared[_DIRTY] and not _readable(fd, 0):
+            if shared[_DIRTY] and not self._readable(0):
                 # Its writer is dead and nobody writes while the flag is set:
                 # we have read all it wrote.
                 util.info("dropped a partial queue record (%d of %d bytes)", pos, size)
