@@ -2200,30 +2200,33 @@ class Pool:
         self, func: Callable[..., Any], iterable: Iterable[Any], chunksize: int = 1
     ) -> Iterator[Any]:
         """Like ``map()``, but yield the results in order as they come; inputs are read lazily."""
-        self._check_running()
-        if chunksize == 1:
-            result = IMapIterator(self)
-            self._submit(result, func, _ONE, iterable, "imap")
-            return result
-        if chunksize < 1:
-            raise ValueError(f"Chunksize must be 1+, not {chunksize:n}")
-        result = IMapIterator(self)
-        self._submit(result, func, _MAP, _chunks(iterable, chunksize), "imap", chunksize)
-        return (item for chunk in result for item in chunk)
+        return self._imap(IMapIterator, func, iterable, chunksize, "imap")
 
     def imap_unordered(
         self, func: Callable[..., Any], iterable: Iterable[Any], chunksize: int = 1
     ) -> Iterator[Any]:
         """Like ``imap()``, but yield results in the order they complete."""
+        return self._imap(IMapUnorderedIterator, func, iterable, chunksize, "imap_unordered")
+
+    def _imap(
+        self,
+        iterator_class: type,
+        func: Callable[..., Any],
+        iterable: Iterable[Any],
+        chunksize: int,
+        api: str,
+    ) -> Iterator[Any]:
         self._check_running()
         if chunksize == 1:
-            result = IMapUnorderedIterator(self)
-            self._submit(result, func, _ONE, iterable, "imap_unordered")
+            result = iterator_class(self)
+            self._submit(result, func, _ONE, iterable, api)
             return result
         if chunksize < 1:
-            raise ValueError(f"Chunksize must be 1+, not {chunksize!r}")
-        result = IMapUnorderedIterator(self)
-        self._submit(result, func, _MAP, _chunks(iterable, chunksize), "imap_unordered", chunksize)
+            # The stdlib words the two methods' messages slightly differently.
+            shown = f"{chunksize:n}" if api == "imap" else repr(chunksize)
+            raise ValueError(f"Chunksize must be 1+, not {shown}")
+        result = iterator_class(self)
+        self._submit(result, func, _MAP, _chunks(iterable, chunksize), api, chunksize)
         return (item for chunk in result for item in chunk)
 
     def close(self) -> None:
