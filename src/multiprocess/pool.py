@@ -542,6 +542,13 @@ class _PoolCache(dict):
         if not self and self.notifier is not None:
             self.notifier()
 
+    def forget(self, job: Any) -> None:
+        """Remove ``job`` if present (through __delitem__, so emptiness is noticed)."""
+        try:
+            del self[job]
+        except KeyError:
+            pass
+
 
 _job_counter = itertools.count()
 
@@ -618,11 +625,7 @@ class ApplyResult:
         self._pool = None
 
     def _forget(self) -> None:
-        # del (not pop) so that an emptied cache notifies the coordinator.
-        try:
-            del self._cache[self._job]
-        except KeyError:
-            pass
+        self._cache.forget(self._job)
 
     def _tasks_ended(self, count: int) -> None:
         """The call's tasks ran out after ``count`` of them (see MapResult)."""
@@ -769,10 +772,7 @@ class IMapIterator:
         self._pool = None
 
     def _forget(self) -> None:
-        try:
-            del self._cache[self._job]
-        except KeyError:
-            pass
+        self._cache.forget(self._job)
 
     def _set_length(self, length: int) -> None:
         with self._cond:
