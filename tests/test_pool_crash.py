@@ -15,6 +15,7 @@ import _pool_helpers as h
 import pytest
 
 from multiprocess import pool as mpool
+from multiprocess.connection import wait
 from multiprocess.reduction import SerializationError
 
 pytestmark = pytest.mark.timeout(120)
@@ -121,8 +122,18 @@ def result_fails_to_unpickle(p):
 
 
 def worker_killed_while_idle(p):
-    victim = p._pool[0].pid
-    os.kill(victim, signal.SIGKILL)
+    victim = p._pool[0]
+    # Wait until it is dead before giving the pool work: a process that is
+    # killed while blocked in read() can still consume bytes written in the
+    # instant before it dies, and that task would then rightly fail.  A copy
+    # of its sentinel, because the pool closes its own once it notices.
+    sentinel = os.dup(victim.sentinel)
+    try:
+        os.kill(victim.pid, signal.SIGKILL)
+        assert wait([sentinel], 30) == [sentinel]
+    finally:
+        os.close(sentinel)
+    victim = victim.pid
     deadline = time.monotonic() + 30
     while victim in {w.pid for w in p._pool} and time.monotonic() < deadline:
         p.map(abs, [-1])  # progress, not a sleep: each call is a round trip
