@@ -938,6 +938,10 @@ def test_wait_on_sentinels_and_mixed_objects(ctx):
     assert wait([a, p.sentinel], timeout=0.1) == []
     go_w.send("go")
     p.join(60)
+    # Under forkserver the sentinel is the server's status pipe: join() has
+    # read the exit status, EOF follows when the server closes its end.
+    assert wait([p.sentinel], timeout=30) == [p.sentinel]
+    assert wait([a], timeout=30) == [a]
     ready = wait([p.sentinel, a, b], timeout=30)
     assert p.sentinel in ready and a in ready and b not in ready
     assert ready == [o for o in (p.sentinel, a, b) if o in ready]  # input order
