@@ -115,9 +115,17 @@ def main() -> None:
         kinds = ["bytes"]
 
     cases = [
-        (f"Queue: {SMALL_COUNT:,} small objects (s)", lambda mp: queue_small(mp, args.method), False),
+        (
+            f"Queue: {SMALL_COUNT:,} small objects (s)",
+            lambda mp: queue_small(mp, args.method),
+            False,
+        ),
         *[
-            (f"Queue: 64 MiB {kind} (GiB/s)", lambda mp, k=kind: queue_big(mp, args.method, k), True)
+            (
+                f"Queue: 64 MiB {kind} (GiB/s)",
+                lambda mp, k=kind: queue_big(mp, args.method, k),
+                True,
+            )
             for kind in kinds
         ],
         ("Pipe round trip (us)", lambda mp: pipe_round_trip(mp, args.method), False),

@@ -10,10 +10,28 @@ import sys
 import pytest
 
 MODULES = [
-    "", ".context", ".process", ".connection", ".queues", ".synchronize", ".pool",
-    ".managers", ".sharedctypes", ".shared_memory", ".heap", ".reduction", ".util",
-    ".dummy", ".dummy.connection", ".spawn", ".forkserver", ".resource_tracker",
-    ".resource_sharer", ".popen_fork", ".popen_spawn_posix", ".popen_forkserver",
+    "",
+    ".context",
+    ".process",
+    ".connection",
+    ".queues",
+    ".synchronize",
+    ".pool",
+    ".managers",
+    ".sharedctypes",
+    ".shared_memory",
+    ".heap",
+    ".reduction",
+    ".util",
+    ".dummy",
+    ".dummy.connection",
+    ".spawn",
+    ".forkserver",
+    ".resource_tracker",
+    ".resource_sharer",
+    ".popen_fork",
+    ".popen_spawn_posix",
+    ".popen_forkserver",
 ]
 
 

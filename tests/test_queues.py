@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import queue
 import sys
@@ -419,12 +420,74 @@ def test_large_buffers_round_trip(ctx):
     close(outq)
 
 
-def test_oob_record_is_kind_1(ctx):
+def _next_record_raw(q):
+    """The next record's kind and, for kind 1, its buffer length words (consumes it)."""
+    assert q._reader.poll(60)
+    fd = q._reader.fileno()
+    reader = queues._RecordReader(q._reader, q._write_lock, lambda: None)
+    header = bytearray(queues._HEADER_SIZE)
+    assert reader._read_into(memoryview(header))
+    _magic, kind, _flags, size = queues._HEADER.unpack(header)
+    body = bytearray(size)
+    assert reader._read_into(memoryview(body))
+    if kind != queues._KIND_OOB:
+        return kind, []
+    count, _ = queues._OOB_TABLE.unpack_from(body)
+    start = queues._OOB_TABLE.size
+    words = [n for (n,) in queues._OOB_LEN.iter_unpack(body[start : start + 8 * count])]
+    assert os.get_blocking(fd) is False
+    return kind, words
+
+
+def test_records_and_their_kinds(ctx):
+    np = pytest.importorskip("numpy")
     q = ctx.Queue()
-    q.put(bytearray(queues._OOB_MIN_SIZE))
+    size = queues._OOB_MIN_SIZE
+    q.put(bytearray(size))
+    q.put(np.zeros(size // 8))
     q.put(b"small")
-    assert q.get(timeout=60) == bytearray(queues._OOB_MIN_SIZE)
-    assert q.get(timeout=60) == b"small"
+    q.put(bytearray(size - 1))  # too small to go out of band
+    assert _next_record_raw(q) == (queues._KIND_OOB, [size])
+    # A numpy array's buffer may be read into a memory map.
+    assert _next_record_raw(q) == (queues._KIND_OOB, [size | queues._OOB_MAPPABLE])
+    assert _next_record_raw(q)[0] == queues._KIND_PICKLE
+    assert _next_record_raw(q)[0] == queues._KIND_PICKLE
+    close(q)
+
+
+def test_large_objects_come_back_as_themselves(ctx):
+    np = pytest.importorskip("numpy")
+    q = ctx.Queue()
+    raw = bytearray(range(256)) * 8192  # 2 MiB
+    arr = np.arange(1 << 19, dtype=np.float64)  # 4 MiB
+    data = b"\x07" * (3 << 20)
+    p = start(ctx, h.put_all, q, [raw, arr, data, (arr, raw)])
+    got = q.get(timeout=60)
+    assert type(got) is bytearray and got == raw
+    got = q.get(timeout=60)
+    assert type(got) is np.ndarray and np.array_equal(got, arr)
+    got[0] = -1.0  # writable, like any array the stdlib delivers
+    assert got.flags.writeable and got[0] == -1.0
+    got = q.get(timeout=60)
+    assert type(got) is bytes and got == data
+    got_arr, got_raw = q.get(timeout=60)
+    assert np.array_equal(got_arr, arr) and got_raw == raw
+    join_all([p])
+    close(q)
+
+
+def test_reader_end_is_non_blocking_and_get_still_waits(ctx):
+    q = ctx.Queue()
+    assert os.get_blocking(q._reader.fileno()) is False
+    with pytest.raises(queue.Empty):
+        q.get_nowait()
+    start_time = time.monotonic()
+    with pytest.raises(queue.Empty):
+        q.get(timeout=0.3)
+    assert time.monotonic() - start_time >= 0.29
+    p = start(ctx, h.put_all, q, ["late"])
+    assert q.get() == "late"  # blocks until it comes, without a timeout
+    join_all([p])
     close(q)
 
 

@@ -347,6 +347,75 @@ def test_plain_data_never_touches_dill(monkeypatch):
             assert copy == obj
 
 
+SMALL_MESSAGES = [
+    None,
+    True,
+    12,
+    2**100,
+    1.5,
+    "text",
+    b"raw",
+    (1, "x"),
+    [1.0, None, b""],
+    {"a": 1, 2: "b"},
+    (),
+    tuple(range(reduction._PLAIN_CONTAINER_MAX)),
+]
+
+
+@pytest.mark.parametrize("obj", SMALL_MESSAGES, ids=repr)
+@pytest.mark.parametrize("serializer", ["dill", "pickle"])
+def test_small_messages_take_the_shortcut_with_the_same_bytes(obj, serializer):
+    assert reduction._is_plain(obj)
+    expected = pickle.dumps(obj, 5)
+    assert dumps(obj, serializer=serializer) == expected
+    assert reduction.dumps_oob(obj, serializer=serializer) == (expected, [])
+    assert dumps(obj, 4, serializer=serializer) == pickle.dumps(obj, 4)
+    assert loads(expected) == obj
+
+
+class _Tuple(tuple):
+    pass
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        _Tuple((1, 2)),  # a subclass: its reducer may be registered
+        (1, [2]),  # not flat
+        {"f": len},
+        [0] * (reduction._PLAIN_CONTAINER_MAX + 1),
+        bytearray(b"x"),  # may go out of band
+        1j,
+        {1, 2},
+    ],
+    ids=repr,
+)
+def test_other_objects_do_not_take_the_shortcut(obj):
+    assert not reduction._is_plain(obj)
+
+
+def test_shortcut_still_checks_the_serializer_name():
+    with pytest.raises(ValueError, match="unknown serializer"):
+        reduction.dumps_oob(1, serializer="nope")
+    with pytest.raises(ValueError, match="unknown serializer"):
+        dumps(1, serializer="nope")
+
+
+def _reduce_tuple_subclass(t):
+    return tuple, (("reduced",),)
+
+
+@pytest.mark.parametrize("serializer", ["dill", "pickle"])
+def test_registered_reducer_of_a_tuple_subclass_still_applies(serializer):
+    reduction.register(_Tuple, _reduce_tuple_subclass)
+    try:
+        assert loads(dumps(_Tuple((1, 2)), serializer=serializer)) == ("reduced",)
+    finally:
+        del reduction.ForkingPickler._extra_reducers[_Tuple]
+        reduction._DISPATCH.invalidate()
+
+
 def test_dill_pieces_keep_the_rest_at_pickle_speed():
     tuples = [(i, str(i), float(i)) for i in range(1000)]
     with_lambda = dumps([lambda: 1, tuples])
@@ -966,5 +1035,8 @@ def test_main_class_dill_cannot_rebuild_goes_by_name(monkeypatch):
         _fields_ = [("a", ctypes.c_int)]
 
     Hidden.__module__ = "__main__"
-    with pytest.raises(pickle.PicklingError, match=r"cannot serialize <class .__main__\.test_main_class.*PyCStructType"):
+    with pytest.raises(
+        pickle.PicklingError,
+        match=r"cannot serialize <class .__main__\.test_main_class.*PyCStructType",
+    ):
         reduction.dumps(Hidden)

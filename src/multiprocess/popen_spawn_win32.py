@@ -6,7 +6,7 @@ the platform code stays in platform files.
 
 import sys
 
-__all__ = ["Popen"]
+__all__ = ["Popen"]  # noqa: F822 - defined once Windows is supported
 
 if sys.platform != "win32":
     raise ImportError("multiprocess.popen_spawn_win32 is only for Windows")

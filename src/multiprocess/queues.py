@@ -19,16 +19,19 @@ payload, written under the write lock (one ``writev`` unless the pipe fills)::
     payload length (uint64)
 
 ``kind`` 0 is one pickle stream.  ``kind`` 1 is a pickle with out-of-band
-buffers (protocol 5; numpy arrays, bytearrays of at least ``_OOB_MIN_SIZE``
-bytes), written with ``writev`` from the objects' own memory and read straight
-into one bytearray each::
+buffers (protocol 5; numpy arrays, and a bytearray put as such, of at least
+``_OOB_MIN_SIZE`` bytes), written with ``writev`` from the objects' own memory
+and read straight into one buffer each, which the object then uses as its
+memory (no copy on either side)::
 
     buffer count (uint32), 4 bytes reserved, pickle length (uint64),
     one uint64 length per buffer, the pickle, the buffers
 
-(the header's payload length counts all of it).  Other kinds are reserved;
-``flags`` are reserved and 0.  A partial kind-1 record of a dead writer is
-dropped like a partial kind-0 one.
+(the header's payload length counts all of it).  The top bit of a buffer's
+length marks a numpy array's buffer: it is read into a private memory map with
+huge pages (see ``_allocate``); the others into a bytearray.  Other kinds are
+reserved; ``flags`` are reserved and 0.  A partial kind-1 record of a dead
+writer is dropped like a partial kind-0 one.
 
 Killed producers.  A producer may die (SIGKILL, OOM killer) holding the write
 lock, in the middle of a record.  The standard library's queue then hangs:
@@ -62,7 +65,9 @@ import collections
 import errno
 import fcntl
 import math
+import mmap
 import os
+import pickle
 import select
 import struct
 import sys
@@ -87,6 +92,9 @@ __all__ = ["JoinableQueue", "Queue", "SimpleQueue"]
 
 _PIPE_BUF: int = getattr(select, "PIPE_BUF", 512)
 _HEADER = struct.Struct("=HBBxxxxQ")
+_HEADER_SIZE = _HEADER.size
+# A record no larger than PIPE_BUF is written with one atomic write.
+_SMALL_PAYLOAD = _PIPE_BUF - _HEADER_SIZE
 _MAGIC = 0x4D51
 _KIND_PICKLE = 0
 _KIND_OOB = 1
@@ -94,9 +102,18 @@ _KIND_OOB = 1
 # (uint64 each), the pickle, then the buffers.
 _OOB_TABLE = struct.Struct("=IxxxxQ")
 _OOB_LEN = struct.Struct("=Q")
+# The top bit of a buffer length says that the buffer belongs to a numpy array
+# and may be read into a memory map (see _allocate); others are bytearrays.
+_OOB_MAPPABLE = 1 << 63
 # Buffers at least this large travel out of band (smaller ones are copied into
 # the pickle, which is cheaper than a record of their own).
 _OOB_MIN_SIZE = 1 << 16
+# Out-of-band buffers at least this large are read into a memory map.
+_MAP_MIN_SIZE = 1 << 20
+_MAP_FLAGS: int | None = (
+    mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS if hasattr(mmap, "MAP_ANONYMOUS") else None
+)
+_MADV_HUGEPAGE: int | None = getattr(mmap, "MADV_HUGEPAGE", None)
 # Pipe capacity asked for on Linux once a large record is written.
 _PIPE_SIZE = 1 << 20
 # Largest count for one read/write system call (macOS rejects more than INT_MAX).
@@ -140,6 +157,11 @@ class Queue:
             maxsize = SEM_VALUE_MAX
         self._maxsize = maxsize
         self._reader, self._writer = Pipe(duplex=False)
+        # Readers try to read first and wait only when the pipe is empty: one
+        # system call less per get().  The flag belongs to the pipe's read
+        # end, shared by every process that has it, and only readers of this
+        # queue (all through _RecordReader) use that end.
+        os.set_blocking(self._reader.fileno(), False)
         self._rlock = ctx.Lock()
         self._wlock = ctx.Lock()
         # Serializes taking back a lock from a dead holder (held for microseconds).
@@ -266,7 +288,10 @@ class Queue:
         finally:
             self._read_lock.release()
         # Deserialize after releasing the lock: other readers need not wait.
-        return _decode(*record)
+        kind, data = record
+        if kind == _KIND_PICKLE:
+            return _loads(data)
+        return _decode(kind, data)
 
     def get_nowait(self) -> Any:
         """``get(False)``."""
@@ -426,10 +451,16 @@ def _feed(
                 writer.close()
                 return
             try:
-                # Serialize before taking the write lock.
+                # Serialize before taking the write lock.  The C pickler keeps
+                # a bytearray in the stream; a PickleBuffer of it goes out of
+                # band and loads as the bytearray the reader fills.
+                payload = obj
+                if type(obj) is bytearray and len(obj) >= _OOB_MIN_SIZE:
+                    payload = pickle.PickleBuffer(obj)
                 data, buffers = reduction.dumps_oob(
-                    obj, min_size=_OOB_MIN_SIZE, serializer=serializer
+                    payload, min_size=_OOB_MIN_SIZE, serializer=serializer
                 )
+                del payload
                 if buffers:
                     writer.write_oob(data, buffers)
                 else:
@@ -651,7 +682,7 @@ class _OwnedLock:
                         break
                     if deadline is not None and time.monotonic() >= deadline:
                         return False
-        self._shared[self._index] = os.getpid()
+        self._shared[self._index] = _PID
         return True
 
     def release(self) -> None:
@@ -683,6 +714,18 @@ class _OwnedLock:
             self._guard.release()
         util.info("took back a queue lock held by dead process %d", pid)
         return True
+
+
+# This process's pid, for _OwnedLock.acquire (os.getpid() is a system call).
+_PID = os.getpid()
+
+
+def _update_pid() -> None:
+    global _PID
+    _PID = os.getpid()
+
+
+os.register_at_fork(after_in_child=_update_pid)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -723,15 +766,30 @@ class _RecordWriter:
         self._conn.close()
 
     def write(self, data: bytes, kind: int) -> None:
-        header = _HEADER.pack(_MAGIC, kind, 0, len(data))
-        if len(data) > _PIPE_BUF and not self._pipe_sized:
+        size = len(data)
+        header = _HEADER.pack(_MAGIC, kind, 0, size)
+        if size <= _SMALL_PAYLOAD:
+            # One write of at most PIPE_BUF bytes to a blocking pipe: all of
+            # it or nothing, so no partial record can be left behind.
+            record = header + data
+            wlock = self._wlock
+            wlock.acquire()
+            try:
+                if wlock._shared[_DIRTY]:
+                    self._wait_until_clean()
+                os.write(self._conn.fileno(), record)
+            finally:
+                wlock.release()
+            return
+        if not self._pipe_sized:
             self._grow_pipe()
-        self._write_views(header, [memoryview(data).cast("B")], len(data))
+        self._write_views(header, [memoryview(data).cast("B")], size)
 
     def write_oob(self, data: bytes, buffers: list[memoryview]) -> None:
         """Write a kind-1 record: the pickle ``data`` and its out-of-band ``buffers``."""
         table = _OOB_TABLE.pack(len(buffers), len(data)) + b"".join(
-            _OOB_LEN.pack(b.nbytes) for b in buffers
+            _OOB_LEN.pack(b.nbytes | _OOB_MAPPABLE if _is_numpy(b.obj) else b.nbytes)
+            for b in buffers
         )
         views = [memoryview(table), memoryview(data).cast("B")]
         views += [b.cast("B") if b.format != "B" else b for b in buffers]
@@ -822,14 +880,16 @@ class _RecordReader:
         """
         fd, discard = self._fd, self._discard
         while True:
-            if not self._wait_for_record(block, deadline):
-                return None
-            # Something is there: this read does not block.
-            header = os.read(fd, _HEADER.size)
+            try:
+                header = os.read(fd, _HEADER_SIZE)
+            except BlockingIOError:
+                if not self._wait_for_record(block, deadline):
+                    return None
+                continue
             if not header:
                 raise EOFError("the queue's pipe is closed")
-            if len(header) < _HEADER.size:
-                rest = bytearray(_HEADER.size - len(header))
+            if len(header) < _HEADER_SIZE:
+                rest = bytearray(_HEADER_SIZE - len(header))
                 if not self._read_into(memoryview(rest)):
                     discard()
                     continue
@@ -845,11 +905,14 @@ class _RecordReader:
                     return kind, record
                 discard()
                 continue
-            if _HEADER.size + size <= _PIPE_BUF:
+            if size <= _SMALL_PAYLOAD:
                 # Written with one write of at most PIPE_BUF bytes: atomic,
                 # so the payload is already there.
-                return kind, _read_exact(fd, size)
-            payload = bytearray(size)
+                data = os.read(fd, size)
+                if len(data) != size:
+                    raise _StreamCorrupted("corrupted queue stream (short record)")
+                return kind, data
+            payload = _allocate(size)
             if self._read_into(memoryview(payload)):
                 return kind, payload
             discard()
@@ -871,20 +934,25 @@ class _RecordReader:
                 raise _StreamCorrupted("corrupted queue stream (bad out-of-band table)")
             return None
         lengths = [n for (n,) in _OOB_LEN.iter_unpack(lengths_raw)]
-        if _OOB_TABLE.size + len(lengths_raw) + data_size + sum(lengths) != size:
+        total = sum(n & ~_OOB_MAPPABLE for n in lengths)
+        if _OOB_TABLE.size + len(lengths_raw) + data_size + total != size:
             raise _StreamCorrupted("corrupted queue stream (bad out-of-band table)")
         data = bytearray(data_size)
         if not self._read_into(memoryview(data)):
             return None
         buffers = []
         for n in lengths:
-            buf = bytearray(n)
+            if n & _OOB_MAPPABLE:
+                buf = _allocate(n & ~_OOB_MAPPABLE)
+            else:
+                buf = bytearray(n)  # what the buffer's reconstructor expects
             if not self._read_into(memoryview(buf)):
                 return None
             buffers.append(buf)
         return data, buffers
 
     def _wait_for_record(self, block: bool, deadline: float | None) -> bool:
+        """Wait until the pipe is readable; False if it was not in time."""
         shared = self._shared
         while True:
             if not block:
@@ -910,11 +978,16 @@ class _RecordReader:
         fd, shared = self._fd, self._shared
         pos, size = 0, view.nbytes
         while pos < size:
-            if self._readable(_RECOVERY_INTERVAL):
+            try:
                 n = os.readv(fd, [view[pos : pos + _IO_CHUNK]])
+            except BlockingIOError:
+                pass
+            else:
                 if n == 0:
                     raise EOFError("the queue's pipe was closed in the middle of a record")
                 pos += n
+                continue
+            if self._readable(_RECOVERY_INTERVAL):
                 continue
             # Nothing more for now, in the middle of a record: is its writer alive?
             if not shared[_DIRTY]:
@@ -928,9 +1001,40 @@ class _RecordReader:
         return True
 
 
+def _is_numpy(exporter: Any) -> bool:
+    """Whether a buffer's exporter is a numpy array (its reconstructor takes any buffer)."""
+    return type(exporter).__module__.partition(".")[0] == "numpy"
+
+
+def _allocate(size: int) -> Any:
+    """A writable buffer of ``size`` bytes for an out-of-band buffer to be read into.
+
+    Large ones are private anonymous memory maps: unlike ``bytearray(size)``
+    they are not zero-filled first, so their pages are touched once, by the
+    read; and on Linux they ask for transparent huge pages, which takes the
+    page faults of the read from one per 4 KiB to one per 2 MiB (most of the
+    cost of receiving a large array).
+    """
+    if size >= _MAP_MIN_SIZE and _MAP_FLAGS is not None:
+        try:
+            buf = mmap.mmap(-1, size, flags=_MAP_FLAGS)
+        except (OSError, ValueError):
+            return bytearray(size)
+        if _MADV_HUGEPAGE is not None:
+            try:
+                buf.madvise(_MADV_HUGEPAGE)
+            except OSError:
+                pass  # THP disabled or unsupported: small pages, still fine
+        return buf
+    return bytearray(size)
+
+
+_loads = reduction.loads
+
+
 def _decode(kind: int, data: Any) -> Any:
     if kind == _KIND_PICKLE:
-        return reduction.loads(data)
+        return _loads(data)
     if kind == _KIND_OOB:
         return reduction.loads(data[0], buffers=data[1])
     raise OSError(f"queue record of unknown kind {kind} (written by a newer multiprocess?)")
@@ -942,20 +1046,3 @@ def _readable(fd: int, timeout: float | None) -> bool:
     if timeout is None:
         return bool(poller.poll())
     return bool(poller.poll(max(0, math.ceil(timeout * 1000))))
-
-
-def _read_exact(fd: int, size: int) -> bytes:
-    data = os.read(fd, size)
-    if len(data) == size:
-        return data
-    if not data and size:
-        raise EOFError("the queue's pipe is closed")
-    parts = [data]
-    got = len(data)
-    while got < size:
-        more = os.read(fd, size - got)
-        if not more:
-            raise EOFError("the queue's pipe was closed in the middle of a record")
-        parts.append(more)
-        got += len(more)
-    return b"".join(parts)

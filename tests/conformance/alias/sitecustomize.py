@@ -35,7 +35,7 @@ class _AliasFinder(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname, path=None, target=None):
         if fullname != _ALIAS and not fullname.startswith(_ALIAS + "."):
             return None
-        real_name = _TARGET + fullname[len(_ALIAS):]
+        real_name = _TARGET + fullname[len(_ALIAS) :]
         return importlib.machinery.ModuleSpec(fullname, _Loader(real_name))
 
 
