@@ -468,7 +468,18 @@ class Connection(_ConnectionBase):
     def _read_exact(self, size: int, in_message: bool = True) -> bytes:
         """Read exactly ``size`` bytes; memory grows only with what arrives."""
         fd = self._handle
-        parts, got = [], 0
+        if size <= _READ_CHUNK:
+            # Usually all of it at once: no list, no join.
+            chunk = os.read(fd, size)  # type: ignore[arg-type]
+            if len(chunk) == size:
+                return chunk
+            if not chunk:
+                if not in_message:
+                    raise EOFError
+                raise _TruncatedMessageError("got end of file during message")
+            parts, got = [chunk], len(chunk)
+        else:
+            parts, got = [], 0
         while got < size:
             chunk = os.read(fd, min(size - got, _READ_CHUNK))  # type: ignore[arg-type]
             if not chunk:
