@@ -395,6 +395,26 @@ def test_other_objects_do_not_take_the_shortcut(obj):
     assert not reduction._is_plain(obj)
 
 
+class _PersistentPickler(reduction.ForkingPickler):
+    def persistent_id(self, obj):
+        return "seven" if obj == 7 else None
+
+
+class _PersistentSerializer(reduction.Serializer):
+    """A serializer of somebody else's: its pickler sees every object."""
+
+    @property
+    def pickler_class(self):
+        return _PersistentPickler
+
+
+def test_other_serializers_do_not_take_the_shortcut():
+    data = dumps((7, 8), serializer=_PersistentSerializer())
+    assert data != pickle.dumps((7, 8), 5)
+    data, buffers = reduction.dumps_oob(7, serializer=_PersistentSerializer())
+    assert data != pickle.dumps(7, 5) and buffers == []
+
+
 def test_shortcut_still_checks_the_serializer_name():
     with pytest.raises(ValueError, match="unknown serializer"):
         reduction.dumps_oob(1, serializer="nope")

@@ -786,6 +786,10 @@ class Serializer:
     """
 
     name: str = "pickle"
+    # Whether small plain messages may skip the pickler (see _is_plain): true
+    # for the serializers defined here, whose picklers cannot treat them
+    # differently; a subclass with a persistent_id, say, could.
+    _plain_shortcut: bool = False
 
     @property
     def pickler_class(self) -> type:
@@ -810,7 +814,7 @@ class Serializer:
         Raises:
             pickle.PicklingError, TypeError: ``obj`` cannot be pickled.
         """
-        if _is_plain(obj):
+        if self._plain_shortcut and _is_plain(obj):
             return _pickle_dumps(obj, DEFAULT_PROTOCOL if protocol is None else protocol)
         file = io.BytesIO()
         self._pickler(file, protocol, buffer_callback).dump(obj)
@@ -863,10 +867,12 @@ class Serializer:
 
 class _PickleSerializer(Serializer):
     name = "pickle"
+    _plain_shortcut = True
 
 
 class _DillSerializer(Serializer):
     name = "dill"
+    _plain_shortcut = True
 
     @property
     def pickler_class(self) -> type:
@@ -878,7 +884,7 @@ class _DillSerializer(Serializer):
         protocol: int | None = None,
         buffer_callback: Callable[[pickle.PickleBuffer], Any] | None = None,
     ) -> bytes:
-        if _is_plain(obj):
+        if self._plain_shortcut and _is_plain(obj):
             return _pickle_dumps(obj, DEFAULT_PROTOCOL if protocol is None else protocol)
         if buffer_callback is None:
             return _dumps_hybrid(obj, protocol, None, None)[0]
@@ -957,6 +963,7 @@ def _dumps_hybrid(
 
 class _CloudpickleSerializer(Serializer):
     name = "cloudpickle"
+    _plain_shortcut = True
     _class: type | None = None
 
     @property
@@ -1176,7 +1183,7 @@ def dumps_oob(
     if protocol is not None and protocol < 5:
         raise ValueError(f"out-of-band buffers need pickle protocol 5, not {protocol}")
     chosen = get_serializer(serializer)
-    if _is_plain(obj):
+    if chosen._plain_shortcut and _is_plain(obj):
         return _pickle_dumps(obj, DEFAULT_PROTOCOL if protocol is None else protocol), []
     out: list[memoryview] = []
 
