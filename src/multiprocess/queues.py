@@ -772,14 +772,11 @@ class _RecordWriter:
             # One write of at most PIPE_BUF bytes to a blocking pipe: all of
             # it or nothing, so no partial record can be left behind.
             record = header + data
-            wlock = self._wlock
-            wlock.acquire()
+            self._lock_clean()
             try:
-                if wlock._shared[_DIRTY]:
-                    self._wait_until_clean()
                 os.write(self._conn.fileno(), record)
             finally:
-                wlock.release()
+                self._wlock.release()
             return
         if not self._pipe_sized:
             self._grow_pipe()
@@ -817,10 +814,8 @@ class _RecordWriter:
     def _write_views(self, header: bytes, views: list[memoryview], size: int) -> None:
         fd = self._conn.fileno()
         wlock = self._wlock
-        wlock.acquire()
+        self._lock_clean()
         try:
-            if wlock._shared[_DIRTY]:
-                self._wait_until_clean()
             started = False
             try:
                 if size <= _IO_CHUNK and len(views) < 256:
@@ -841,6 +836,16 @@ class _RecordWriter:
                 raise
         finally:
             wlock.release()
+
+    def _lock_clean(self) -> None:
+        """Take the write lock, then wait until no dead writer's partial record is left."""
+        self._wlock.acquire()
+        try:
+            if self._wlock._shared[_DIRTY]:
+                self._wait_until_clean()
+        except BaseException:
+            self._wlock.release()
+            raise
 
     def _wait_until_clean(self) -> None:
         """Wait until no partial record of a dead writer is left in the pipe."""
