@@ -30,8 +30,26 @@ memory (no copy on either side)::
 (the header's payload length counts all of it).  The top bit of a buffer's
 length marks a numpy array's buffer: it is read into a private memory map with
 huge pages (see ``_allocate``); the others into a bytearray.  Other kinds are
-reserved; ``flags`` are reserved and 0.  A partial kind-1 record of a dead
-writer is dropped like a partial kind-0 one.
+reserved.  A partial kind-1 record of a dead writer is dropped like a
+partial kind-0 one.
+
+Large arrays (Linux).  A pipe moves about 1.5 GiB/s at best: the writer's
+copy into 4 KiB pipe pages is the limit.  So the feeder copies a numpy
+buffer of at least ``_FD_MIN_SIZE`` bytes into a memfd (an anonymous
+in-memory file, one ``write``, before taking the write lock) and the record
+carries only its length, with the ``_OOB_IN_FD`` bit.  The descriptors go
+on the queue's *side channel*, a SEQPACKET socket pair, in one message
+(``SCM_RIGHTS``) sent right after the record, under the write lock.  The
+reader maps the memfd (shared, writable) and the array uses that memory:
+one copy in all, where the pipe makes two.  Such a record has header flag
+``_FLAG_FDS`` and a token (uint64) after the out-of-band table; its message
+carries the same token.  A message whose record was lost (its reader was
+killed after reading the record) is dropped by the next reader, which skips
+messages until the token matches.  A writer killed between the record and
+its message holds the write lock: the reader waiting for the message sees it
+die and drops the record, as for a partial record.  Nothing can leak: a
+memfd lives only as long as a descriptor or map of it, and descriptors in
+flight in a socket are freed with the socket.
 
 Killed producers.  A producer may die (SIGKILL, OOM killer) holding the write
 lock, in the middle of a record.  The standard library's queue then hangs:
@@ -64,11 +82,14 @@ from __future__ import annotations
 import collections
 import errno
 import fcntl
+import functools
+import itertools
 import math
 import mmap
 import os
 import pickle
 import select
+import socket
 import struct
 import sys
 import threading
@@ -81,7 +102,7 @@ from typing import Any, Callable
 from . import reduction, util
 from ._posix import advance, first_bytes
 from ._spawning import assert_spawning
-from .connection import Pipe
+from .connection import Connection, Pipe
 from .synchronize import SEM_VALUE_MAX, _resolve_context, _SharedBlock
 
 __all__ = ["JoinableQueue", "Queue", "SimpleQueue"]
@@ -114,6 +135,34 @@ _MAP_FLAGS: int | None = (
     mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS if hasattr(mmap, "MAP_ANONYMOUS") else None
 )
 _MADV_HUGEPAGE: int | None = getattr(mmap, "MADV_HUGEPAGE", None)
+# Buffer length bit: the buffer is not in the pipe but in a memfd passed on
+# the queue's side channel (see "Large arrays" in the module docstring).
+_OOB_IN_FD = 1 << 62
+_OOB_SIZE_MASK = _OOB_IN_FD - 1
+# Header flag of a kind-1 record with buffers in memfds: a token (uint64)
+# follows the out-of-band table, and the same token is in the record's
+# message on the side channel.
+_FLAG_FDS = 1
+_TOKEN = struct.Struct("=Q")
+# Numpy buffers at least this large go through a memfd when the queue has a
+# side channel; at most this many per record (the rest go through the pipe).
+_FD_MIN_SIZE = 1 << 20
+_FD_MAX_PER_RECORD = 64
+# Side-channel messages are padded to this size: with the smallest send
+# buffer the kernel allows, that leaves room for about two messages, which
+# bounds the memfds in flight that no reader has taken yet.
+_SIDE_MESSAGE_SIZE = 1536
+_HAVE_MEMFD = (
+    sys.platform.startswith("linux")
+    and hasattr(os, "memfd_create")
+    and hasattr(socket, "send_fds")
+    and hasattr(socket, "SOCK_SEQPACKET")
+)
+# Python 3.13's mmap can map a file without keeping a duplicate of its
+# descriptor; before that, every live map holds one, so at most
+# _MAX_LIVE_MAPS received buffers stay mapped (others are copied out).
+_MAP_TRACKFD_ARG = sys.version_info >= (3, 13)
+_MAX_LIVE_MAPS = 256
 # Pipe capacity asked for on Linux once a large record is written.
 _PIPE_SIZE = 1 << 20
 # Largest count for one read/write system call (macOS rejects more than INT_MAX).
@@ -157,6 +206,7 @@ class Queue:
             maxsize = SEM_VALUE_MAX
         self._maxsize = maxsize
         self._reader, self._writer = Pipe(duplex=False)
+        self._side_reader, self._side_writer = _side_channel()
         # Readers try to read first and wait only when the pipe is empty: one
         # system call less per get().  The flag belongs to the pipe's read
         # end, shared by every process that has it, and only readers of this
@@ -191,6 +241,8 @@ class Queue:
             self._sem,
             self._opid,
             self._serializer,
+            self._side_reader,
+            self._side_writer,
         )
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
@@ -206,6 +258,8 @@ class Queue:
             self._sem,
             self._opid,
             self._serializer,
+            self._side_reader,
+            self._side_writer,
         ) = state
         self._reset()
         util.register_after_fork(self, Queue._after_fork)
@@ -279,7 +333,7 @@ class Queue:
                 # Made on first use: JoinableQueue's discard needs attributes
                 # that are not set yet when _reset() runs in __init__.
                 reader = self._reader_state = _RecordReader(
-                    self._reader, self._write_lock, self._discard()
+                    self._reader, self._write_lock, self._discard(), self._side_reader
                 )
             record = reader.read(block, deadline)
             if record is None:
@@ -326,8 +380,14 @@ class Queue:
             close()
         elif self._thread is None:
             # Nothing was ever put from this process: nothing to flush.
-            self._reader.close()
-            self._writer.close()
+            self._close_reader()
+            self._close_writer()
+
+    def _close_reader(self) -> None:
+        _close_all(self._reader, self._side_reader)
+
+    def _close_writer(self) -> None:
+        _close_all(self._writer, self._side_writer)
 
     def join_thread(self) -> None:
         """Wait for the feeder thread to flush the buffer (only after ``close()``)."""
@@ -346,7 +406,7 @@ class Queue:
 
     def _terminate_broken(self) -> None:
         """Close a queue whose reader is gone (used by concurrent.futures)."""
-        self._reader.close()
+        self._close_reader()
         self.close()
         self.join_thread()
 
@@ -358,14 +418,16 @@ class Queue:
 
     def _start_thread(self) -> None:
         util.debug("Queue._start_thread()")
-        writer = _RecordWriter(self._writer, self._write_lock, self._reader, self._read_lock)
+        writer = _RecordWriter(
+            self._writer, self._write_lock, self._reader, self._read_lock, self._side_writer
+        )
         self._thread = threading.Thread(
             target=_feed,
             args=(
                 self._buffer,
                 self._notempty,
                 writer,
-                self._reader.close,
+                functools.partial(_close_all, self._reader, self._side_reader),
                 self._serializer,
                 self._ignore_epipe,
                 self._on_queue_feeder_error,
@@ -404,6 +466,28 @@ class Queue:
 
 
 _SENTINEL = object()
+
+
+def _close_all(*conns: Connection | None) -> None:
+    for conn in conns:
+        if conn is not None:
+            conn.close()
+
+
+def _side_channel() -> tuple[Connection | None, Connection | None]:
+    """A queue's side channel for memfds: (read end, write end), or Nones where unsupported."""
+    if not _HAVE_MEMFD:
+        return None, None
+    try:
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    except OSError:
+        return None, None
+    try:
+        # The smallest send buffer: few memfds in flight (_SIDE_MESSAGE_SIZE).
+        a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1)
+    except OSError:
+        pass
+    return Connection(b.detach(), writable=False), Connection(a.detach(), readable=False)
 
 
 def _join_feeder(thread_ref: weakref.ref[threading.Thread]) -> None:
@@ -755,15 +839,23 @@ def _pid_alive(pid: int) -> bool:
 class _RecordWriter:
     """Writes records to a queue's pipe (used by the feeder thread)."""
 
-    def __init__(self, conn: Any, wlock: _OwnedLock, reader: Any, rlock: _OwnedLock) -> None:
+    def __init__(
+        self,
+        conn: Any,
+        wlock: _OwnedLock,
+        reader: Any,
+        rlock: _OwnedLock,
+        side: Connection | None = None,
+    ) -> None:
         self._conn = conn
         self._wlock = wlock
         self._reader = reader
         self._rlock = rlock
+        self._side = side
         self._pipe_sized = False
 
     def close(self) -> None:
-        self._conn.close()
+        _close_all(self._conn, self._side)
 
     def write(self, data: bytes, kind: int) -> None:
         size = len(data)
@@ -783,17 +875,46 @@ class _RecordWriter:
         self._write_views(header, [memoryview(data).cast("B")], size)
 
     def write_oob(self, data: bytes, buffers: list[memoryview]) -> None:
-        """Write a kind-1 record: the pickle ``data`` and its out-of-band ``buffers``."""
-        table = _OOB_TABLE.pack(len(buffers), len(data)) + b"".join(
-            _OOB_LEN.pack(b.nbytes | _OOB_MAPPABLE if _is_numpy(b.obj) else b.nbytes)
-            for b in buffers
-        )
-        views = [memoryview(table), memoryview(data).cast("B")]
-        views += [b.cast("B") if b.format != "B" else b for b in buffers]
-        size = sum(v.nbytes for v in views)
-        if not self._pipe_sized:
-            self._grow_pipe()
-        self._write_views(_HEADER.pack(_MAGIC, _KIND_OOB, 0, size), views, size)
+        """Write a kind-1 record: the pickle ``data`` and its out-of-band ``buffers``.
+
+        Large numpy buffers are copied into memfds first (outside the write
+        lock) when the queue has a side channel; the others go in the pipe.
+        """
+        fds: list[int] = []
+        try:
+            lengths = []
+            views = [memoryview(data).cast("B")]
+            for b in buffers:
+                flat = b.cast("B") if b.format != "B" else b
+                n = flat.nbytes
+                if not _is_numpy(b.obj):
+                    lengths.append(n)
+                    views.append(flat)
+                    continue
+                if self._side is not None and n >= _FD_MIN_SIZE and len(fds) < _FD_MAX_PER_RECORD:
+                    fd = _copy_to_memfd(flat)
+                    if fd is not None:
+                        fds.append(fd)
+                        lengths.append(n | _OOB_MAPPABLE | _OOB_IN_FD)
+                        continue
+                lengths.append(n | _OOB_MAPPABLE)
+                views.append(flat)
+            table = _OOB_TABLE.pack(len(buffers), len(data))
+            token = 0
+            if fds:
+                token = _next_token()
+                table += _TOKEN.pack(token)
+            table += b"".join(_OOB_LEN.pack(n) for n in lengths)
+            views.insert(0, memoryview(table))
+            size = sum(v.nbytes for v in views)
+            if not self._pipe_sized:
+                self._grow_pipe()
+            flags = _FLAG_FDS if fds else 0
+            header = _HEADER.pack(_MAGIC, _KIND_OOB, flags, size)
+            self._write_views(header, views, size, fds, token)
+        finally:
+            for fd in fds:
+                os.close(fd)
 
     def _grow_pipe(self) -> None:
         """Ask Linux for a bigger pipe: fewer context switches for large records."""
@@ -811,7 +932,15 @@ class _RecordWriter:
         except OSError:
             pass  # EPERM (user's pipe quota), EBUSY: keep the default size
 
-    def _write_views(self, header: bytes, views: list[memoryview], size: int) -> None:
+    def _write_views(
+        self,
+        header: bytes,
+        views: list[memoryview],
+        size: int,
+        fds: list[int] | None = None,
+        token: int = 0,
+    ) -> None:
+        """Write a record (``header`` then ``views``), then its memfds' message if any."""
         fd = self._conn.fileno()
         wlock = self._wlock
         self._lock_clean()
@@ -821,21 +950,33 @@ class _RecordWriter:
                 if size <= _IO_CHUNK and len(views) < 256:
                     written = os.writev(fd, [header, *views])
                     started = True
-                    if written == len(header) + size:
-                        return
                 else:
                     written = 0
-                views = advance([memoryview(header), *views], written)
-                while views:
-                    views = advance(views, os.writev(fd, first_bytes(views, _IO_CHUNK)))
-                    started = True
+                if written != len(header) + size:
+                    views = advance([memoryview(header), *views], written)
+                    while views:
+                        views = advance(views, os.writev(fd, first_bytes(views, _IO_CHUNK)))
+                        started = True
+                if fds:
+                    self._send_fds(token, fds)
             except BaseException:
                 if started:
-                    # Part of the record is in the pipe: readers must drop it.
+                    # Part of the record is out: readers must drop it.
                     wlock._shared[_DIRTY] = 1
                 raise
         finally:
             wlock.release()
+
+    def _send_fds(self, token: int, fds: list[int]) -> None:
+        """Send a record's memfds on the side channel (blocks while two are in flight)."""
+        side = self._side
+        assert side is not None
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, 0, side.fileno())
+        try:
+            message = _TOKEN.pack(token).ljust(_SIDE_MESSAGE_SIZE, b"\0")
+            socket.send_fds(sock, [message], fds)
+        finally:
+            sock.detach()
 
     def _lock_clean(self) -> None:
         """Take the write lock, then wait until no dead writer's partial record is left."""
@@ -866,8 +1007,15 @@ class _RecordWriter:
 class _RecordReader:
     """Reads one record from a queue's pipe (the read lock is held)."""
 
-    def __init__(self, conn: Any, wlock: _OwnedLock, discard: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        conn: Any,
+        wlock: _OwnedLock,
+        discard: Callable[[], None],
+        side: Connection | None = None,
+    ) -> None:
         self._fd = conn.fileno()
+        self._side = side
         # One poller for the reader's life: building one per get() costs more
         # than the poll itself.
         poller = select.poll()
@@ -899,13 +1047,13 @@ class _RecordReader:
                     discard()
                     continue
                 header += rest
-            magic, kind, _flags, size = _HEADER.unpack(header)
+            magic, kind, flags, size = _HEADER.unpack(header)
             if magic != _MAGIC:
                 raise _StreamCorrupted(
                     "corrupted queue stream (was a process killed while it read from this queue?)"
                 )
             if kind == _KIND_OOB:
-                record = self._read_oob(size)
+                record = self._read_oob(size, flags)
                 if record is not None:
                     return kind, record
                 discard()
@@ -922,31 +1070,40 @@ class _RecordReader:
                 return kind, payload
             discard()
 
-    def _read_oob(self, size: int) -> tuple[bytearray, list[bytearray]] | None:
+    def _read_oob(self, size: int, flags: int) -> tuple[bytearray, list[Any]] | None:
         """Read a kind-1 payload of ``size`` bytes; None if its writer died midway.
 
-        Each buffer is read straight into its own bytearray (no extra copy).
+        Each buffer is read straight into its own buffer (no extra copy);
+        those in memfds are mapped.
         """
-        if size < _OOB_TABLE.size:
+        table_size = _OOB_TABLE.size + (_TOKEN.size if flags & _FLAG_FDS else 0)
+        if size < table_size:
             raise _StreamCorrupted("corrupted queue stream (short out-of-band table)")
-        table = bytearray(_OOB_TABLE.size)
+        table = bytearray(table_size)
         if not self._read_into(memoryview(table)):
             return None
-        count, data_size = _OOB_TABLE.unpack(table)
+        count, data_size = _OOB_TABLE.unpack_from(table)
+        token = _TOKEN.unpack_from(table, _OOB_TABLE.size)[0] if flags & _FLAG_FDS else None
+        if count * _OOB_LEN.size > size:
+            raise _StreamCorrupted("corrupted queue stream (bad out-of-band table)")
         lengths_raw = bytearray(_OOB_LEN.size * count)
-        if count * _OOB_LEN.size > size or not self._read_into(memoryview(lengths_raw)):
-            if count * _OOB_LEN.size > size:
-                raise _StreamCorrupted("corrupted queue stream (bad out-of-band table)")
+        if not self._read_into(memoryview(lengths_raw)):
             return None
         lengths = [n for (n,) in _OOB_LEN.iter_unpack(lengths_raw)]
-        total = sum(n & ~_OOB_MAPPABLE for n in lengths)
-        if _OOB_TABLE.size + len(lengths_raw) + data_size + total != size:
+        in_pipe = sum(n & _OOB_SIZE_MASK & ~_OOB_MAPPABLE for n in lengths if not n & _OOB_IN_FD)
+        in_fds = sum(1 for n in lengths if n & _OOB_IN_FD)
+        if table_size + len(lengths_raw) + data_size + in_pipe != size or (
+            (token is None) != (in_fds == 0)
+        ):
             raise _StreamCorrupted("corrupted queue stream (bad out-of-band table)")
         data = bytearray(data_size)
         if not self._read_into(memoryview(data)):
             return None
-        buffers = []
+        buffers: list[Any] = []
         for n in lengths:
+            if n & _OOB_IN_FD:
+                buffers.append(None)  # mapped below
+                continue
             if n & _OOB_MAPPABLE:
                 buf = _allocate(n & ~_OOB_MAPPABLE)
             else:
@@ -954,7 +1111,72 @@ class _RecordReader:
             if not self._read_into(memoryview(buf)):
                 return None
             buffers.append(buf)
+        if token is not None:
+            fds = self._receive_fds(token, in_fds)
+            if fds is None:
+                return None
+            try:
+                fd_iter = iter(fds)
+                for i, n in enumerate(lengths):
+                    if n & _OOB_IN_FD:
+                        buffers[i] = _map_memfd(next(fd_iter), n & ~(_OOB_IN_FD | _OOB_MAPPABLE))
+            finally:
+                for fd in fds:
+                    os.close(fd)
         return data, buffers
+
+    def _receive_fds(self, token: int, count: int) -> list[int] | None:
+        """Receive the memfds of the record with ``token``; None if its writer died first.
+
+        Messages with another token belong to records that were lost (their
+        reader was killed after reading them): their memfds are closed.
+        """
+        side = self._side
+        if side is None:
+            raise _StreamCorrupted("queue record with memfds, but the queue has no side channel")
+        side_fd = side.fileno()
+        shared = self._shared
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, 0, side_fd)
+        try:
+            while True:
+                try:
+                    message, fds, _flags, _addr = socket.recv_fds(
+                        sock,
+                        _TOKEN.size,
+                        _FD_MAX_PER_RECORD,
+                        socket.MSG_DONTWAIT | socket.MSG_CMSG_CLOEXEC,
+                    )
+                except BlockingIOError:
+                    pass
+                else:
+                    if not message and not fds:
+                        raise EOFError("the queue's side channel is closed")
+                    if len(message) == _TOKEN.size and _TOKEN.unpack(message)[0] == token:
+                        if len(fds) == count:
+                            return fds
+                        for fd in fds:
+                            os.close(fd)
+                        raise _StreamCorrupted(
+                            f"queue record expected {count} memfds, its message has {len(fds)}"
+                        )
+                    for fd in fds:
+                        os.close(fd)
+                    util.info("dropped the memfds of a lost queue record")
+                    continue
+                # The writer sends the message right after the record, still
+                # holding the write lock: wait for it while the writer lives.
+                if _readable(side_fd, _RECOVERY_INTERVAL):
+                    continue
+                if not shared[_DIRTY]:
+                    self._wlock.holder_died()
+                if shared[_DIRTY] and not _readable(side_fd, 0):
+                    # Its writer died (or failed) before sending: nobody writes
+                    # while the flag is set, and the pipe is between records.
+                    util.info("dropped a queue record whose memfds never came")
+                    shared[_DIRTY] = 0
+                    return None
+        finally:
+            sock.detach()
 
     def _wait_for_record(self, block: bool, deadline: float | None) -> bool:
         """Wait until the pipe is readable; False if it was not in time."""
@@ -1032,6 +1254,68 @@ def _allocate(size: int) -> Any:
                 pass  # THP disabled or unsupported: small pages, still fine
         return buf
     return bytearray(size)
+
+
+def _copy_to_memfd(view: memoryview) -> int | None:
+    """A memfd holding a copy of ``view``; None if none can be made (the pipe is used)."""
+    try:
+        fd = os.memfd_create("multiprocess-queue", os.MFD_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        pos, size = 0, view.nbytes
+        while pos < size:
+            pos += os.write(fd, view[pos : pos + _IO_CHUNK])
+    except OSError:
+        os.close(fd)
+        return None  # ENOMEM, ENOSPC: the pipe needs no extra memory
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+_token_counter = itertools.count(1)
+
+
+def _next_token() -> int:
+    """A token unique among this queue's records: this process's pid and a counter."""
+    return (_PID << 32) | (next(_token_counter) & 0xFFFFFFFF)
+
+
+_live_maps = 0
+
+
+def _unmapped() -> None:
+    global _live_maps
+    _live_maps -= 1
+
+
+def _map_memfd(fd: int, size: int) -> Any:
+    """The received memfd ``fd`` of ``size`` bytes, as a writable buffer (``fd`` stays open).
+
+    Mapped where that costs no descriptor (Python 3.13) or few are mapped;
+    otherwise copied into a private buffer.
+    """
+    global _live_maps
+    if os.fstat(fd).st_size != size:
+        raise _StreamCorrupted("corrupted queue stream (memfd of the wrong size)")
+    if _MAP_TRACKFD_ARG:
+        return mmap.mmap(fd, size, trackfd=False)  # type: ignore[call-arg]
+    if _live_maps < _MAX_LIVE_MAPS:
+        buf = mmap.mmap(fd, size)  # keeps a duplicate of fd while it lives
+        _live_maps += 1
+        weakref.finalize(buf, _unmapped)
+        return buf
+    buf = _allocate(size)
+    with memoryview(buf) as view:
+        pos = 0
+        while pos < size:
+            n = os.preadv(fd, [view[pos : pos + _IO_CHUNK]], pos)
+            if n == 0:
+                raise _StreamCorrupted("corrupted queue stream (short memfd)")
+            pos += n
+    return buf
 
 
 _loads = reduction.loads
