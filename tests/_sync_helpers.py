@@ -186,3 +186,33 @@ def simple_get_forever(sq, started):
 
 def simple_get_one(sq, results):
     results.put(sq.get())
+
+
+def put_array_and_die_before_memfds(q, size, reached):
+    """Put a numpy array whose buffer goes in a memfd; stop just before sending it.
+
+    The record is in the pipe and the write lock is held: the parent kills
+    this process there.
+    """
+    import numpy as np
+
+    from multiprocess import queues
+
+    def stuck(self, token, fds):
+        reached.set()
+        threading.Event().wait()
+
+    queues._RecordWriter._send_fds = stuck
+    q.put(np.ones(size // 8))
+    threading.Event().wait()
+
+
+def put_all_without_memfds(q, items):
+    """put_all, in a process where memfd_create fails (as with no descriptors left)."""
+    import errno
+
+    def fail(*args):
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    os.memfd_create = fail
+    put_all(q, items)

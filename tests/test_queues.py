@@ -427,13 +427,15 @@ def _next_record_raw(q):
     reader = queues._RecordReader(q._reader, q._write_lock, lambda: None)
     header = bytearray(queues._HEADER_SIZE)
     assert reader._read_into(memoryview(header))
-    _magic, kind, _flags, size = queues._HEADER.unpack(header)
+    _magic, kind, flags, size = queues._HEADER.unpack(header)
     body = bytearray(size)
     assert reader._read_into(memoryview(body))
     if kind != queues._KIND_OOB:
         return kind, []
     count, _ = queues._OOB_TABLE.unpack_from(body)
     start = queues._OOB_TABLE.size
+    if flags & queues._FLAG_FDS:
+        start += queues._TOKEN.size  # its memfds' message stays on the side channel
     words = [n for (n,) in queues._OOB_LEN.iter_unpack(body[start : start + 8 * count])]
     assert os.get_blocking(fd) is False
     return kind, words
@@ -452,6 +454,128 @@ def test_records_and_their_kinds(ctx):
     assert _next_record_raw(q) == (queues._KIND_OOB, [size | queues._OOB_MAPPABLE])
     assert _next_record_raw(q)[0] == queues._KIND_PICKLE
     assert _next_record_raw(q)[0] == queues._KIND_PICKLE
+    close(q)
+
+
+# -- large arrays through memfds (Linux) --------------------------------------
+
+needs_memfd = pytest.mark.skipif(
+    not queues._HAVE_MEMFD, reason="memfds and SEQPACKET sockets are Linux only"
+)
+
+
+def _open_fds():
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _fd_targets():
+    targets = []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            targets.append(os.readlink(f"/proc/self/fd/{name}"))
+        except OSError:
+            pass  # the descriptor listdir used, already closed
+    return targets
+
+
+@needs_memfd
+def test_large_arrays_travel_in_memfds(ctx):
+    np = pytest.importorskip("numpy")
+    q = ctx.Queue()
+    big = queues._FD_MIN_SIZE
+    arrays = [np.arange(big // 8, dtype=np.float64), np.full(big // 8 - 1, 7.0)]
+    p = start(ctx, h.put_all, q, [arrays[0], (arrays[0], arrays[1]), arrays[0]])
+    # The buffer goes in a memfd; one byte short of the threshold, in the pipe.
+    assert _next_record_raw(q) == (
+        queues._KIND_OOB,
+        [big | queues._OOB_MAPPABLE | queues._OOB_IN_FD],
+    )
+    # The next get() drops the message the raw read left on the side channel.
+    got_a, got_b = q.get(timeout=60)
+    assert np.array_equal(got_a, arrays[0]) and np.array_equal(got_b, arrays[1])
+    got = q.get(timeout=60)
+    assert np.array_equal(got, arrays[0])
+    got[0] = -1.0  # mapped shared memory that nobody else holds: writable
+    assert got.flags.writeable and got[0] == -1.0
+    join_all([p])
+    close(q)
+
+
+@needs_memfd
+def test_memfd_maps_do_not_leak_descriptors(ctx, monkeypatch):
+    np = pytest.importorskip("numpy")
+    q = ctx.Queue()
+    arr = np.arange(queues._FD_MIN_SIZE // 8, dtype=np.float64)
+    # Before Python 3.13 a map keeps a descriptor: past the budget, copy out.
+    monkeypatch.setattr(queues, "_MAP_TRACKFD_ARG", False)
+    monkeypatch.setattr(queues, "_MAX_LIVE_MAPS", queues._live_maps + 2)
+    p = start(ctx, h.put_all, q, [arr] * 6)
+    first = q.get(timeout=60)  # the side channel is in use from here on
+    before = _open_fds()
+    kept = [q.get(timeout=60) for _ in range(5)]
+    assert all(np.array_equal(a, arr) for a in [first, *kept])
+    assert _open_fds() <= before + 2
+    del first, kept
+    assert _open_fds() <= before - 1
+    join_all([p])
+    close(q)
+
+
+@needs_memfd
+def test_writer_killed_before_sending_memfds(ctx):
+    np = pytest.importorskip("numpy")
+    q = ctx.Queue()
+    reached = ctx.Event()
+    p = start(ctx, h.put_array_and_die_before_memfds, q, queues._FD_MIN_SIZE, reached)
+    assert reached.wait(60)  # the record is in the pipe, the memfd not sent
+    p.kill()
+    p.join(60)
+    with pytest.raises(queue.Empty):
+        q.get(timeout=1.0)
+    arr = np.arange(queues._FD_MIN_SIZE // 8, dtype=np.float64)
+    p2 = start(ctx, h.put_all, q, [arr, "after"])
+    assert np.array_equal(q.get(timeout=60), arr)
+    assert q.get(timeout=60) == "after"
+    join_all([p2])
+    if HAVE_QSIZE:
+        assert q.qsize() == 0
+    close(q)
+
+
+@needs_memfd
+def test_stray_messages_on_the_side_channel_are_dropped(ctx):
+    import socket
+
+    np = pytest.importorskip("numpy")
+    q = ctx.Queue()
+    # As a reader killed between a record and its memfds leaves them; and garbage.
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, 0, os.dup(q._side_writer.fileno()))
+    stray = os.memfd_create("stray")
+    socket.send_fds(sock, [queues._TOKEN.pack(12345)], [stray])
+    sock.send(b"garbage that is no token")
+    os.close(stray)
+    sock.close()
+    arr = np.arange(queues._FD_MIN_SIZE // 8, dtype=np.float64)
+    p = start(ctx, h.put_all, q, [arr, "after"])
+    got = q.get(timeout=60)
+    assert np.array_equal(got, arr)
+    assert q.get(timeout=60) == "after"
+    # The reader took the stray messages off the side channel, and closed the memfd.
+    assert not queues._readable(q._side_reader.fileno(), 0)
+    assert not [t for t in _fd_targets() if "memfd:stray" in t]
+    join_all([p])
+    close(q)
+
+
+@needs_memfd
+def test_arrays_go_through_the_pipe_when_no_memfd_can_be_made(ctx):
+    np = pytest.importorskip("numpy")
+    q = ctx.Queue()
+    arr = np.arange(queues._FD_MIN_SIZE // 8, dtype=np.float64)
+    p = start(ctx, h.put_all_without_memfds, q, [arr, arr])
+    assert _next_record_raw(q) == (queues._KIND_OOB, [arr.nbytes | queues._OOB_MAPPABLE])
+    assert np.array_equal(q.get(timeout=60), arr)
+    join_all([p])
     close(q)
 
 

@@ -79,6 +79,7 @@ record leaves the stream unreadable (``get`` then raises OSError).
 
 from __future__ import annotations
 
+import array
 import collections
 import errno
 import fcntl
@@ -155,7 +156,7 @@ _SIDE_MESSAGE_SIZE = 1536
 _HAVE_MEMFD = (
     sys.platform.startswith("linux")
     and hasattr(os, "memfd_create")
-    and hasattr(socket, "send_fds")
+    and hasattr(socket, "SCM_RIGHTS")
     and hasattr(socket, "SOCK_SEQPACKET")
 )
 # Python 3.13's mmap can map a file without keeping a duplicate of its
@@ -974,7 +975,7 @@ class _RecordWriter:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, 0, side.fileno())
         try:
             message = _TOKEN.pack(token).ljust(_SIDE_MESSAGE_SIZE, b"\0")
-            socket.send_fds(sock, [message], fds)
+            sock.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
         finally:
             sock.detach()
 
@@ -1140,12 +1141,7 @@ class _RecordReader:
         try:
             while True:
                 try:
-                    message, fds, _flags, _addr = socket.recv_fds(
-                        sock,
-                        _TOKEN.size,
-                        _FD_MAX_PER_RECORD,
-                        socket.MSG_DONTWAIT | socket.MSG_CMSG_CLOEXEC,
-                    )
+                    message, fds = _recv_fds(sock)
                 except BlockingIOError:
                     pass
                 else:
@@ -1254,6 +1250,23 @@ def _allocate(size: int) -> Any:
                 pass  # THP disabled or unsupported: small pages, still fine
         return buf
     return bytearray(size)
+
+
+def _recv_fds(sock: socket.socket) -> tuple[bytes, list[int]]:
+    """One side-channel message without waiting: its token bytes and descriptors.
+
+    (``socket.recv_fds`` ignores its flags before Python 3.12.)
+    """
+    fds = array.array("i")
+    message, ancdata, _flags, _addr = sock.recvmsg(
+        _TOKEN.size,
+        socket.CMSG_SPACE(_FD_MAX_PER_RECORD * fds.itemsize),
+        socket.MSG_DONTWAIT | socket.MSG_CMSG_CLOEXEC,
+    )
+    for level, type_, data in ancdata:
+        if level == socket.SOL_SOCKET and type_ == socket.SCM_RIGHTS:
+            fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
+    return message, list(fds)
 
 
 def _copy_to_memfd(view: memoryview) -> int | None:
