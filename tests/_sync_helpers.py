@@ -207,12 +207,24 @@ def put_array_and_die_before_memfds(q, size, reached):
     threading.Event().wait()
 
 
-def put_all_without_memfds(q, items):
-    """put_all, in a process where memfd_create fails (as with no descriptors left)."""
+def _no_memfds():
+    """Make memfd_create fail in this process (as with no descriptors left).
+
+    Large objects then take the pipe, as on systems without memfds.
+    """
     import errno
 
     def fail(*args):
         raise OSError(errno.EMFILE, "Too many open files")
 
     os.memfd_create = fail
+
+
+def put_all_without_memfds(q, items):
+    _no_memfds()
     put_all(q, items)
+
+
+def put_and_report_without_memfds(q, obj, done):
+    _no_memfds()
+    put_and_report(q, obj, done)

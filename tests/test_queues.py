@@ -237,8 +237,9 @@ def test_producer_killed_mid_put(ctx):
     q = ctx.Queue()
     done = ctx.Event()
     # 4 MB cannot fit in the pipe: once data shows up, the producer's feeder
-    # is stuck in the middle of the record, holding the write lock.
-    p = start(ctx, h.put_and_report, q, b"x" * 4_000_000, done)
+    # is stuck in the middle of the record, holding the write lock.  (With
+    # memfds a large record is never partial: see the memfd tests.)
+    p = start(ctx, h.put_and_report_without_memfds, q, b"x" * 4_000_000, done)
     assert done.wait(60)
     assert q._reader.poll(60)
     p.kill()
@@ -262,7 +263,7 @@ def test_producer_killed_mid_put(ctx):
 def test_producer_killed_then_another_writes_before_anyone_reads(ctx):
     q = ctx.Queue()
     done = ctx.Event()
-    p = start(ctx, h.put_and_report, q, b"x" * 4_000_000, done)
+    p = start(ctx, h.put_and_report_without_memfds, q, b"x" * 4_000_000, done)
     assert done.wait(60)
     assert q._reader.poll(60)
     p.kill()
@@ -441,6 +442,17 @@ def _next_record_raw(q):
     return kind, words
 
 
+def _next_record_header(q):
+    """The next record's kind, flags and size (consumes the record, not its memfds)."""
+    assert q._reader.poll(60)
+    reader = queues._RecordReader(q._reader, q._write_lock, lambda: None)
+    header = bytearray(queues._HEADER_SIZE)
+    assert reader._read_into(memoryview(header))
+    _magic, kind, flags, size = queues._HEADER.unpack(header)
+    assert reader._read_into(memoryview(bytearray(size)))
+    return kind, flags, size
+
+
 def test_records_and_their_kinds(ctx):
     np = pytest.importorskip("numpy")
     q = ctx.Queue()
@@ -497,6 +509,27 @@ def test_large_arrays_travel_in_memfds(ctx):
     assert np.array_equal(got, arrays[0])
     got[0] = -1.0  # mapped shared memory that nobody else holds: writable
     assert got.flags.writeable and got[0] == -1.0
+    join_all([p])
+    close(q)
+
+
+@needs_memfd
+def test_large_bytes_and_pickles_travel_in_memfds(ctx):
+    q = ctx.Queue()
+    big = queues._FD_MIN_SIZE
+    blob = bytes(range(256)) * (big // 256)
+    nested = {"blob": blob, "n": 1}
+    p = start(ctx, h.put_all, q, [blob, nested, blob[: big - 64], blob, nested])
+    kinds = [_next_record_header(q)[:2] for _ in range(3)]
+    assert kinds == [
+        (queues._KIND_BYTES, queues._FLAG_FDS),  # as it is, not pickled
+        (queues._KIND_PICKLE, queues._FLAG_FDS),  # a large pickle
+        (queues._KIND_PICKLE, 0),  # below the threshold: the pipe
+    ]
+    got = q.get(timeout=60)
+    assert type(got) is bytes and got == blob
+    assert q.get(timeout=60) == nested
+    assert not queues._readable(q._side_reader.fileno(), 0)
     join_all([p])
     close(q)
 

@@ -120,6 +120,8 @@ _SMALL_PAYLOAD = _PIPE_BUF - _HEADER_SIZE
 _MAGIC = 0x4D51
 _KIND_PICKLE = 0
 _KIND_OOB = 1
+# Kind 2: a bytes object as such, not pickled (only in a memfd, see below).
+_KIND_BYTES = 2
 # Kind 1 payload: this table (buffer count, pickle length), the buffer lengths
 # (uint64 each), the pickle, then the buffers.
 _OOB_TABLE = struct.Struct("=IxxxxQ")
@@ -536,21 +538,9 @@ def _feed(
                 writer.close()
                 return
             try:
-                # Serialize before taking the write lock.  The C pickler keeps
-                # a bytearray in the stream; a PickleBuffer of it goes out of
-                # band and loads as the bytearray the reader fills.
-                payload = obj
-                if type(obj) is bytearray and len(obj) >= _OOB_MIN_SIZE:
-                    payload = pickle.PickleBuffer(obj)
-                data, buffers = reduction.dumps_oob(
-                    payload, min_size=_OOB_MIN_SIZE, serializer=serializer
-                )
-                del payload
-                if buffers:
-                    writer.write_oob(data, buffers)
-                else:
-                    writer.write(data, _KIND_PICKLE)
-                del buffers
+                # A large bytes object goes as it is, not pickled (no copy).
+                if type(obj) is not bytes or not writer.write_bytes(obj):
+                    _write_object(writer, obj, serializer)
             except Exception as e:  # noqa: BLE001 - reported through on_error
                 if ignore_epipe and getattr(e, "errno", None) == errno.EPIPE:
                     return
@@ -563,6 +553,21 @@ def _feed(
                 discard()
                 on_error(e, obj)
             del obj
+
+
+def _write_object(writer: _RecordWriter, obj: Any, serializer: str | None) -> None:
+    """Serialize ``obj`` (before taking the write lock) and write its record."""
+    # The C pickler keeps a bytearray in the stream; a PickleBuffer of it goes
+    # out of band and loads as the bytearray the reader fills.
+    payload = obj
+    if type(obj) is bytearray and len(obj) >= _OOB_MIN_SIZE:
+        payload = pickle.PickleBuffer(obj)
+    data, buffers = reduction.dumps_oob(payload, min_size=_OOB_MIN_SIZE, serializer=serializer)
+    del payload
+    if buffers:
+        writer.write_oob(data, buffers)
+    else:
+        writer.write(data, _KIND_PICKLE)
 
 
 #
@@ -858,6 +863,26 @@ class _RecordWriter:
     def close(self) -> None:
         _close_all(self._conn, self._side)
 
+    def write_bytes(self, data: bytes) -> bool:
+        """Write a large bytes object as a kind-2 record, in a memfd; False if it cannot."""
+        if len(data) < _FD_MIN_SIZE or self._side is None:
+            return False
+        return self._write_in_memfd(memoryview(data), _KIND_BYTES)
+
+    def _write_in_memfd(self, view: memoryview, kind: int) -> bool:
+        """Write a record whose whole payload is in a memfd; False if none can be made."""
+        memfd = _copy_to_memfd(view)
+        if memfd is None:
+            return False
+        try:
+            token = _next_token()
+            header = _HEADER.pack(_MAGIC, kind, _FLAG_FDS, _TOKEN.size)
+            token_view = memoryview(_TOKEN.pack(token))
+            self._write_views(header, [token_view], _TOKEN.size, [memfd], token)
+        finally:
+            os.close(memfd)
+        return True
+
     def write(self, data: bytes, kind: int) -> None:
         size = len(data)
         header = _HEADER.pack(_MAGIC, kind, 0, size)
@@ -870,6 +895,13 @@ class _RecordWriter:
                 os.write(self._conn.fileno(), record)
             finally:
                 self._wlock.release()
+            return
+        if (
+            size >= _FD_MIN_SIZE
+            and self._side is not None
+            and self._write_in_memfd(memoryview(data).cast("B"), kind)
+        ):
+            # A large pickle went in a memfd: the record in the pipe is only its token.
             return
         if not self._pipe_sized:
             self._grow_pipe()
@@ -1059,6 +1091,12 @@ class _RecordReader:
                     return kind, record
                 discard()
                 continue
+            if flags & _FLAG_FDS:
+                payload = self._read_in_memfd(size)
+                if payload is not None:
+                    return kind, payload
+                discard()
+                continue
             if size <= _SMALL_PAYLOAD:
                 # Written with one write of at most PIPE_BUF bytes: atomic,
                 # so the payload is already there.
@@ -1125,6 +1163,25 @@ class _RecordReader:
                 for fd in fds:
                     os.close(fd)
         return data, buffers
+
+    def _read_in_memfd(self, size: int) -> Any:
+        """Read a payload that is in a memfd (a read-only map of it); None if lost."""
+        if size != _TOKEN.size:
+            raise _StreamCorrupted("corrupted queue stream (bad memfd record)")
+        token = bytearray(size)
+        if not self._read_into(memoryview(token)):
+            return None
+        fds = self._receive_fds(_TOKEN.unpack(token)[0], 1)
+        if fds is None:
+            return None
+        try:
+            length = os.fstat(fds[0]).st_size
+            if length == 0:
+                raise _StreamCorrupted("corrupted queue stream (empty memfd)")
+            # Read once by the unpickler, then dropped.
+            return mmap.mmap(fds[0], length, access=mmap.ACCESS_READ)
+        finally:
+            os.close(fds[0])
 
     def _receive_fds(self, token: int, count: int) -> list[int] | None:
         """Receive the memfds of the record with ``token``; None if its writer died first.
@@ -1339,6 +1396,8 @@ def _decode(kind: int, data: Any) -> Any:
         return _loads(data)
     if kind == _KIND_OOB:
         return reduction.loads(data[0], buffers=data[1])
+    if kind == _KIND_BYTES:
+        return bytes(data)
     raise OSError(f"queue record of unknown kind {kind} (written by a newer multiprocess?)")
 
 
