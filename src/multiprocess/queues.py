@@ -29,27 +29,35 @@ memory (no copy on either side)::
 
 (the header's payload length counts all of it).  The top bit of a buffer's
 length marks a numpy array's buffer: it is read into a private memory map with
-huge pages (see ``_allocate``); the others into a bytearray.  Other kinds are
-reserved.  A partial kind-1 record of a dead writer is dropped like a
-partial kind-0 one.
+huge pages (see ``_allocate``); the others into a bytearray.  ``kind`` 2 is
+a bytes object as it is (only in a memfd, below).  Other kinds are reserved.
+A partial kind-1 record of a dead writer is dropped like a partial kind-0 one.
 
-Large arrays (Linux).  A pipe moves about 1.5 GiB/s at best: the writer's
-copy into 4 KiB pipe pages is the limit.  So the feeder copies a numpy
-buffer of at least ``_FD_MIN_SIZE`` bytes into a memfd (an anonymous
-in-memory file, one ``write``, before taking the write lock) and the record
-carries only its length, with the ``_OOB_IN_FD`` bit.  The descriptors go
-on the queue's *side channel*, a SEQPACKET socket pair, in one message
-(``SCM_RIGHTS``) sent right after the record, under the write lock.  The
-reader maps the memfd (shared, writable) and the array uses that memory:
-one copy in all, where the pipe makes two.  Such a record has header flag
-``_FLAG_FDS`` and a token (uint64) after the out-of-band table; its message
-carries the same token.  A message whose record was lost (its reader was
-killed after reading the record) is dropped by the next reader, which skips
-messages until the token matches.  A writer killed between the record and
-its message holds the write lock: the reader waiting for the message sees it
-die and drops the record, as for a partial record.  Nothing can leak: a
-memfd lives only as long as a descriptor or map of it, and descriptors in
-flight in a socket are freed with the socket.
+Large payloads (Linux).  A pipe moves about 1.5 GiB/s at best: the writer's
+copy into 4 KiB pipe pages is the limit.  So the feeder copies payloads of
+at least ``_FD_MIN_SIZE`` bytes into memfds (anonymous in-memory files, one
+``write`` each, before taking the write lock) and passes the descriptors on
+the queue's *side channel*, a SEQPACKET socket pair, in one message
+(``SCM_RIGHTS``) sent right after the record, under the write lock:
+
+- a numpy buffer: its length in the kind-1 record has the ``_OOB_IN_FD``
+  bit, and the reader maps the memfd (shared, writable) for the array to
+  use: one copy in all, where the pipe makes two;
+- a whole pickle (kind 0), or a bytes object put as such (kind 2, not
+  pickled at all): the record's payload is only the token; the reader maps
+  the memfd read-only and unpickles, or copies it into a bytes object.
+
+Such a record has header flag ``_FLAG_FDS`` and a token (uint64), after the
+out-of-band table for kind 1; its message carries the same token.  A message
+whose record was lost (its reader was killed after reading the record) is
+dropped by the next reader, which skips messages until the token matches.  A
+writer killed between the record and its message holds the write lock: the
+reader waiting for the message sees it die and drops the record, as for a
+partial record.  Nothing can leak: a memfd lives only as long as a
+descriptor or map of it, and descriptors in flight in a socket are freed
+with the socket.  Memory: the side channel's send buffer is kept to its
+minimum, so a writer has at most about two messages in flight that no
+reader has taken (then ``send`` waits), besides the memfd it is sending.
 
 Killed producers.  A producer may die (SIGKILL, OOM killer) holding the write
 lock, in the middle of a record.  The standard library's queue then hangs:
