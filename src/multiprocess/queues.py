@@ -147,16 +147,17 @@ _MAP_FLAGS: int | None = (
 )
 _MADV_HUGEPAGE: int | None = getattr(mmap, "MADV_HUGEPAGE", None)
 # Buffer length bit: the buffer is not in the pipe but in a memfd passed on
-# the queue's side channel (see "Large arrays" in the module docstring).
+# the queue's side channel (see "Large payloads" in the module docstring).
 _OOB_IN_FD = 1 << 62
 _OOB_SIZE_MASK = _OOB_IN_FD - 1
-# Header flag of a kind-1 record with buffers in memfds: a token (uint64)
-# follows the out-of-band table, and the same token is in the record's
-# message on the side channel.
+# Header flag of a record with memfds: its token (uint64) is the whole payload
+# (kinds 0 and 2) or follows the out-of-band table (kind 1), and the same
+# token is in the record's message on the side channel.
 _FLAG_FDS = 1
 _TOKEN = struct.Struct("=Q")
-# Numpy buffers at least this large go through a memfd when the queue has a
-# side channel; at most this many per record (the rest go through the pipe).
+# Numpy buffers, pickles and bytes objects at least this large go through a
+# memfd when the queue has a side channel; at most this many per record (the
+# rest go through the pipe).
 _FD_MIN_SIZE = 1 << 20
 _FD_MAX_PER_RECORD = 64
 # Side-channel messages are padded to this size: with the smallest send
