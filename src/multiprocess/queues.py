@@ -874,12 +874,13 @@ class _RecordWriter:
 
     def write_bytes(self, data: bytes) -> bool:
         """Write a large bytes object as a kind-2 record, in a memfd; False if it cannot."""
-        if len(data) < _FD_MIN_SIZE or self._side is None:
-            return False
         return self._write_in_memfd(memoryview(data), _KIND_BYTES)
 
     def _write_in_memfd(self, view: memoryview, kind: int) -> bool:
-        """Write a record whose whole payload is in a memfd; False if none can be made."""
+        """Write a record whose whole payload is in a memfd; False if it is too small
+        or the queue has no side channel or no memfd can be made."""
+        if view.nbytes < _FD_MIN_SIZE or self._side is None:
+            return False
         memfd = _copy_to_memfd(view)
         if memfd is None:
             return False
@@ -905,11 +906,7 @@ class _RecordWriter:
             finally:
                 self._wlock.release()
             return
-        if (
-            size >= _FD_MIN_SIZE
-            and self._side is not None
-            and self._write_in_memfd(memoryview(data).cast("B"), kind)
-        ):
+        if self._write_in_memfd(memoryview(data).cast("B"), kind):
             # A large pickle went in a memfd: the record in the pipe is only its token.
             return
         if not self._pipe_sized:
@@ -1138,7 +1135,7 @@ class _RecordReader:
         if not self._read_into(memoryview(lengths_raw)):
             return None
         lengths = [n for (n,) in _OOB_LEN.iter_unpack(lengths_raw)]
-        in_pipe = sum(n & _OOB_SIZE_MASK & ~_OOB_MAPPABLE for n in lengths if not n & _OOB_IN_FD)
+        in_pipe = sum(n & _OOB_SIZE_MASK for n in lengths if not n & _OOB_IN_FD)
         in_fds = sum(1 for n in lengths if n & _OOB_IN_FD)
         if table_size + len(lengths_raw) + data_size + in_pipe != size or (
             (token is None) != (in_fds == 0)
@@ -1167,7 +1164,7 @@ class _RecordReader:
                 fd_iter = iter(fds)
                 for i, n in enumerate(lengths):
                     if n & _OOB_IN_FD:
-                        buffers[i] = _map_memfd(next(fd_iter), n & ~(_OOB_IN_FD | _OOB_MAPPABLE))
+                        buffers[i] = _map_memfd(next(fd_iter), n & _OOB_SIZE_MASK)
             finally:
                 for fd in fds:
                     os.close(fd)
@@ -1202,7 +1199,6 @@ class _RecordReader:
         if side is None:
             raise _StreamCorrupted("queue record with memfds, but the queue has no side channel")
         side_fd = side.fileno()
-        shared = self._shared
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, 0, side_fd)
         try:
             while True:
@@ -1229,13 +1225,9 @@ class _RecordReader:
                 # holding the write lock: wait for it while the writer lives.
                 if _readable(side_fd, _RECOVERY_INTERVAL):
                     continue
-                if not shared[_DIRTY]:
-                    self._wlock.holder_died()
-                if shared[_DIRTY] and not _readable(side_fd, 0):
-                    # Its writer died (or failed) before sending: nobody writes
-                    # while the flag is set, and the pipe is between records.
+                if self._writer_lost(lambda timeout: _readable(side_fd, timeout)):
+                    # The pipe is between records: the dead record is all read.
                     util.info("dropped a queue record whose memfds never came")
-                    shared[_DIRTY] = 0
                     return None
         finally:
             sock.detach()
@@ -1264,7 +1256,7 @@ class _RecordReader:
 
     def _read_into(self, view: memoryview) -> bool:
         """Fill ``view`` from the pipe; False if its writer died before the end."""
-        fd, shared = self._fd, self._shared
+        fd = self._fd
         pos, size = 0, view.nbytes
         while pos < size:
             try:
@@ -1279,15 +1271,26 @@ class _RecordReader:
             if self._readable(_RECOVERY_INTERVAL):
                 continue
             # Nothing more for now, in the middle of a record: is its writer alive?
-            if not shared[_DIRTY]:
-                self._wlock.holder_died()
-            if shared[_DIRTY] and not self._readable(0):
-                # Its writer is dead and nobody writes while the flag is set:
-                # we have read all it wrote.
+            if self._writer_lost(self._readable):
                 util.info("dropped a partial queue record (%d of %d bytes)", pos, size)
-                shared[_DIRTY] = 0
                 return False
         return True
+
+    def _writer_lost(self, readable: Callable[[float], bool]) -> bool:
+        """Called when the rest of a record is late: True if its writer is gone.
+
+        Recovers the write lock if its holder died (which sets the dirty flag).
+        With the flag set nobody writes, so if ``readable`` (the pipe, or the
+        side channel) has nothing left, all the writer sent has been read: the
+        flag is cleared and the caller drops the record.
+        """
+        shared = self._shared
+        if not shared[_DIRTY]:
+            self._wlock.holder_died()
+        if shared[_DIRTY] and not readable(0):
+            shared[_DIRTY] = 0
+            return True
+        return False
 
 
 def _is_numpy(exporter: Any) -> bool:
