@@ -421,16 +421,22 @@ def test_large_buffers_round_trip(ctx):
     close(outq)
 
 
-def _next_record_raw(q):
-    """The next record's kind and, for kind 1, its buffer length words (consumes it)."""
+def _next_record(q):
+    """The next record's kind, flags and payload (consumes it, not its memfds' message)."""
     assert q._reader.poll(60)
-    fd = q._reader.fileno()
     reader = queues._RecordReader(q._reader, q._write_lock, lambda: None)
     header = bytearray(queues._HEADER_SIZE)
     assert reader._read_into(memoryview(header))
     _magic, kind, flags, size = queues._HEADER.unpack(header)
     body = bytearray(size)
     assert reader._read_into(memoryview(body))
+    assert os.get_blocking(q._reader.fileno()) is False
+    return kind, flags, body
+
+
+def _next_record_raw(q):
+    """The next record's kind and, for kind 1, its buffer length words (consumes it)."""
+    kind, flags, body = _next_record(q)
     if kind != queues._KIND_OOB:
         return kind, []
     count, _ = queues._OOB_TABLE.unpack_from(body)
@@ -438,19 +444,7 @@ def _next_record_raw(q):
     if flags & queues._FLAG_FDS:
         start += queues._TOKEN.size  # its memfds' message stays on the side channel
     words = [n for (n,) in queues._OOB_LEN.iter_unpack(body[start : start + 8 * count])]
-    assert os.get_blocking(fd) is False
     return kind, words
-
-
-def _next_record_header(q):
-    """The next record's kind, flags and size (consumes the record, not its memfds)."""
-    assert q._reader.poll(60)
-    reader = queues._RecordReader(q._reader, q._write_lock, lambda: None)
-    header = bytearray(queues._HEADER_SIZE)
-    assert reader._read_into(memoryview(header))
-    _magic, kind, flags, size = queues._HEADER.unpack(header)
-    assert reader._read_into(memoryview(bytearray(size)))
-    return kind, flags, size
 
 
 def test_records_and_their_kinds(ctx):
@@ -520,7 +514,7 @@ def test_large_bytes_and_pickles_travel_in_memfds(ctx):
     blob = bytes(range(256)) * (big // 256)
     nested = {"blob": blob, "n": 1}
     p = start(ctx, h.put_all, q, [blob, nested, blob[: big - 64], blob, nested])
-    kinds = [_next_record_header(q)[:2] for _ in range(3)]
+    kinds = [_next_record(q)[:2] for _ in range(3)]
     assert kinds == [
         (queues._KIND_BYTES, queues._FLAG_FDS),  # as it is, not pickled
         (queues._KIND_PICKLE, queues._FLAG_FDS),  # a large pickle
@@ -554,9 +548,20 @@ def test_memfd_maps_do_not_leak_descriptors(ctx, monkeypatch):
     close(q)
 
 
+def _array_then_string_arrive(ctx, q):
+    """A child puts an array that goes in a memfd, then a string: both arrive intact."""
+    import numpy as np
+
+    arr = np.arange(queues._FD_MIN_SIZE // 8, dtype=np.float64)
+    p = start(ctx, h.put_all, q, [arr, "after"])
+    assert np.array_equal(q.get(timeout=60), arr)
+    assert q.get(timeout=60) == "after"
+    join_all([p])
+
+
 @needs_memfd
 def test_writer_killed_before_sending_memfds(ctx):
-    np = pytest.importorskip("numpy")
+    pytest.importorskip("numpy")
     q = ctx.Queue()
     reached = ctx.Event()
     p = start(ctx, h.put_array_and_die_before_memfds, q, queues._FD_MIN_SIZE, reached)
@@ -565,11 +570,7 @@ def test_writer_killed_before_sending_memfds(ctx):
     p.join(60)
     with pytest.raises(queue.Empty):
         q.get(timeout=1.0)
-    arr = np.arange(queues._FD_MIN_SIZE // 8, dtype=np.float64)
-    p2 = start(ctx, h.put_all, q, [arr, "after"])
-    assert np.array_equal(q.get(timeout=60), arr)
-    assert q.get(timeout=60) == "after"
-    join_all([p2])
+    _array_then_string_arrive(ctx, q)
     if HAVE_QSIZE:
         assert q.qsize() == 0
     close(q)
@@ -579,7 +580,7 @@ def test_writer_killed_before_sending_memfds(ctx):
 def test_stray_messages_on_the_side_channel_are_dropped(ctx):
     import socket
 
-    np = pytest.importorskip("numpy")
+    pytest.importorskip("numpy")
     q = ctx.Queue()
     # As a reader killed between a record and its memfds leaves them; and garbage.
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, 0, os.dup(q._side_writer.fileno()))
@@ -588,15 +589,10 @@ def test_stray_messages_on_the_side_channel_are_dropped(ctx):
     sock.send(b"garbage that is no token")
     os.close(stray)
     sock.close()
-    arr = np.arange(queues._FD_MIN_SIZE // 8, dtype=np.float64)
-    p = start(ctx, h.put_all, q, [arr, "after"])
-    got = q.get(timeout=60)
-    assert np.array_equal(got, arr)
-    assert q.get(timeout=60) == "after"
+    _array_then_string_arrive(ctx, q)
     # The reader took the stray messages off the side channel, and closed the memfd.
     assert not queues._readable(q._side_reader.fileno(), 0)
     assert not [t for t in _fd_targets() if "memfd:stray" in t]
-    join_all([p])
     close(q)
 
 
