@@ -71,6 +71,7 @@ import traceback
 import types
 import warnings
 from collections.abc import Iterable, Iterator
+from concurrent.futures import BrokenExecutor
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:  # annotations only: typing_extensions is not a dependency
@@ -205,11 +206,12 @@ class ResultUnpicklingError(MaybeEncodingError):
         )
 
 
-class TerminatedWorkerError(ProcessError):
+class TerminatedWorkerError(ProcessError, RuntimeError):
     """The worker process running a task died before sending the result.
 
     Attributes ``pid`` and ``exitcode`` (negative: the signal that killed it)
-    name the worker.  The pool has replaced it and goes on.
+    name the worker.  The pool has replaced it and goes on.  It is also a
+    ``RuntimeError``, which code written for other pools catches.
     """
 
     def __init__(self, message: str, pid: int | None = None, exitcode: int | None = None):
@@ -221,17 +223,50 @@ class TerminatedWorkerError(ProcessError):
         return type(self), (self.args[0], self.pid, self.exitcode)
 
 
-class BrokenPoolError(ProcessError):
+class BrokenPoolError(ProcessError, BrokenExecutor):
     """The pool cannot run tasks any more.
 
     Its initializer raised (that exception is the ``__cause__``), or its workers
     kept dying while they started.  Every pending and future task fails with
     this error; create a new pool once the cause is fixed.
+
+    It is also a ``concurrent.futures.process.BrokenProcessPool`` (hence a
+    ``BrokenExecutor`` and a ``RuntimeError``), so that ``except`` clauses
+    written for ``concurrent.futures`` or loky catch it.
     """
 
+    def __init__(self, *args: Any) -> None:
+        _adopt_broken_process_pool()
+        super().__init__(*args)
 
-class PoolTerminatedError(ProcessError):
-    """``terminate()`` was called (or the pool was garbage collected) before the task finished."""
+
+def _adopt_broken_process_pool() -> None:
+    """Make ``BrokenPoolError`` a subclass of ``BrokenProcessPool`` once that exists.
+
+    ``concurrent.futures.process`` imports the standard ``multiprocessing``
+    package, which this package must not import, so ``BrokenPoolError`` starts
+    out under ``BrokenExecutor`` (from ``concurrent.futures``, which does not
+    import it) and moves under ``BrokenProcessPool`` as soon as someone else has
+    imported that module: whoever writes ``except BrokenProcessPool`` has.  This
+    runs at import and each time a ``BrokenPoolError`` is made, i.e. before it
+    is raised.  ``except`` and ``isinstance`` follow the class's real ``__mro__``
+    (an ABC-style ``register`` would not do for ``except``), which assigning
+    ``__bases__`` recomputes.
+    """
+    module = sys.modules.get("concurrent.futures.process")
+    base = getattr(module, "BrokenProcessPool", None)
+    if isinstance(base, type) and base not in BrokenPoolError.__mro__:
+        BrokenPoolError.__bases__ = (ProcessError, base)
+
+
+_adopt_broken_process_pool()
+
+
+class PoolTerminatedError(ProcessError, RuntimeError):
+    """``terminate()`` was called (or the pool was garbage collected) before the task finished.
+
+    It is also a ``RuntimeError``, which code written for other pools catches.
+    """
 
 
 #

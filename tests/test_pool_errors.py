@@ -1,0 +1,132 @@
+"""What the pool raises, seen by code written for the stdlib, loky or concurrent.futures.
+
+Its errors are caught by the ``except`` clauses such code already has; bad arguments
+fail at once with a clear message; a timeout says what timed out; workers that crash
+on purpose in these tests print no crash dump.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from concurrent.futures import BrokenExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+import _pool_helpers as h
+import pytest
+
+from multiprocess import ProcessError
+from multiprocess import pool as mpool
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def run_script(code, *args, env=None):
+    """Run ``code`` in a fresh interpreter (tests/ is on its PYTHONPATH, see conftest)."""
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+        env=env,
+    )
+
+
+#
+# Item: errors that existing except clauses catch
+#
+
+
+def test_a_killed_worker_is_caught_as_runtime_error(ctx):
+    with ctx.Pool(1) as p:
+        try:
+            p.apply_async(h.die_now, ("sigkill",)).get(60)
+        except RuntimeError as e:  # what code written for other pools catches
+            caught = e
+        assert isinstance(caught, mpool.TerminatedWorkerError)
+        assert isinstance(caught, ProcessError)
+        assert caught.exitcode == -9
+        # The worker was replaced: nothing else broke.
+        assert p.map(h.square, range(4)) == [0, 1, 4, 9]
+
+
+def test_terminate_fails_pending_tasks_with_a_runtime_error(ctx):
+    event = ctx.Event()
+    p = ctx.Pool(1, initializer=h.init_with_event, initargs=(event,))
+    running = p.apply_async(h.signal_then_sleep, (60,))
+    queued = p.map_async(h.square, range(3))
+    assert event.wait(60)  # the first task runs
+    p.terminate()
+    p.join()
+    for result in (running, queued):
+        try:
+            result.get(30)
+        except RuntimeError as e:
+            caught = e
+        assert isinstance(caught, mpool.PoolTerminatedError)
+        assert isinstance(caught, ProcessError)
+
+
+def test_a_broken_pool_is_caught_as_broken_process_pool(ctx):
+    p = ctx.Pool(2, initializer=h.init_raises)
+    try:
+        try:
+            p.map(h.square, range(4))
+        except BrokenProcessPool as e:  # what concurrent.futures and loky users catch
+            caught = e
+        assert isinstance(caught, mpool.BrokenPoolError)
+        assert isinstance(caught, (ProcessError, BrokenExecutor, RuntimeError))
+        assert isinstance(caught.__cause__, ValueError)
+        # Later calls fail at once, with the same catchable type.
+        with pytest.raises(BrokenProcessPool):
+            p.apply_async(h.square, (1,))
+    finally:
+        p.terminate()
+        p.join()
+
+
+def test_threadpool_errors_are_caught_the_same_way():
+    tp = mpool.ThreadPool(1, initializer=h.init_raises)
+    try:
+        with pytest.raises(BrokenProcessPool):
+            tp.map(h.square, range(2))
+    finally:
+        tp.terminate()
+        tp.join()
+
+
+BROKEN_PROCESS_POOL_SCRIPT = """
+import sys
+
+import multiprocess as mp
+from multiprocess import pool as mpool
+from concurrent.futures import BrokenExecutor
+
+# Importing the package leaves the stdlib's multiprocessing alone, and with it
+# concurrent.futures.process, which imports it.
+assert not [m for m in sys.modules if m.split(".")[0] == "multiprocessing"], sys.modules
+assert issubclass(mpool.BrokenPoolError, BrokenExecutor)
+
+import _pool_helpers as h
+
+if __name__ == "__main__":
+    # Imported after multiprocess, as most programs do.
+    from concurrent.futures.process import BrokenProcessPool
+
+    p = mp.get_context(sys.argv[1]).Pool(1, initializer=h.init_raises)
+    try:
+        p.map(h.square, [1])
+    except BrokenProcessPool as e:
+        print("caught", type(e).__name__)
+    finally:
+        p.terminate()
+        p.join()
+"""
+
+
+def test_broken_process_pool_imported_after_the_package(start_method):
+    out = run_script(BROKEN_PROCESS_POOL_SCRIPT, start_method)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["caught", "BrokenPoolError"]
