@@ -130,3 +130,61 @@ def test_broken_process_pool_imported_after_the_package(start_method):
     out = run_script(BROKEN_PROCESS_POOL_SCRIPT, start_method)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["caught", "BrokenPoolError"]
+
+
+#
+# Item: bad arguments fail at once
+#
+
+MAPS = ["map", "map_async", "starmap", "starmap_async", "imap", "imap_unordered"]
+
+
+def _call(pool, name, chunksize, items):
+    star = name.startswith("starmap")
+    func = h.add if star else h.square
+    iterable = ((x, x) for x in items) if star else items
+    result = getattr(pool, name)(func, iterable, chunksize)
+    return result.get(60) if name.endswith("_async") else list(result)
+
+
+@pytest.mark.parametrize("name", MAPS)
+def test_every_map_rejects_a_bad_chunksize(ctx, name):
+    with ctx.Pool(1) as p:
+        for bad in (0, -1):
+            items = iter(range(3))
+            with pytest.raises(ValueError, match=f"Chunksize must be 1\\+, not {bad}"):
+                _call(p, name, bad, items)
+            assert next(items) == 0  # refused before reading the inputs
+        for bad in (1.5, "2"):
+            with pytest.raises(TypeError, match="chunksize must be an int"):
+                _call(p, name, bad, iter(range(3)))
+        # Nothing broke, and what an int is stays accepted.
+        assert sorted(_call(p, name, True, iter(range(3)))) in ([0, 1, 4], [0, 2, 4])
+
+
+def test_pool_size_is_checked_at_once(ctx):
+    check_pool_size(ctx.Pool)
+
+
+def test_threadpool_size_is_checked_at_once():
+    check_pool_size(mpool.ThreadPool)
+
+
+def check_pool_size(make):
+    for bad in (1.5, 2.0, "2"):
+        with pytest.raises(TypeError, match="processes must be an int or None"):
+            make(bad)
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match=f"Number of processes must be at least 1, not {bad}"):
+            make(bad)
+    with make(True) as p:  # an int, as the stdlib accepts
+        assert p.map(h.square, range(3)) == [0, 1, 4]
+
+
+def test_maxtasksperchild_is_checked_as_the_stdlib_does(ctx):
+    for bad in (0, -1, 0.5, "12", False):
+        with pytest.raises(ValueError, match="maxtasksperchild must be a positive int or None"):
+            ctx.Pool(1, maxtasksperchild=bad)
+    with ctx.Pool(1, maxtasksperchild=True) as p:  # one task per worker, as the stdlib
+        pids = {p.apply(h.pid_of) for _ in range(3)}
+        assert len(pids) == 3

@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+import operator
 import os
 import pickle
 import select
@@ -289,6 +290,32 @@ def _short_repr(obj: Any, limit: int = 80) -> str:
 def _callable_name(func: Any) -> str:
     name = getattr(func, "__qualname__", None) or getattr(func, "__name__", None)
     return name if isinstance(name, str) else _short_repr(func)
+
+
+def _as_int(value: Any, name: str, alternative: str = "") -> int:
+    """``value`` as an int (anything with ``__index__``), or TypeError naming ``name``."""
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(
+            f"{name} must be an int{' ' + alternative if alternative else ''}, "
+            f"not {type(value).__name__} ({_short_repr(value)})"
+        ) from None
+
+
+def _check_chunksize(chunksize: Any, show: Callable[[int], str]) -> int:
+    """A valid chunksize as an int; TypeError or ValueError (imap's wording) if not."""
+    chunksize = _as_int(chunksize, "chunksize")
+    if chunksize < 1:
+        raise ValueError(f"Chunksize must be 1+, not {show(chunksize)}")
+    return chunksize
+
+
+def _seconds(timeout: Any) -> str:
+    try:
+        return f"{timeout:g} s"
+    except (TypeError, ValueError):
+        return f"{timeout!r} s"
 
 
 _SIGNAL_HINTS = {
@@ -2049,14 +2076,18 @@ class Pool:
 
         if processes is None:
             processes = os.cpu_count() or 1
+        else:
+            # Checked here, as the standard library does: a float would fail only
+            # later, inside map().
+            processes = _as_int(processes, "processes", "or None (os.cpu_count())")
         if processes < 1:
-            raise ValueError("Number of processes must be at least 1")
+            raise ValueError(f"Number of processes must be at least 1, not {processes}")
         if maxtasksperchild is not None and (
-            not isinstance(maxtasksperchild, int)
-            or isinstance(maxtasksperchild, bool)
-            or maxtasksperchild <= 0
+            not isinstance(maxtasksperchild, int) or maxtasksperchild <= 0
         ):
-            raise ValueError("maxtasksperchild must be a positive int or None")
+            raise ValueError(
+                f"maxtasksperchild must be a positive int or None, not {maxtasksperchild!r}"
+            )
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable")
         self._processes = processes
@@ -2217,6 +2248,8 @@ class Pool:
         api: str = "map",
     ) -> MapResult:
         self._check_running()
+        if chunksize is not None:
+            chunksize = _check_chunksize(chunksize, repr)
         if not hasattr(iterable, "__len__"):
             iterable = list(iterable)
         length = len(iterable)  # type: ignore[arg-type]
@@ -2252,14 +2285,12 @@ class Pool:
         api: str,
     ) -> Iterator[Any]:
         self._check_running()
+        # The stdlib words the two methods' messages slightly differently.
+        chunksize = _check_chunksize(chunksize, "{:n}".format if api == "imap" else repr)
         if chunksize == 1:
             result = iterator_class(self)
             self._submit(result, func, _ONE, iterable, api)
             return result
-        if chunksize < 1:
-            # The stdlib words the two methods' messages slightly differently.
-            shown = f"{chunksize:n}" if api == "imap" else repr(chunksize)
-            raise ValueError(f"Chunksize must be 1+, not {shown}")
         result = iterator_class(self)
         self._submit(result, func, _MAP, _chunks(iterable, chunksize), api, chunksize)
         return (item for chunk in result for item in chunk)
