@@ -16,6 +16,7 @@ from concurrent.futures.process import BrokenProcessPool
 import _pool_helpers as h
 import pytest
 
+import multiprocess
 from multiprocess import ProcessError
 from multiprocess import pool as mpool
 
@@ -130,6 +131,35 @@ def test_broken_process_pool_imported_after_the_package(start_method):
     out = run_script(BROKEN_PROCESS_POOL_SCRIPT, start_method)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["caught", "BrokenPoolError"]
+
+
+#
+# Item: a timeout says what timed out
+#
+
+
+def test_get_timeout_says_what_timed_out_and_after_how_long(ctx):
+    event = ctx.Event()
+    with ctx.Pool(1, initializer=h.init_with_event, initargs=(event,)) as p:
+        applied = p.apply_async(h.wait_for_event, (5,))
+        mapped = p.map_async(h.wait_for_event, range(6), chunksize=2)
+        ordered = p.imap(h.wait_for_event, range(2))
+        unordered = p.imap_unordered(h.wait_for_event, range(2))
+        faces = [
+            (applied.get, r"the result of apply_async\(wait_for_event\) was not ready after 0.05 s"),
+            (mapped.get, r"map_async\(wait_for_event\) was not ready after 0.05 s \(3 of 3 chunks"),
+            (ordered.next, r"the next result of imap\(wait_for_event\) was not ready after 0.05 s"),
+            (unordered.next, r"imap_unordered\(wait_for_event\) was not ready after 0.05 s"),
+        ]
+        for get, message in faces:
+            # The stdlib's type: multiprocessing.TimeoutError, ours here.
+            with pytest.raises(multiprocess.TimeoutError, match=message):
+                get(timeout=0.05)
+        event.set()
+        assert applied.get(60) == 5
+        assert mapped.get(60) == list(range(6))
+        assert list(ordered) == [0, 1]
+        assert sorted(unordered) == [0, 1]
 
 
 #

@@ -625,6 +625,9 @@ def _report_callback_error(callback: Any) -> None:
 class ApplyResult:
     """The pending result of ``apply_async()`` (also ``AsyncResult``)."""
 
+    # The call, as error messages name it: "apply_async(square)" (see Pool._submit).
+    _call = "apply_async()"
+
     def __init__(self, pool: Any, callback: Any, error_callback: Any) -> None:
         self._pool = pool
         self._event = threading.Event()
@@ -662,7 +665,11 @@ class ApplyResult:
         """
         self.wait(timeout)
         if not self.ready():
-            raise TimeoutError
+            raise TimeoutError(
+                f"the result of {self._call} was not ready after {_seconds(timeout)}"
+                f"{self._pending()}; call get() again to wait longer, or terminate() the "
+                f"pool to give up on it"
+            )
         if self._success:
             return self._value
         raise self._value
@@ -689,6 +696,10 @@ class ApplyResult:
     def _forget(self) -> None:
         self._cache.forget(self._job)
 
+    def _pending(self) -> str:
+        """What is still missing, for the timeout message (MapResult counts chunks)."""
+        return ""
+
     def _tasks_ended(self, count: int) -> None:
         """The call's tasks ran out after ``count`` of them (see MapResult)."""
 
@@ -708,6 +719,8 @@ class MapResult(ApplyResult):
     Ready when every chunk has come back; if any failed, ``get()`` raises the
     first error.
     """
+
+    _call = "map_async()"
 
     def __init__(
         self, pool: Any, chunksize: int, length: int, callback: Any, error_callback: Any
@@ -739,6 +752,9 @@ class MapResult(ApplyResult):
         if done:
             self._run_callbacks()
 
+    def _pending(self) -> str:
+        return f" ({self._number_left} of {self._planned} chunks still pending)"
+
     def _tasks_ended(self, count: int) -> None:
         with self._lock:
             missing = self._planned - count
@@ -767,6 +783,8 @@ class IMapIterator:
     A task that failed yields its exception at its place (``next()`` raises
     it); iterating further goes on with the following results.
     """
+
+    _call = "imap()"
 
     def __init__(self, pool: Any) -> None:
         self._pool = pool
@@ -803,7 +821,11 @@ class IMapIterator:
                     if self._index == self._length:
                         self._pool = None
                         raise StopIteration from None
-                    raise TimeoutError from None
+                    raise TimeoutError(
+                        f"the next result of {self._call} was not ready after "
+                        f"{_seconds(timeout)} ({self._index} result(s) so far); call next() "
+                        f"again to wait longer"
+                    ) from None
         success, value = item
         if success:
             return value
@@ -857,6 +879,8 @@ class IMapIterator:
 
 class IMapUnorderedIterator(IMapIterator):
     """The iterator ``imap_unordered()`` returns: results as they come."""
+
+    _call = "imap_unordered()"
 
     def _set(self, i: int, obj: tuple[bool, Any]) -> None:
         with self._cond:
@@ -2160,6 +2184,7 @@ class Pool:
         chunksize: int = 1,
     ) -> None:
         serializer = self._call_serializer()
+        result._call = f"{api}({_callable_name(func)})"
         self._coordinator.submit(_Job(result, func, kind, payloads, api, chunksize, serializer))
 
     def _call_serializer(self) -> reduction.Serializer | None:
