@@ -16,11 +16,18 @@ IMPORTED_IN_PID = os.getpid()
 
 
 def exit_with(code):
+    if not isinstance(code, int):
+        _quiet()  # sys.exit("message") prints the message: not into a passing run
     sys.exit(code)
 
 
 def raise_error():
+    _quiet()  # the child prints the traceback: not into a passing run
     raise RuntimeError("boom in child")
+
+
+def _quiet():
+    sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the rest of this child's life
 
 
 def wait_for_release(conn):

@@ -9,11 +9,18 @@ import multiprocess as mp
 
 
 def exit_with(code):
+    if not isinstance(code, int):
+        _quiet()  # sys.exit("message") prints the message: not into a passing run
     sys.exit(code)
 
 
 def raise_error():
+    _quiet()  # the child prints the traceback: not into a passing run
     raise RuntimeError("boom in child")
+
+
+def _quiet():
+    sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the rest of this child's life
 
 
 def os_exit(code):

@@ -7,6 +7,7 @@ on purpose in these tests print no crash dump.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -218,3 +219,42 @@ def test_maxtasksperchild_is_checked_as_the_stdlib_does(ctx):
     with ctx.Pool(1, maxtasksperchild=True) as p:  # one task per worker, as the stdlib
         pids = {p.apply(h.pid_of) for _ in range(3)}
         assert len(pids) == 3
+
+
+#
+# Item: workers that crash on purpose print no crash dump
+#
+
+CRASH_SCRIPT = """
+import sys
+
+import multiprocess as mp
+from multiprocess import pool as mpool
+import _pool_helpers as h
+
+if __name__ == "__main__":
+    ctx = mp.get_context(sys.argv[1])
+    with ctx.Pool(1) as p:
+        try:
+            p.apply(h.die_now, ("segfault",))
+        except mpool.TerminatedWorkerError as e:
+            print("died", e.exitcode)
+    p = ctx.Pool(1, initializer=h.init_segfaults)
+    try:
+        p.map(h.square, [1])
+    except mpool.BrokenPoolError:
+        print("broken")
+    finally:
+        p.terminate()
+        p.join()
+"""
+
+
+def test_helpers_that_segfault_on_purpose_print_no_crash_dump(start_method):
+    # Every child has faulthandler on (pytest's plugin turns it on here, and
+    # forked workers inherit it; the variable reaches all of them).
+    env = dict(os.environ, PYTHONFAULTHANDLER="1")
+    out = run_script(CRASH_SCRIPT, start_method, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["died", "-11", "broken"]
+    assert "Fatal Python error" not in out.stderr
