@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import pickle
 import sys
@@ -238,12 +239,17 @@ def test_bounded_semaphore_over_release(ctx):
 
 @pytest.mark.parametrize("factory", ["Semaphore", "BoundedSemaphore"])
 def test_semaphore_bad_values(ctx, factory):
-    with pytest.raises(ValueError):
-        getattr(ctx, factory)(-1)
-    with pytest.raises(ValueError):
-        getattr(ctx, factory)(synchronize.SEM_VALUE_MAX + 1)
+    for bad, match in ((-1, "must be >= 0, not -1"), (synchronize.SEM_VALUE_MAX + 1, "<= SEM_")):
+        # The stdlib raises OSError (EINVAL) and threading ValueError: both catch it.
+        with pytest.raises(OSError, match=match) as info:
+            getattr(ctx, factory)(bad)
+        assert isinstance(info.value, ValueError)
+        assert info.value.errno == errno.EINVAL
+        assert type(pickle.loads(pickle.dumps(info.value))) is type(info.value)
     with pytest.raises(TypeError):
         getattr(ctx, factory)("3")
+    sem = getattr(ctx, factory)(0)  # nothing broke
+    assert not sem.acquire(timeout=0)
 
 
 # -- conditions ----------------------------------------------------------------

@@ -26,6 +26,7 @@ shared by inheritance only.  (A Manager serves proxies for the other cases.)
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 import secrets
@@ -62,6 +63,21 @@ _FORK_CONTEXT_ERROR = (
     "spawn context. This is not supported. Please use the same context to create "
     "multiprocessing objects and Process."
 )
+
+
+class SemaphoreValueError(OSError, ValueError):
+    """A semaphore's initial value is out of range (negative, or above ``SEM_VALUE_MAX``).
+
+    The standard library lets ``sem_open()`` refuse it, with ``OSError``
+    (``EINVAL``); ``threading.Semaphore`` raises ``ValueError``.  This is both
+    (as ``io.UnsupportedOperation`` is), with ``errno`` ``EINVAL``, so that
+    ``except`` clauses written for either catch it.  Not in ``__all__``: the
+    standard library has no such name.
+    """
+
+    def __init__(self, *args: Any) -> None:
+        # SemaphoreValueError(message); (errno, message) when unpickled.
+        super().__init__(*((errno.EINVAL, *args) if len(args) == 1 else args))
 
 
 def _resolve_context(ctx: Any) -> Any:
@@ -106,9 +122,11 @@ class SemLock:
     def __init__(self, kind: int, value: int, maxvalue: int, *, ctx: Any) -> None:
         ctx = _resolve_context(ctx)
         if value < 0:
-            raise ValueError("semaphore initial value must be >= 0")
+            raise SemaphoreValueError(f"semaphore initial value must be >= 0, not {value!r}")
         if value > SEM_VALUE_MAX:
-            raise ValueError(f"semaphore initial value must be <= {SEM_VALUE_MAX}")
+            raise SemaphoreValueError(
+                f"semaphore initial value must be <= SEM_VALUE_MAX ({SEM_VALUE_MAX}), not {value!r}"
+            )
         self._is_fork_ctx = ctx.get_start_method() == "fork"
         # Under fork the children inherit the semaphore itself: its name is not
         # needed, and unlinking it now means that it can never leak.
