@@ -1,4 +1,7 @@
-"""``python -m multiprocess``: run the demo (the examples of the original README)."""
+"""``python -m multiprocess``: run the demo (the examples of the original README).
+
+``--help`` says what it does; ``--start-method`` picks how it starts processes.
+"""
 
 __all__: list = []
 
