@@ -147,7 +147,10 @@ def test_get_timeout_says_what_timed_out_and_after_how_long(ctx):
         ordered = p.imap(h.wait_for_event, range(2))
         unordered = p.imap_unordered(h.wait_for_event, range(2))
         faces = [
-            (applied.get, r"the result of apply_async\(wait_for_event\) was not ready after 0.05 s"),
+            (
+                applied.get,
+                r"the result of apply_async\(wait_for_event\) was not ready after 0.05 s",
+            ),
             (mapped.get, r"map_async\(wait_for_event\) was not ready after 0.05 s \(3 of 3 chunks"),
             (ordered.next, r"the next result of imap\(wait_for_event\) was not ready after 0.05 s"),
             (unordered.next, r"imap_unordered\(wait_for_event\) was not ready after 0.05 s"),
