@@ -20,8 +20,8 @@ def test_license_file_is_the_declared_bsd_3_clause():
     assert "Copyright (c) 2026, The multiprocess developers" in text
     assert "Neither the name of the copyright holder" in text  # the third clause
     pyproject = _read("pyproject.toml")
-    assert re.search(r'^license = "BSD-3-Clause"$', pyproject, re.M)
-    assert re.search(r'^license-files = \["LICENSE"\]$', pyproject, re.M)
+    assert re.search(r'^license = "BSD-3-Clause"$', pyproject, re.MULTILINE)
+    assert re.search(r'^license-files = \["LICENSE"\]$', pyproject, re.MULTILINE)
 
 
 def test_installed_distribution_ships_the_license():
