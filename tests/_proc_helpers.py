@@ -1,5 +1,6 @@
 """Functions that child processes run in the process tests (importable under spawn)."""
 
+import atexit
 import os
 import signal
 import sys
@@ -136,3 +137,21 @@ for _method in ("fork", "spawn", "forkserver"):
     _cls = type(f"SubProcess_{_method}", (_SubProcessMixin, mp.get_context(_method).Process), {})
     _cls.__module__ = __name__
     globals()[_cls.__name__] = SUBCLASSES[_method] = _cls
+
+
+def _append(path, text):
+    with open(path, "a") as f:
+        f.write(text)
+
+
+def register_atexit_then_exit(path, code):
+    """Register two atexit handlers (they run last-in, first-out), then exit with ``code``."""
+    atexit.register(_append, path, "second")
+    atexit.register(_append, path, "first,")
+    sys.exit(code)
+
+
+def append_unless_in(pid, path):
+    """An atexit handler of the parent: it must not run in a child."""
+    if os.getpid() != pid:
+        _append(path, f"ran in {os.getpid()}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import subprocess
@@ -67,6 +68,29 @@ def test_terminate_and_kill(ctx):
         p.join(60)
         assert p.exitcode == -sig
         assert f"exitcode=-{signal.Signals(sig).name}" in repr(p)
+
+
+def test_atexit_handlers_of_the_child_run_at_its_exit(ctx, tmp_path):
+    # As in CPython 3.13 (TestAtExit): also under fork, where the child leaves
+    # through os._exit; the exit code is kept.
+    for code in (0, 3):
+        path = tmp_path / f"out{code}.txt"
+        p = start(ctx, h.register_atexit_then_exit, str(path), code)
+        p.join(60)
+        assert p.exitcode == code
+        assert path.read_text() == "first,second"
+
+
+def test_atexit_handlers_of_the_parent_do_not_run_in_the_child(ctx, tmp_path):
+    path = tmp_path / "parent-handler.txt"
+    atexit.register(h.append_unless_in, os.getpid(), str(path))
+    try:
+        p = start(ctx, h.exit_with, 0)
+        p.join(60)
+    finally:
+        atexit.unregister(h.append_unless_in)
+    assert p.exitcode == 0
+    assert not path.exists()
 
 
 def test_join_timeout_and_sentinel(ctx):
