@@ -155,3 +155,18 @@ def append_unless_in(pid, path):
     """An atexit handler of the parent: it must not run in a child."""
     if os.getpid() != pid:
         _append(path, f"ran in {os.getpid()}")
+
+
+def block_without_sigint_handler(conn):
+    """Die of SIGINT itself rather than of KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    block_until_closed(conn)
+
+
+def block_and_report_interrupt(conn):
+    """Tell the parent when KeyboardInterrupt arrives, then let it end the child."""
+    try:
+        block_until_closed(conn)
+    except KeyboardInterrupt:
+        conn.send("KeyboardInterrupt")
+        raise

@@ -93,6 +93,29 @@ def test_atexit_handlers_of_the_parent_do_not_run_in_the_child(ctx, tmp_path):
     assert not path.exists()
 
 
+def test_interrupt(ctx, capfd):
+    # Process.interrupt() (CPython 3.14) sends SIGINT: KeyboardInterrupt in
+    # the child, exit code 1; with the default handler restored, -SIGINT.
+    r, w = ctx.Pipe()
+    p = start(ctx, h.block_and_report_interrupt, w)
+    assert r.recv() == "ready"
+    p.interrupt()
+    assert r.recv() == "KeyboardInterrupt"
+    p.join(60)
+    assert p.exitcode == 1
+    assert "KeyboardInterrupt" in capfd.readouterr().err
+
+    r, w = ctx.Pipe()
+    p = start(ctx, h.block_without_sigint_handler, w)
+    assert r.recv() == "ready"
+    p.interrupt()
+    p.join(60)
+    assert p.exitcode == -signal.SIGINT
+    p.close()
+    with pytest.raises(ValueError, match="closed"):
+        p.interrupt()
+
+
 def test_join_timeout_and_sentinel(ctx):
     from multiprocess.connection import wait
 

@@ -155,6 +155,17 @@ class BaseProcess:
         del self._target, self._args, self._kwargs
         _state.children.add(self)
 
+    def interrupt(self) -> None:
+        """Send SIGINT to the child (new in CPython 3.14; here on every version).
+
+        By default the child gets KeyboardInterrupt, which ends it with exit
+        code 1 unless ``run()`` handles it; a child that restored the default
+        SIGINT handler dies of the signal (exit code ``-SIGINT``).
+        """
+        self._check_closed()
+        if self._popen is not None:
+            self._popen.interrupt()
+
     def terminate(self) -> None:
         """Send SIGTERM to the child."""
         self._check_closed()
