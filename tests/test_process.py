@@ -306,3 +306,25 @@ def test_default_start_method_follows_cpython():
         else ("forkserver" if sys.version_info >= (3, 14) else "fork")
     )
     assert context._default_context._default_context._name == expected
+    assert context._default_start_method() == expected
+
+
+@pytest.mark.parametrize(
+    ("platform", "version", "send_handle", "expected"),
+    [
+        ("linux", (3, 9, 18, "final", 0), True, "fork"),
+        ("linux", (3, 13, 0, "final", 0), True, "fork"),
+        ("linux", (3, 14, 0, "final", 0), True, "forkserver"),
+        ("linux", (3, 15, 0, "alpha", 1), True, "forkserver"),
+        ("linux", (3, 14, 0, "final", 0), False, "spawn"),
+        ("freebsd14", (3, 14, 2), True, "forkserver"),
+        ("darwin", (3, 9, 18), True, "spawn"),
+        ("darwin", (3, 14, 0), True, "spawn"),
+        ("win32", (3, 11, 7), False, "spawn"),
+        ("win32", (3, 14, 0), False, "spawn"),
+    ],
+)
+def test_default_start_method_per_python_and_platform(platform, version, send_handle, expected):
+    # CPython 3.14 made forkserver the default where fds can be passed (not
+    # macOS); macOS has defaulted to spawn since 3.8.
+    assert context._default_start_method_for(platform, version, send_handle) == expected
