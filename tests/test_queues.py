@@ -174,6 +174,7 @@ def test_closed_queue(ctx):
         q.close()  # again: no-op
         q.join_thread()
 
+
 def test_closed_unused_queue_still_answers_empty(ctx):
     # As in CPython 3.13 (its test_closed_queue_empty_exceptions): close() on a
     # queue nothing was put to leaves the pipe alone, so empty() answers; once
