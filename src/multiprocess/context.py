@@ -402,7 +402,7 @@ def _available(ctx: BaseContext) -> bool:
 
 
 def _default_start_method_for(
-    platform: str, version_info: tuple[int, ...], have_send_handle: bool = True
+    platform: str, version_info: Sequence[Any], have_send_handle: bool = True
 ) -> str:
     """The start method CPython ``version_info`` defaults to on ``platform``.
 
