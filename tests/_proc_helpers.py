@@ -170,3 +170,8 @@ def block_and_report_interrupt(conn):
     except KeyboardInterrupt:
         conn.send("KeyboardInterrupt")
         raise
+
+
+def put_at_exit(q):
+    """Register an atexit handler that puts on ``q``: it must reach the parent."""
+    atexit.register(q.put, "sent at exit")

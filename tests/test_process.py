@@ -81,6 +81,17 @@ def test_atexit_handlers_of_the_child_run_at_its_exit(ctx, tmp_path):
         assert path.read_text() == "first,second"
 
 
+def test_atexit_handlers_run_before_the_package_shuts_the_child_down(ctx):
+    # As at a normal interpreter exit (and in CPython 3.13+): the child's own
+    # handlers run first, then the package's exit function flushes queues,
+    # runs finalizers and joins children; what a handler puts arrives.
+    q = ctx.Queue()
+    p = start(ctx, h.put_at_exit, q)
+    assert q.get(timeout=60) == "sent at exit"
+    p.join(60)
+    assert p.exitcode == 0
+
+
 def test_atexit_handlers_of_the_parent_do_not_run_in_the_child(ctx, tmp_path):
     path = tmp_path / "parent-handler.txt"
     atexit.register(h.append_unless_in, os.getpid(), str(path))
@@ -93,7 +104,7 @@ def test_atexit_handlers_of_the_parent_do_not_run_in_the_child(ctx, tmp_path):
     assert not path.exists()
 
 
-def test_interrupt(ctx, capfd):
+def test_interrupt(ctx):
     # Process.interrupt() (CPython 3.14) sends SIGINT: KeyboardInterrupt in
     # the child, exit code 1; with the default handler restored, -SIGINT.
     r, w = ctx.Pipe()
@@ -103,7 +114,6 @@ def test_interrupt(ctx, capfd):
     assert r.recv() == "KeyboardInterrupt"
     p.join(60)
     assert p.exitcode == 1
-    assert "KeyboardInterrupt" in capfd.readouterr().err
 
     r, w = ctx.Pipe()
     p = start(ctx, h.block_without_sigint_handler, w)

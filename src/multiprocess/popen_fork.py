@@ -89,6 +89,7 @@ class Popen:
                 # forkserver child (and in CPython 3.13+; before it, a forked
                 # child ran none, leaving through os._exit).
                 atexit._clear()  # type: ignore[attr-defined]
+                atexit.register(util._exit_function)
                 os.close(parent_r)
                 os.close(parent_w)
                 code = process_obj._bootstrap(parent_sentinel=child_r)
