@@ -1958,7 +1958,7 @@ _BaseSetProxy = MakeProxyType(
     ),
 )
 
-# The in-place operators of a set proxy: (operator, special method, update method).
+# The in-place operators of a set proxy: special method -> (symbol, update method).
 _SET_INPLACE = {
     "__ior__": ("|=", "update"),
     "__iand__": ("&=", "intersection_update"),
@@ -1968,7 +1968,7 @@ _SET_INPLACE = {
 
 
 def _set_inplace(name: str) -> Callable[..., Any]:
-    operator, update = _SET_INPLACE[name]
+    symbol, update = _SET_INPLACE[name]
 
     def method(self: BaseProxy, value: Any) -> Any:
         if isinstance(value, BaseProxy) and isinstance(value, _BaseSetProxy):
@@ -1980,7 +1980,7 @@ def _set_inplace(name: str) -> Callable[..., Any]:
             return self
         if self._callmethod(name, (value,)) is NotImplemented:
             raise TypeError(
-                f"unsupported operand type(s) for {operator}: "
+                f"unsupported operand type(s) for {symbol}: "
                 f"{type(self).__name__!r} and {type(value).__name__!r} "
                 f"(the right operand must be a set, a frozenset or a set proxy)"
             )
