@@ -6,6 +6,7 @@ manager server processes) can find them.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 
@@ -81,6 +82,70 @@ def edit_list(lst, out):
 def edit_dict(d, out):
     d["child"] = os.getpid()
     out.put(sorted(d.keys()))
+
+
+def _reporting(fn):
+    """Put what ``fn`` returns, or the exception it raised, on its last argument (a queue).
+
+    The parent then fails at once instead of waiting for a result that never comes.
+    """
+
+    @functools.wraps(fn)
+    def run(*args):
+        try:
+            result = fn(*args)
+        except Exception as e:  # noqa: BLE001 - reported to the parent
+            result = ("raised", repr(e))
+        args[-1].put(result)
+
+    return run
+
+
+@_reporting
+def copy_and_clear_list(lst, out):
+    copied = lst.copy()
+    lst.clear()
+    return (type(copied).__name__, copied, len(lst))
+
+
+@_reporting
+def merge_into_dict(d, out):
+    d |= {"child": 2}
+    d |= [("pairs", 3)]
+    return (
+        d | {"extra": 4},
+        {"first": 0} | d,
+        list(reversed(d)),
+        d.fromkeys(["x", "y"], 5),
+    )
+
+
+@_reporting
+def edit_set(s, out):
+    s.add("child")
+    s |= {"a", "b"}
+    s -= {"parent"}
+    s &= {"child", "a", "b", "c"}
+    s ^= {"b", "d"}
+    return (
+        sorted(s),
+        len(s),
+        "a" in s,
+        sorted(iter(s)),
+        s | {"z"},
+        {"z"} | s,
+        s & {"a", "q"},
+        s - {"a"},
+        {"a", "q"} - s,
+        s ^ {"a", "q"},
+        s >= {"a"},
+        {"a"} <= s,
+        s < {"a", "child", "d", "q"},
+        s.isdisjoint({"q"}),
+        s.issubset({"a", "child", "d", "q"}),
+        s.union(["q"]),
+        type(s.copy()).__name__,
+    )
 
 
 def edit_value(v, out):

@@ -1,5 +1,6 @@
 """Functions that child processes run in the process tests (importable under spawn)."""
 
+import atexit
 import os
 import signal
 import sys
@@ -143,3 +144,41 @@ for _method in ("fork", "spawn", "forkserver"):
     _cls = type(f"SubProcess_{_method}", (_SubProcessMixin, mp.get_context(_method).Process), {})
     _cls.__module__ = __name__
     globals()[_cls.__name__] = SUBCLASSES[_method] = _cls
+
+
+def _append(path, text):
+    with open(path, "a") as f:
+        f.write(text)
+
+
+def register_atexit_then_exit(path, code):
+    """Register two atexit handlers (they run last-in, first-out), then exit with ``code``."""
+    atexit.register(_append, path, "second")
+    atexit.register(_append, path, "first,")
+    sys.exit(code)
+
+
+def append_unless_in(pid, path):
+    """An atexit handler of the parent: it must not run in a child."""
+    if os.getpid() != pid:
+        _append(path, f"ran in {os.getpid()}")
+
+
+def block_without_sigint_handler(conn):
+    """Die of SIGINT itself rather than of KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    block_until_closed(conn)
+
+
+def block_and_report_interrupt(conn):
+    """Tell the parent when KeyboardInterrupt arrives, then let it end the child."""
+    try:
+        block_until_closed(conn)
+    except KeyboardInterrupt:
+        conn.send("KeyboardInterrupt")
+        raise
+
+
+def put_at_exit(q):
+    """Register an atexit handler that puts on ``q``: it must reach the parent."""
+    atexit.register(q.put, "sent at exit")

@@ -833,6 +833,20 @@ def test_answer_challenge_rejects_bogus_challenge():
         connection.answer_challenge(FakeConnection([]), "not bytes")
 
 
+@pytest.mark.parametrize("algo", [None, "md5", "sha256"])
+def test_verify_challenge_compat_hook(algo):
+    # CPython 3.12+'s ChallengeResponseTest calls _create_response and
+    # _verify_challenge(authkey, message, response) directly.
+    authkey = b"supadupasecretkey"
+    prefix = b"{%s}" % algo.encode() if algo else b""
+    message = prefix + b"is-twenty-bytes-long"
+    response = connection._create_response(authkey, message)
+    assert response.startswith(prefix)
+    assert connection._verify_challenge(authkey, message, response) is None
+    with pytest.raises(AuthenticationError, match="digest received was wrong"):
+        connection._verify_challenge(b"another key", message, response)
+
+
 def test_answer_formats():
     import hashlib
     import hmac

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import operator
 import os
 import pickle
 import re
@@ -99,7 +100,7 @@ def test_public_names():
     for name in ("Server", "RemoteError", "AutoProxy", "MakeProxyType", "Namespace",
                  "ListProxy", "DictProxy", "ValueProxy", "ArrayProxy", "NamespaceProxy",
                  "IteratorProxy", "AcquirerProxy", "ConditionProxy", "EventProxy",
-                 "BarrierProxy", "PoolProxy", "BaseListProxy", "State", "dispatch",
+                 "BarrierProxy", "PoolProxy", "BaseListProxy", "SetProxy", "State", "dispatch",
                  "convert_to_error", "public_methods", "all_methods", "listener_client",
                  "SharedMemoryServer", "_SharedMemoryTracker", "Value", "Array", "HAS_SHMEM",
                  "reduce_array", "rebuild_as_list", "RebuildProxy", "ProcessLocalSet"):  # fmt: skip
@@ -263,6 +264,126 @@ def test_dict(ctx, manager):
     assert d.keys() == ["parent", "child"]  # views come back as lists, as in the stdlib
     assert list(iter(d)) == ["parent", "child"]  # a proxy to the server's iterator
     assert d.copy() == {"parent": 1, "child": d["child"]}
+
+
+# -- what CPython 3.14 adds to the list and dict proxies, and the set proxy ------------
+
+
+def test_list_copy_and_clear(ctx, manager):
+    lst = manager.list([1, [2], "three"])
+    out = ctx.Queue()
+    p = start(ctx, h.copy_and_clear_list, lst, out)
+    assert out.get(timeout=60) == ("list", [1, [2], "three"], 0)
+    join(p)
+    assert lst[:] == [] and len(lst) == 0
+
+
+def test_dict_union_reversed_and_fromkeys(ctx, manager):
+    d = manager.dict(parent=1)
+    out = ctx.Queue()
+    p = start(ctx, h.merge_into_dict, d, out)
+    union, runion, backwards, fromkeys = out.get(timeout=60)
+    join(p)
+    assert union == {"parent": 1, "child": 2, "pairs": 3, "extra": 4}
+    assert list(runion) == ["first", "parent", "child", "pairs"]
+    assert backwards == ["pairs", "child", "parent"]
+    assert fromkeys == {"x": 5, "y": 5}
+    assert d.copy() == {"parent": 1, "child": 2, "pairs": 3}  # | and fromkeys made copies
+    assert type(d | {}) is dict and type({} | d) is dict
+    same = d
+    d |= {"parent": 10}
+    assert d is same and d["parent"] == 10
+
+
+def test_dict_union_with_bad_operands(ctx, manager):
+    d = manager.dict(a=1)
+    with pytest.raises(TypeError):
+        d | [("b", 2)]  # as with a dict: | wants a mapping
+    with pytest.raises(TypeError):
+        d |= 5
+    with pytest.raises(TypeError):
+        d.fromkeys(5)
+    assert d.copy() == {"a": 1}
+
+
+def test_set(ctx, manager):
+    s = manager.set({"parent"})
+    assert type(s) is managers.SetProxy
+    out = ctx.Queue()
+    p = start(ctx, h.edit_set, s, out)
+    got = out.get(timeout=60)
+    join(p)
+    assert got == (
+        ["a", "child", "d"],
+        3,
+        True,
+        ["a", "child", "d"],
+        {"a", "child", "d", "z"},
+        {"a", "child", "d", "z"},
+        {"a"},
+        {"child", "d"},
+        {"q"},
+        {"child", "d", "q"},
+        True,
+        True,
+        True,
+        True,
+        True,
+        {"a", "child", "d", "q"},
+        "set",
+    )
+    assert sorted(s.copy()) == ["a", "child", "d"]
+    other = manager.set({"from", "proxy"})
+    s |= other
+    s.discard("from")
+    assert s.pop() in {"a", "child", "d", "proxy"}
+    s.remove(next(iter(s)))
+    assert len(s) == 2
+    s.clear()
+    assert len(s) == 0
+    with pytest.raises(KeyError):
+        s.remove("missing")
+    with pytest.raises(KeyError):
+        s.pop()
+    assert managers.SetProxy[int].__origin__ is managers.SetProxy
+
+
+def test_set_operators_with_bad_operands(ctx, manager):
+    # A set answers TypeError to a list operand; so does the proxy, for the
+    # in-place operators too, and the shared set is left as it was.
+    s = manager.set({1, 2})
+    for symbol, name in (("|", "or_"), ("&", "and_"), ("-", "sub"), ("^", "xor")):
+        with pytest.raises(TypeError, match=re.escape(f"for {symbol}=: 'SetProxy' and 'list'")):
+            getattr(operator, "i" + name.rstrip("_"))(s, [1, 5])
+        with pytest.raises(TypeError, match="unsupported operand"):
+            getattr(operator, name)(s, [1, 5])
+    with pytest.raises(TypeError):
+        s.add([])  # unhashable
+    assert s.copy() == {1, 2}
+
+
+def test_containers_are_registered_with_collections_abc(manager):
+    import collections.abc
+
+    lst, d, s = manager.list(), manager.dict(), manager.set()
+    assert isinstance(lst, collections.abc.MutableSequence)
+    assert isinstance(d, collections.abc.MutableMapping)
+    assert isinstance(s, collections.abc.MutableSet)
+    assert not isinstance(s, collections.abc.Mapping)
+    # What the ABCs promise (CPython 3.14's suite checks the same for list and
+    # dict).  The list proxy iterates with __getitem__, as the stdlib's does.
+    promised = {
+        lst: "__contains__ __delitem__ __getitem__ __iadd__ __len__ __reversed__ "
+        "__setitem__ append clear count extend index insert pop remove reverse",
+        d: "__contains__ __delitem__ __eq__ __getitem__ __iter__ __len__ __ne__ "
+        "__setitem__ clear get items keys pop popitem setdefault update values",
+        s: "__contains__ __iter__ __len__ __le__ __lt__ __ge__ __gt__ __and__ __or__ "
+        "__sub__ __xor__ __rand__ __ror__ __rsub__ __rxor__ __iand__ __ior__ __isub__ "
+        "__ixor__ add clear discard isdisjoint pop remove",
+    }
+    for obj, names in promised.items():
+        missing = [name for name in names.split() if not callable(getattr(obj, name, None))]
+        assert missing == [], (type(obj).__name__, missing)
 
 
 def test_value_and_array(ctx, manager):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import subprocess
@@ -67,6 +68,62 @@ def test_terminate_and_kill(ctx):
         p.join(60)
         assert p.exitcode == -sig
         assert f"exitcode=-{signal.Signals(sig).name}" in repr(p)
+
+
+def test_atexit_handlers_of_the_child_run_at_its_exit(ctx, tmp_path):
+    # As in CPython 3.13 (TestAtExit): also under fork, where the child leaves
+    # through os._exit; the exit code is kept.
+    for code in (0, 3):
+        path = tmp_path / f"out{code}.txt"
+        p = start(ctx, h.register_atexit_then_exit, str(path), code)
+        p.join(60)
+        assert p.exitcode == code
+        assert path.read_text() == "first,second"
+
+
+def test_atexit_handlers_run_before_the_package_shuts_the_child_down(ctx):
+    # As at a normal interpreter exit (and in CPython 3.13+): the child's own
+    # handlers run first, then the package's exit function flushes queues,
+    # runs finalizers and joins children; what a handler puts arrives.
+    q = ctx.Queue()
+    p = start(ctx, h.put_at_exit, q)
+    assert q.get(timeout=60) == "sent at exit"
+    p.join(60)
+    assert p.exitcode == 0
+
+
+def test_atexit_handlers_of_the_parent_do_not_run_in_the_child(ctx, tmp_path):
+    path = tmp_path / "parent-handler.txt"
+    atexit.register(h.append_unless_in, os.getpid(), str(path))
+    try:
+        p = start(ctx, h.exit_with, 0)
+        p.join(60)
+    finally:
+        atexit.unregister(h.append_unless_in)
+    assert p.exitcode == 0
+    assert not path.exists()
+
+
+def test_interrupt(ctx):
+    # Process.interrupt() (CPython 3.14) sends SIGINT: KeyboardInterrupt in
+    # the child, exit code 1; with the default handler restored, -SIGINT.
+    r, w = ctx.Pipe()
+    p = start(ctx, h.block_and_report_interrupt, w)
+    assert r.recv() == "ready"
+    p.interrupt()
+    assert r.recv() == "KeyboardInterrupt"
+    p.join(60)
+    assert p.exitcode == 1
+
+    r, w = ctx.Pipe()
+    p = start(ctx, h.block_without_sigint_handler, w)
+    assert r.recv() == "ready"
+    p.interrupt()
+    p.join(60)
+    assert p.exitcode == -signal.SIGINT
+    p.close()
+    with pytest.raises(ValueError, match="closed"):
+        p.interrupt()
 
 
 def test_join_timeout_and_sentinel(ctx):
@@ -259,3 +316,25 @@ def test_default_start_method_follows_cpython():
         else ("forkserver" if sys.version_info >= (3, 14) else "fork")
     )
     assert context._default_context._default_context._name == expected
+    assert context._default_start_method() == expected
+
+
+@pytest.mark.parametrize(
+    ("platform", "version", "send_handle", "expected"),
+    [
+        ("linux", (3, 9, 18, "final", 0), True, "fork"),
+        ("linux", (3, 13, 0, "final", 0), True, "fork"),
+        ("linux", (3, 14, 0, "final", 0), True, "forkserver"),
+        ("linux", (3, 15, 0, "alpha", 1), True, "forkserver"),
+        ("linux", (3, 14, 0, "final", 0), False, "spawn"),
+        ("freebsd14", (3, 14, 2), True, "forkserver"),
+        ("darwin", (3, 9, 18), True, "spawn"),
+        ("darwin", (3, 14, 0), True, "spawn"),
+        ("win32", (3, 11, 7), False, "spawn"),
+        ("win32", (3, 14, 0), False, "spawn"),
+    ],
+)
+def test_default_start_method_per_python_and_platform(platform, version, send_handle, expected):
+    # CPython 3.14 made forkserver the default where fds can be passed (not
+    # macOS); macOS has defaulted to spawn since 3.8.
+    assert context._default_start_method_for(platform, version, send_handle) == expected

@@ -173,10 +173,24 @@ def test_closed_queue(ctx):
             q.put_nowait("foo")
         q.close()  # again: no-op
         q.join_thread()
-    unused = ctx.Queue()
-    unused.close()
-    assert unused._reader.closed and unused._writer.closed
-    unused.join_thread()
+
+
+def test_closed_unused_queue_still_answers_empty(ctx):
+    # As in CPython 3.13 (its test_closed_queue_empty_exceptions): close() on a
+    # queue nothing was put to leaves the pipe alone, so empty() answers; once
+    # used, close() and join_thread() close it and empty() raises OSError.
+    for q in (ctx.Queue(), ctx.JoinableQueue()):
+        q.close()
+        q.join_thread()
+        assert q.empty()
+        with pytest.raises(ValueError, match="is closed"):
+            q.put("foo")
+    for q in (ctx.Queue(), ctx.JoinableQueue()):
+        q.put("foo")
+        q.close()
+        q.join_thread()
+        with pytest.raises(OSError, match="is closed"):
+            q.empty()
 
 
 def test_join_thread_needs_close(ctx):

@@ -401,13 +401,25 @@ def _available(ctx: BaseContext) -> bool:
     return True
 
 
-def _default_start_method() -> str:
-    # CPython: spawn on macOS since 3.8; forkserver on other POSIX since 3.14.
-    if sys.platform == "darwin":
+def _default_start_method_for(
+    platform: str, version_info: Sequence[Any], have_send_handle: bool = True
+) -> str:
+    """The start method CPython ``version_info`` defaults to on ``platform``.
+
+    Spawn on macOS (since 3.8: fork is unsafe there) and Windows; elsewhere
+    forkserver from 3.14 on (fork with threads running is unsafe), when file
+    descriptors can be passed over a socket; fork before 3.14.  We follow the
+    running Python, so that code behaves with us as with its stdlib.
+    """
+    if platform == "darwin" or platform == "win32":
         return "spawn"
-    if sys.version_info >= (3, 14) and reduction.HAVE_SEND_HANDLE:
-        return "forkserver"
+    if tuple(version_info[:2]) >= (3, 14):
+        return "forkserver" if have_send_handle else "spawn"
     return "fork"
+
+
+def _default_start_method() -> str:
+    return _default_start_method_for(sys.platform, sys.version_info, reduction.HAVE_SEND_HANDLE)
 
 
 _concrete_contexts: dict = {

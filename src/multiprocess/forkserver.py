@@ -587,6 +587,7 @@ class _Server:
             # atexit functions of the server are not ours; those the child
             # registers run when it exits, as in a spawned child.
             atexit._clear()  # type: ignore[attr-defined]
+            atexit.register(util._exit_function)
             parent_sentinel = os.dup(data_r)
             code = spawn._main(data_r, parent_sentinel)
         except BaseException:  # noqa: BLE001 - reported; the child exits with code 1

@@ -51,6 +51,7 @@ server keeps its referent for as long as the server runs.
 from __future__ import annotations
 
 import array
+import collections.abc
 import errno
 import os
 import pickle
@@ -1846,6 +1847,9 @@ BaseListProxy = MakeProxyType(
         "reverse",
         "sort",
         "__imul__",
+        # New in CPython 3.14, carried on every version:
+        "clear",
+        "copy",
     ),
 )
 
@@ -1883,16 +1887,131 @@ _BaseDictProxy = MakeProxyType(
         "setdefault",
         "update",
         "values",
+        # New in CPython 3.14, carried on every version:
+        "__ior__",
+        "__or__",
+        "__reversed__",
+        "__ror__",
+        "fromkeys",
     ),
 )
 
 
 class DictProxy(_BaseDictProxy):  # type: ignore[valid-type, misc]
-    """A proxy to a dict (``iter()`` gives a proxy to the server's iterator)."""
+    """A proxy to a dict (``iter()`` gives a proxy to the server's iterator).
+
+    ``proxy | other`` and ``other | proxy`` return new plain dicts;
+    ``reversed(proxy)`` iterates over a snapshot of the keys, last first;
+    ``proxy.fromkeys(keys, value)`` returns a new plain dict.
+    """
 
     _method_to_typeid_: ClassVar[dict[str, str]] = {"__iter__": "Iterator"}
 
+    def __ior__(self, value: Any) -> Self:
+        # dict |= x is dict.update(x); update answers None where __ior__ would
+        # send the whole dict back.
+        self._callmethod("update", (value,))
+        return self
+
     __class_getitem__: Any = classmethod(types.GenericAlias)
+
+
+_BaseSetProxy = MakeProxyType(
+    "_BaseSetProxy",
+    (
+        "__and__",
+        "__contains__",
+        "__ge__",
+        "__gt__",
+        "__iand__",
+        "__ior__",
+        "__isub__",
+        "__iter__",
+        "__ixor__",
+        "__le__",
+        "__len__",
+        "__lt__",
+        "__or__",
+        "__rand__",
+        "__ror__",
+        "__rsub__",
+        "__rxor__",
+        "__sub__",
+        "__xor__",
+        "add",
+        "clear",
+        "copy",
+        "difference",
+        "difference_update",
+        "discard",
+        "intersection",
+        "intersection_update",
+        "isdisjoint",
+        "issubset",
+        "issuperset",
+        "pop",
+        "remove",
+        "symmetric_difference",
+        "symmetric_difference_update",
+        "union",
+        "update",
+    ),
+)
+
+# The in-place operators of a set proxy: special method -> (symbol, update method).
+_SET_INPLACE = {
+    "__ior__": ("|=", "update"),
+    "__iand__": ("&=", "intersection_update"),
+    "__isub__": ("-=", "difference_update"),
+    "__ixor__": ("^=", "symmetric_difference_update"),
+}
+
+
+def _set_inplace(name: str) -> Callable[..., Any]:
+    symbol, update = _SET_INPLACE[name]
+
+    def method(self: BaseProxy, value: Any) -> Any:
+        if isinstance(value, BaseProxy) and isinstance(value, _BaseSetProxy):
+            value = value._getvalue()
+        if isinstance(value, (set, frozenset)):
+            # What the operator does with a set operand, without sending the
+            # whole set back as the special method's result would.
+            self._callmethod(update, (value,))
+            return self
+        if self._callmethod(name, (value,)) is NotImplemented:
+            raise TypeError(
+                f"unsupported operand type(s) for {symbol}: "
+                f"{type(self).__name__!r} and {type(value).__name__!r} "
+                f"(the right operand must be a set, a frozenset or a set proxy)"
+            )
+        return self
+
+    method.__name__ = name
+    method.__qualname__ = f"SetProxy.{name}"
+    return method
+
+
+class SetProxy(_BaseSetProxy):  # type: ignore[valid-type, misc]
+    """A proxy to a set (new in CPython 3.14; here on every version).
+
+    Operators with a set return new plain sets; ``iter()`` iterates over a
+    snapshot; ``|=``, ``&=``, ``-=`` and ``^=`` change the shared set.
+    """
+
+    __ior__ = _set_inplace("__ior__")
+    __iand__ = _set_inplace("__iand__")
+    __isub__ = _set_inplace("__isub__")
+    __ixor__ = _set_inplace("__ixor__")
+
+    __class_getitem__: Any = classmethod(types.GenericAlias)
+
+
+# As CPython 3.14 does, so that isinstance() checks written for the real
+# containers accept the proxies.  (3.14 registers the set proxy as a
+# MutableMapping, a slip: CPython issue gh-142740.)
+collections.abc.MutableSequence.register(BaseListProxy)
+collections.abc.MutableMapping.register(_BaseDictProxy)
+collections.abc.MutableSet.register(_BaseSetProxy)
 
 
 ArrayProxy = MakeProxyType("ArrayProxy", ("__len__", "__getitem__", "__setitem__"))
@@ -1939,7 +2058,7 @@ class PoolProxy(BasePoolProxy):  # type: ignore[valid-type, misc]
 
 
 class SyncManager(BaseManager):
-    """A manager of the types threads synchronize with, plus list, dict and Namespace.
+    """A manager of the types threads synchronize with, plus list, dict, set and Namespace.
 
     The server-side objects are the thread-based ones (``queue.Queue``,
     ``threading.Lock``...): all clients' calls run in the server process.
@@ -1959,6 +2078,7 @@ SyncManager.register("Barrier", threading.Barrier, BarrierProxy)
 SyncManager.register("Pool", _make_pool, PoolProxy)
 SyncManager.register("list", list, ListProxy)
 SyncManager.register("dict", dict, DictProxy)
+SyncManager.register("set", set, SetProxy)
 SyncManager.register("Value", Value, ValueProxy)
 SyncManager.register("Array", Array, ArrayProxy)
 SyncManager.register("Namespace", Namespace, NamespaceProxy)

@@ -8,6 +8,7 @@ child holds the read end of the other as the parent's sentinel.
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 from typing import Any
@@ -83,11 +84,21 @@ class Popen:
         self.pid = os.fork()
         if self.pid == 0:
             try:
+                # The parent's atexit handlers are the parent's; those the child
+                # registers run when it exits, as they do in a spawned or
+                # forkserver child (and in CPython 3.13+; before it, a forked
+                # child ran none, leaving through os._exit).
+                atexit._clear()  # type: ignore[attr-defined]
+                atexit.register(util._exit_function)
                 os.close(parent_r)
                 os.close(parent_w)
                 code = process_obj._bootstrap(parent_sentinel=child_r)
             finally:
-                os._exit(code)
+                try:
+                    atexit._run_exitfuncs()  # type: ignore[attr-defined]
+                    util._flush_std_streams()
+                finally:
+                    os._exit(code)
         else:
             os.close(child_w)
             os.close(child_r)

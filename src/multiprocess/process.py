@@ -155,6 +155,17 @@ class BaseProcess:
         del self._target, self._args, self._kwargs
         _state.children.add(self)
 
+    def interrupt(self) -> None:
+        """Send SIGINT to the child (new in CPython 3.14; here on every version).
+
+        By default the child gets KeyboardInterrupt, which ends it with exit
+        code 1 unless ``run()`` handles it; a child that restored the default
+        SIGINT handler dies of the signal (exit code ``-SIGINT``).
+        """
+        self._check_closed()
+        if self._popen is not None:
+            self._popen.interrupt()
+
     def terminate(self) -> None:
         """Send SIGTERM to the child."""
         self._check_closed()
@@ -288,9 +299,11 @@ class BaseProcess:
         return "<{}>".format(" ".join(info))
 
     def _bootstrap(self, parent_sentinel: int | None = None) -> int:
-        """Run in the new child: set up process state, call ``run()``, shut down.
+        """Run in the new child: set up process state, call ``run()``, join its threads.
 
-        Returns the exit code for the launcher to pass to ``os._exit``.
+        Returns the exit code.  The launcher then runs the atexit handlers, as
+        a normal interpreter exit would (and CPython 3.13+ does): the child's
+        own first, ``util._exit_function`` (finalizers, children) last.
         """
         try:
             if self._start_method is not None:
@@ -305,11 +318,8 @@ class BaseProcess:
             if set_native_id is not None:
                 set_native_id()
             self._after_fork()
-            try:
-                self.run()
-                exitcode = 0
-            finally:
-                util._exit_function()
+            self.run()
+            exitcode = 0
         except SystemExit as e:
             if e.code is None:
                 exitcode = 0

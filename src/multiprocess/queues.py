@@ -383,23 +383,19 @@ class Queue:
         """Say that this process will put and get no more.
 
         The feeder thread writes what is buffered and then closes the pipe; it
-        is joined at exit (see ``join_thread``, ``cancel_join_thread``).
+        is joined at exit (see ``join_thread``, ``cancel_join_thread``).  On a
+        queue this process never put to, there is no feeder and the pipe stays
+        open until the queue is collected (``empty()`` still answers), as in
+        CPython.
         """
         self._closed = True
         close = self._close
         if close is not None:
             self._close = None
             close()
-        elif self._thread is None:
-            # Nothing was ever put from this process: nothing to flush.
-            self._close_reader()
-            self._close_writer()
 
     def _close_reader(self) -> None:
         _close_all(self._reader, self._side_reader)
-
-    def _close_writer(self) -> None:
-        _close_all(self._writer, self._side_writer)
 
     def join_thread(self) -> None:
         """Wait for the feeder thread to flush the buffer (only after ``close()``)."""

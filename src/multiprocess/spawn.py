@@ -15,6 +15,7 @@ defined there travel by value through dill, with the globals they use.
 
 from __future__ import annotations
 
+import atexit
 import os
 import pickle
 import runpy
@@ -108,6 +109,11 @@ def spawn_main(
     # The pipe stays open after reading: its EOF tells the child its parent died.
     parent_sentinel = os.dup(pipe_handle)
     exitcode = _main(pipe_handle, parent_sentinel)
+    # The atexit handlers (util._exit_function last) run now, not at interpreter
+    # shutdown, where Python 3.12 refuses to start a thread (a Queue.put() in a
+    # handler starts one); as in a forked child.  They run once.
+    atexit._run_exitfuncs()  # type: ignore[attr-defined]
+    util._flush_std_streams()
     sys.exit(exitcode)
 
 

@@ -351,8 +351,9 @@ def is_exiting() -> bool:
 def _exit_function() -> None:
     """Shut this process down in order: finalizers, children, remaining finalizers.
 
-    Registered with atexit in the main process; a child runs it at the end of
-    its bootstrap.
+    Registered with atexit, in the main process and in every child (whose
+    launcher runs the atexit handlers when ``run()`` has returned), so that it
+    runs after the handlers registered later, as at a normal exit.
     """
     global _exiting
     if _exiting:
