@@ -15,7 +15,7 @@ from . import context as _context
 from . import reduction as _reduction
 from ._errors import AuthenticationError, BufferTooShort, ProcessError, TimeoutError
 
-__version__ = "0.1.0.dev0"
+__version__ = "0.70.19.1.dev0"
 
 _default = _context._default_context
 

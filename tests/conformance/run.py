@@ -11,13 +11,25 @@ followed by the test classes that had failures or errors.
 Usage::
 
     python tests/conformance/run.py [METHOD ...] [-k PATTERN ...] [--target multiprocessing]
-        [--timeout SECONDS] [--logs DIR] [--python EXE]
+        [--timeout SECONDS] [--logs DIR] [--python EXE] [--gate]
 
 ``--target multiprocessing`` runs the same suite against the standard library,
 for a baseline.  Exit status: 0 when every method ran (failures are reported, not
 fatal) or when the interpreter has no ``test`` package (the run is skipped with a
 message); 1 when a method timed out or the suite could not load; with
 ``--strict``, 1 also when any test failed.
+
+``--gate`` (what CI runs) judges us by this interpreter's own stdlib, test by test:
+
+1. run the whole suite against multiprocess;
+2. run the tests we did not pass (failed, errored, skipped, unfinished) against the
+   standard library, in this same run: a test we pass cannot be a regression, so
+   the baseline needs only these, and it holds on any machine;
+3. a test the stdlib passes and we do not is rerun alone against us: the suite has
+   timing-sensitive tests that fail under load, even against the stdlib, so one
+   that passes on the rerun is reported as flaky, not as a regression;
+4. exit 1 on any test still failing, unless ``differences.txt`` lists it as a
+   deliberate difference (with its reason).
 """
 
 from __future__ import annotations
@@ -29,10 +41,13 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 METHODS = ("fork", "spawn", "forkserver")
+DIFFERENCES = os.path.join(HERE, "differences.txt")
+PASSED = ("ok", "expected failure")
 
 # "test_name (module.Class.test_name) ... ok" (3.11+) or "(module.Class)" (3.9/3.10);
 # a class whose setUpClass fails shows as "setUpClass (module.Class) ... ERROR" and
@@ -98,6 +113,73 @@ def summarize(text: str, method: str, rc: int) -> tuple[str, list[str]]:
     return line, classes
 
 
+def outcomes(text: str) -> dict[str, str]:
+    """Map "Class.test" to its first outcome in a verbose unittest log."""
+    found: dict[str, str] = {}
+    for cls, test, outcome in parse_log(text):
+        found.setdefault(f"{cls}.{test}", outcome)
+    return found
+
+
+def not_passed(results: dict[str, str]) -> list[str]:
+    """The tests of a run that did not pass (failed, errored, skipped or unfinished)."""
+    return sorted(test for test, outcome in results.items() if outcome not in PASSED)
+
+
+def regressions(ours: dict[str, str], stdlib: dict[str, str]) -> list[str]:
+    """Tests that passed against the stdlib and not against us (missing = not passed)."""
+    return sorted(
+        t for t, outcome in stdlib.items() if outcome in PASSED and ours.get(t) not in PASSED
+    )
+
+
+def judge(
+    suspects: list[str], rerun: dict[str, str], differences: dict[str, str]
+) -> tuple[list[str], list[str], list[str]]:
+    """Split the suspects (stdlib passes, we did not) into (flaky, deliberate, regressed).
+
+    Flaky: passed when rerun against us.  Deliberate: listed in differences.txt.
+    """
+    flaky = [t for t in suspects if t not in differences and rerun.get(t) in PASSED]
+    deliberate = [t for t in suspects if t in differences]
+    regressed = [t for t in suspects if t not in differences and t not in flaky]
+    return flaky, deliberate, regressed
+
+
+def k_patterns(tests: list[str]) -> list[str]:
+    """unittest -k patterns that select exactly these "Class.test" names.
+
+    A pattern with a wildcard is matched against the whole test id
+    ("module.Class.test"); a failed setUpClass/tearDownClass reruns its class.
+    """
+    patterns = []
+    for test in tests:
+        cls, name = test.split(".")
+        pattern = f"*.{cls}.*" if name in ("setUpClass", "tearDownClass") else f"*.{cls}.{name}"
+        if pattern not in patterns:
+            patterns.append(pattern)
+    return patterns
+
+
+def parse_differences(text: str) -> dict[str, str]:
+    """Parse differences.txt: "Class.test  reason" per line; "#" starts a comment.
+
+    Raises ValueError on an entry without a reason or not of the form Class.test.
+    """
+    entries = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        test, _, reason = line.partition(" ")
+        if not re.fullmatch(r"\w+\.\w+", test) or not reason.strip():
+            raise ValueError(
+                f"differences.txt line {number}: expected 'Class.test  reason', got {line!r}"
+            )
+        entries[test] = reason.strip()
+    return entries
+
+
 def has_suite(python: str) -> bool:
     probe = subprocess.run(
         [python, "-c", "import test._test_multiprocessing"],
@@ -107,20 +189,28 @@ def has_suite(python: str) -> bool:
     return probe.returncode == 0
 
 
-def run_method(args: argparse.Namespace, method: str, workdir: str) -> tuple[str, list[str], int]:
+def run_suite(
+    args: argparse.Namespace,
+    method: str,
+    workdir: str,
+    target: str,
+    patterns: list[str],
+    log_name: str,
+) -> tuple[str, int]:
+    """Run the suite (or the tests matching patterns) once; return its log and exit code."""
     module = f"mpconformance_{method}"
     with open(os.path.join(workdir, module + ".py"), "w") as f:
         f.write(_MODULE_TEMPLATE.format(method=method))
     env = dict(os.environ)
-    env["MP_CONFORMANCE_TARGET"] = args.target
+    env["MP_CONFORMANCE_TARGET"] = target
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (os.path.join(HERE, "alias"), workdir, env.get("PYTHONPATH")) if p
     )
     cmd = [args.python, "-m", "unittest", "-v"]
-    for pattern in args.k:
+    for pattern in patterns:
         cmd += ["-k", pattern]
     cmd.append(module)
-    log_path = os.path.join(args.logs, f"{method}.log")
+    log_path = os.path.join(args.logs, log_name)
     with open(log_path, "w") as log:
         try:
             rc = subprocess.run(
@@ -137,9 +227,66 @@ def run_method(args: argparse.Namespace, method: str, workdir: str) -> tuple[str
         except subprocess.TimeoutExpired:
             rc = 124
     with open(log_path, errors="replace") as log:
-        text = log.read()
+        return log.read(), rc
+
+
+def run_method(args: argparse.Namespace, method: str, workdir: str) -> tuple[str, list[str], int]:
+    text, rc = run_suite(args, method, workdir, args.target, args.k, f"{method}.log")
     line, classes = summarize(text, method, rc)
     return line, classes, rc
+
+
+def gate_method(
+    args: argparse.Namespace, method: str, workdir: str, differences: dict[str, str]
+) -> bool:
+    """Judge one start method against this interpreter's stdlib; print why; True if it passes."""
+    started = time.monotonic()
+    text, rc = run_suite(args, method, workdir, "multiprocess", args.k, f"{method}.log")
+    line, classes = summarize(text, method, rc)
+    print(f"{line} ({time.monotonic() - started:.0f}s)", flush=True)
+    for cls_line in classes:
+        print(cls_line, flush=True)
+    ours = outcomes(text)
+    if rc == 124 or not ours:
+        print(f"  {method}: FAILED: the suite timed out or ran no test (log: {args.logs})")
+        return False
+    candidates = not_passed(ours)
+    stdlib: dict[str, str] = {}
+    if candidates:
+        started = time.monotonic()
+        text, rc = run_suite(
+            args, method, workdir, "multiprocessing", k_patterns(candidates), f"{method}-stdlib.log"
+        )
+        stdlib = outcomes(text)
+        print(
+            f"  stdlib baseline on the {len(candidates)} tests we did not pass: ran={len(stdlib)} "
+            f"ok={len(stdlib) - len(not_passed(stdlib))} rc={rc} "
+            f"({time.monotonic() - started:.0f}s)",
+            flush=True,
+        )
+        lost = [t for t in candidates if t not in stdlib and not t.endswith("Class")]
+        if rc == 124 or lost:
+            print(f"  {method}: FAILED: the stdlib run timed out or missed {' '.join(lost)}")
+            return False
+    suspects = regressions(ours, stdlib)
+    rerun: dict[str, str] = {}
+    to_rerun = [t for t in suspects if t not in differences]
+    if to_rerun:
+        text, rc = run_suite(
+            args, method, workdir, "multiprocess", k_patterns(to_rerun), f"{method}-rerun.log"
+        )
+        rerun = outcomes(text)
+    flaky, deliberate, regressed = judge(suspects, rerun, differences)
+    if to_rerun:
+        print(f"  rerun alone against us: {' '.join(to_rerun)}", flush=True)
+        print(f"    passed on the rerun (flaky, not counted): {' '.join(flaky) or '-'}")
+    if deliberate:
+        print(f"  deliberate differences (differences.txt): {' '.join(deliberate)}")
+    if regressed:
+        print(f"  {method}: REGRESSIONS: {' '.join(regressed)}")
+    else:
+        print(f"  {method}: no regression")
+    return not regressed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,6 +313,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=900, help="seconds per method")
     parser.add_argument("--logs", default=os.path.join(tempfile.gettempdir(), "mp-conformance"))
     parser.add_argument("--strict", action="store_true", help="exit 1 if any test failed")
+    parser.add_argument(
+        "--gate",
+        action="store_true",
+        help="exit 1 on a test that passes against the stdlib but not against us "
+        "(reruns it first; tests listed in differences.txt are allowed)",
+    )
     args = parser.parse_args(argv)
     methods = args.methods or list(METHODS)
     unknown = [m for m in methods if m not in METHODS]
@@ -181,6 +334,12 @@ def main(argv: list[str] | None = None) -> int:
     os.makedirs(args.logs, exist_ok=True)
     status = 0
     with tempfile.TemporaryDirectory(prefix="mp-conformance-") as workdir:
+        if args.gate:
+            with open(DIFFERENCES) as f:
+                differences = parse_differences(f.read())
+            failed = [m for m in methods if not gate_method(args, m, workdir, differences)]
+            print(f"conformance logs: {args.logs}")
+            return 1 if failed else 0
         for method in methods:
             line, classes, rc = run_method(args, method, workdir)
             print(line, flush=True)
