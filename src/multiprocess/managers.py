@@ -412,6 +412,83 @@ _ANSWERED = object()
 
 
 #
+# Locks held by the clients of a server
+#
+
+# Server-side objects whose acquisitions a dead client must not keep.
+_HOLDABLE_TYPES: tuple[type, ...] = (
+    type(threading.Lock()),
+    type(threading.RLock()),
+    threading.Semaphore,  # BoundedSemaphore too
+    threading.Condition,  # its lock
+)
+
+
+class _Holdings:
+    """Which proxy connections hold which locks and semaphores of a server.
+
+    Each served connection is one client thread.  When one acquires a lock,
+    an RLock, a semaphore or a condition's lock through a proxy, the object
+    records the connection as a holder; a release by a holder removes its own
+    entry, a release by anyone else (allowed for a Lock or a Semaphore) the
+    oldest entry.  A release that finds no holder is a credit that the next
+    acquisition uses up without becoming a holder: a semaphore used as a
+    signal (released by producers, acquired by consumers) has no holders.
+    When a connection ends (its client exited or was killed), the thread that
+    served it releases what it still holds, so that nobody waits for a dead
+    client forever.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        # id(obj) -> [obj, credit, holders (one entry per acquisition)]
+        self._ledger: dict[int, list] = {}
+
+    def note(self, obj: Any, methodname: str, result: Any, holder: object) -> None:
+        """Record a successful ``acquire`` or ``release`` of ``obj`` by ``holder``."""
+        if methodname == "acquire":
+            if not result:
+                return
+            with self._lock:
+                entry = self._ledger.setdefault(id(obj), [obj, 0, []])
+                if entry[1]:
+                    entry[1] -= 1
+                else:
+                    entry[2].append(holder)
+        elif methodname == "release":
+            with self._lock:
+                entry = self._ledger.setdefault(id(obj), [obj, 0, []])
+                holders = entry[2]
+                if holder in holders:
+                    del holders[len(holders) - 1 - holders[::-1].index(holder)]
+                elif holders:
+                    del holders[0]
+                else:
+                    entry[1] += 1
+                if not holders and not entry[1]:
+                    del self._ledger[id(obj)]
+
+    def release_all(self, holder: object) -> None:
+        """Release what ``holder`` still holds (call it from the thread that served it)."""
+        with self._lock:
+            owed = []
+            for key, (obj, credit, holders) in list(self._ledger.items()):
+                count = holders.count(holder)
+                if count:
+                    holders[:] = [h for h in holders if h is not holder]
+                    owed.append((obj, count))
+                    if not holders and not credit:
+                        del self._ledger[key]
+        for obj, count in owed:
+            util.info("releasing %r, held %d time(s) by a client that went away", obj, count)
+            for _ in range(count):
+                try:
+                    obj.release()
+                except (RuntimeError, ValueError):
+                    break  # released meanwhile some way we did not see
+
+
+#
 # The server
 #
 
@@ -452,6 +529,7 @@ class Server:
         self.id_to_local_proxy_obj: dict = {}
         self.mutex = threading.Lock()
         self.stop_event = threading.Event()
+        self._holdings = _Holdings()
 
     # -- running --
 
@@ -537,13 +615,25 @@ class Server:
             util.info(" ... exception was %r", e)
 
     def serve_client(self, conn: Any) -> None:
-        """Serve the method calls of the proxies of one client thread until it hangs up."""
+        """Serve the method calls of the proxies of one client thread until it hangs up.
+
+        Then release the locks and semaphores that this client thread still
+        holds (see :class:`_Holdings`).
+        """
         util.debug("starting server thread to service %r", threading.current_thread().name)
+        holder = object()
+        try:
+            self._serve_client(conn, holder)
+        finally:
+            self._holdings.release_all(holder)
+
+    def _serve_client(self, conn: Any, holder: object) -> None:
         conn = _request_channel(conn)
         recv = conn.recv
         send = conn.send
         id_to_obj = self.id_to_obj
         is_stopping = self.stop_event.is_set
+        note_holding = self._holdings.note
 
         while not is_stopping():
             methodname = obj = None
@@ -575,6 +665,10 @@ class Server:
                         except Exception as e:  # noqa: BLE001 - the caller gets it
                             msg = ("#ERROR", _ExceptionWithTraceback(e))
                         else:
+                            if methodname in ("acquire", "release") and isinstance(
+                                obj, _HOLDABLE_TYPES
+                            ):
+                                note_holding(obj, methodname, res, holder)
                             typeid = gettypeid and gettypeid.get(methodname, None)
                             if typeid:
                                 rident, rexposed = self.create(conn, typeid, res)

@@ -1,0 +1,24 @@
+"""Functions that child processes run in test_dead_peers.py (importable for spawn/forkserver)."""
+
+from __future__ import annotations
+
+import threading
+
+
+def hold_and_hang(lock, holding, times=1):
+    """Acquire ``lock`` ``times`` times through its proxy, say so, then hang until killed."""
+    for _ in range(times):
+        lock.acquire()
+    holding.set()
+    threading.Event().wait()
+
+
+def release_times(sem, times):
+    for _ in range(times):
+        sem.release()
+
+
+def acquire_times(sem, times, done):
+    for _ in range(times):
+        sem.acquire()
+    done.put(times)
