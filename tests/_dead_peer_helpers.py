@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 
+from multiprocess import managers
+
 
 def hold_and_hang(lock, holding, times=1):
     """Acquire ``lock`` ``times`` times through its proxy, say so, then hang until killed."""
@@ -22,3 +24,15 @@ def acquire_times(sem, times, done):
     for _ in range(times):
         sem.acquire()
     done.put(times)
+
+
+# -- a manager whose handshakes have short deadlines (for the stalled-peer tests)
+
+
+class QuickServer(managers.Server):
+    handshake_timeout = 0.5
+    max_unauthenticated = 4
+
+
+class QuickManager(managers.SyncManager):
+    _Server = QuickServer

@@ -6,11 +6,17 @@ Every behaviour test runs under fork, spawn and forkserver (the ``ctx`` fixture)
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
+import struct
 import threading
+import time
 
 import _dead_peer_helpers as h
 import pytest
+
+from multiprocess.connection import AuthenticationError, Client, Listener
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -68,3 +74,179 @@ def test_manager_semaphore_used_as_a_signal_is_not_released_on_exit(ctx):
         assert sem.acquire(False) is False
         sem.release()
         assert sem.acquire(False) is True
+
+
+# -- slow or hostile peers during the handshake -------------------------------------
+
+DEADLINE = 0.3  # seconds: short, so that the tests are quick
+
+
+def wait_until(predicate, what, timeout=30.0):
+    """Poll ``predicate`` (an observable state, not a delay) until it is true."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still waiting after {timeout} s for {what}")
+        time.sleep(0.01)
+
+
+def raw_peer(address):
+    family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
+    peer = socket.socket(family)
+    peer.connect(address)
+    return peer
+
+
+def in_thread(func, *args):
+    """Start ``func(*args)`` in a thread; return it and a dict that gets 'value' or 'error'."""
+    out = {}
+
+    def run():
+        try:
+            out["value"] = func(*args)
+        except BaseException as e:  # noqa: BLE001 - handed to the test
+            out["error"] = e
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, out
+
+
+def accept_with_limit(listener):
+    """listener.accept() in a thread: the error it raised (a hang fails the test)."""
+    thread, out = in_thread(listener.accept)
+    thread.join(30)
+    assert not thread.is_alive(), "Listener.accept() is still held up by a stalled peer"
+    if "value" in out:
+        out["value"].close()
+        return None
+    return out["error"]
+
+
+def check_a_good_client_connects(listener):
+    client_thread, client = in_thread(Client, listener.address, None, b"key")
+    conn = listener.accept()
+    client_thread.join(30)
+    with conn, client["value"] as good:
+        good.send("still serving")
+        assert conn.recv() == "still serving"
+
+
+PEERS = {
+    # name: (bytes sent after connecting, expected error of accept())
+    "silent": (b"", AuthenticationError),
+    "partial-header": (b"\x00\x00", AuthenticationError),
+    "partial-payload": (struct.pack("!i", 50) + b"{sha256}", AuthenticationError),
+    "garbage": (struct.pack("!i", 12) + b"garbage\x00\xff\x01\x02\x03", AuthenticationError),
+    "oversize-length": (struct.pack("!i", 0x7FFFFFFF) + b"x" * 64, OSError),
+    "long-length": (struct.pack("!iQ", -1, 2**40), OSError),
+}
+
+
+@pytest.mark.parametrize("family", ["AF_UNIX", "AF_INET"])
+@pytest.mark.parametrize("kind", list(PEERS))
+def test_listener_drops_a_slow_or_hostile_peer_and_keeps_serving(family, kind):
+    sent, expected = PEERS[kind]
+    with Listener(family=family, authkey=b"key", handshake_timeout=DEADLINE) as listener:
+        with raw_peer(listener.address) as peer:
+            if sent:
+                peer.sendall(sent)
+            # A good client arrives meanwhile and waits behind the bad one.
+            client_thread, client = in_thread(Client, listener.address, None, b"key")
+            error = accept_with_limit(listener)
+            assert isinstance(error, expected), error
+            if expected is AuthenticationError and kind != "garbage":
+                assert "did not answer within" in str(error)
+            conn = listener.accept()
+            client_thread.join(30)
+            with conn, client["value"] as good:
+                good.send("served")
+                assert conn.recv() == "served"
+        check_a_good_client_connects(listener)
+
+
+def test_listener_refuses_a_wrong_authkey_and_keeps_serving():
+    with Listener(authkey=b"key", handshake_timeout=DEADLINE) as listener:
+        client_thread, client = in_thread(Client, listener.address, None, b"wrong")
+        assert isinstance(accept_with_limit(listener), AuthenticationError)
+        client_thread.join(30)
+        assert isinstance(client["error"], AuthenticationError)
+        check_a_good_client_connects(listener)
+
+
+def test_listener_handshake_deadline_is_for_the_whole_handshake():
+    # A peer that sends a byte now and then never lets a per-read timeout
+    # expire; the deadline of the whole handshake still does.
+    with Listener(authkey=b"key", handshake_timeout=DEADLINE) as listener:
+        with raw_peer(listener.address) as peer:
+            stop = threading.Event()
+
+            def trickle():
+                for byte in struct.pack("!i", 200) + b"x" * 200:
+                    if stop.wait(DEADLINE / 10):
+                        return
+                    try:
+                        peer.send(bytes([byte]))
+                    except OSError:
+                        return
+
+            trickler = threading.Thread(target=trickle, daemon=True)
+            trickler.start()
+            try:
+                error = accept_with_limit(listener)
+            finally:
+                stop.set()
+                trickler.join(30)
+            assert isinstance(error, AuthenticationError)
+        check_a_good_client_connects(listener)
+
+
+def test_listener_handshake_timeout_must_be_positive():
+    for bad in (0, -1.0):
+        with pytest.raises(ValueError, match="handshake_timeout must be a positive number"):
+            Listener(authkey=b"key", handshake_timeout=bad)
+
+
+def _count(pid, what):
+    return len(os.listdir(f"/proc/{pid}/{what}"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs /proc (Linux)")
+def test_manager_closes_stalled_handshakes_and_serves_meanwhile(ctx):
+    cap = h.QuickServer.max_unauthenticated
+    manager = h.QuickManager(ctx=ctx)
+    manager.start()
+    try:
+        pid = manager._process.pid
+        shared = manager.list([1])
+        threads0, fds0 = _count(pid, "task"), _count(pid, "fd")
+        peers = []
+        try:
+            for i in range(12):
+                peers.append(raw_peer(manager.address))
+                peers[-1].sendall(b"\x00\x00")  # two bytes of a header, then nothing
+                if i == cap:
+                    # Meanwhile, a legitimate client: its connected proxies
+                    # work, and a new connection (one request) gets served.
+                    shared.append(2)
+                    assert manager._number_of_objects() == 1
+            worst = [0, 0]
+
+            def settled():
+                threads, fds = _count(pid, "task") - threads0, _count(pid, "fd") - fds0
+                worst[0], worst[1] = max(worst[0], threads), max(worst[1], fds)
+                return threads <= 0 and fds <= 0
+
+            wait_until(settled, "the server to close every stalled connection")
+            # Never more than `cap` handshakes at once (plus a proxy connection's thread
+            # and the waiting peers' sockets in the listen backlog, which hold no fd).
+            assert worst[0] <= cap + 1, worst
+            assert worst[1] <= cap + 1, worst
+        finally:
+            for peer in peers:
+                peer.close()
+        shared.append(3)
+        assert list(shared) == [1, 2, 3]
+        assert manager._number_of_objects() == 1
+    finally:
+        manager.shutdown()

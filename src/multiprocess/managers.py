@@ -500,7 +500,18 @@ class Server:
     challenge, then one request: a call of a method in ``public``.
     ``accept_connection`` turns the connection into a proxy connection served
     by :meth:`serve_client` until the client hangs up.
+
+    What peers that never authenticate can hold is bounded: a connection has
+    ``handshake_timeout`` seconds to complete the whole challenge (else it is
+    closed and its thread ends), and at most ``max_unauthenticated``
+    connections are in their handshake at once (the next ones wait in the
+    listen backlog).  Subclass to change them (``BaseManager._Server``).
     """
+
+    #: Seconds a new connection has to complete the authentication handshake.
+    handshake_timeout: ClassVar[float] = connection.CONNECTION_TIMEOUT
+    #: Most connections in their handshake at once.
+    max_unauthenticated: ClassVar[int] = 32
 
     public: ClassVar[list[str]] = [
         "shutdown",
@@ -530,6 +541,7 @@ class Server:
         self.mutex = threading.Lock()
         self.stop_event = threading.Event()
         self._holdings = _Holdings()
+        self._handshake_slots = threading.BoundedSemaphore(self.max_unauthenticated)
 
     # -- running --
 
@@ -553,10 +565,15 @@ class Server:
 
     def accepter(self) -> None:
         """Accept connections and start a thread for each."""
+        slots = self._handshake_slots
         while not self.stop_event.is_set():
+            # Each handshake ends within handshake_timeout: a slot frees by then.
+            if not slots.acquire(timeout=0.5):
+                continue
             try:
                 c = self.listener.accept()
             except OSError as e:
+                slots.release()
                 if self.stop_event.is_set() or e.errno in (None, errno.EBADF, errno.EINVAL):
                     return  # stopping, or the listener was closed
                 # Out of file descriptors, or a peer that left before we
@@ -564,27 +581,37 @@ class Server:
                 util.info("manager failed to accept a connection: %r", e)
                 time.sleep(0.05)
                 continue
-            t = threading.Thread(target=self.handle_request, args=(c,), daemon=True)
-            t.start()
+            try:
+                t = threading.Thread(target=self.handle_request, args=(c, slots), daemon=True)
+                t.start()
+            except BaseException:
+                slots.release()
+                c.close()
+                raise
 
-    def handle_request(self, conn: Any) -> None:
-        """Authenticate a new connection and serve its request."""
+    def handle_request(self, conn: Any, handshake_slot: Any = None) -> None:
+        """Authenticate a new connection and serve its request.
+
+        ``handshake_slot``, if given, is released once the handshake is over.
+        """
         try:
-            self._handle_request(conn)
+            self._handle_request(conn, handshake_slot)
         except SystemExit:
             pass
         finally:
             conn.close()
 
-    def _handle_request(self, c: Any) -> None:
+    def _handle_request(self, c: Any, handshake_slot: Any = None) -> None:
         try:
-            connection._deliver_challenge(c, self.authkey, "sha256", connection.CONNECTION_TIMEOUT)
-            connection._answer_challenge(c, self.authkey, connection.CONNECTION_TIMEOUT)
+            connection._serve_handshake(c, self.authkey, self.handshake_timeout)
         except Exception as e:  # noqa: BLE001 - whatever the peer did, drop it
             # Nothing from this peer has been unpickled: the challenge reads
             # raw bytes of bounded length.
             util.info("manager rejected a connection: %r", e)
             return
+        finally:
+            if handshake_slot is not None:
+                handshake_slot.release()
         request = None
         try:
             request = c.recv()
