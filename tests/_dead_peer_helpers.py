@@ -36,3 +36,10 @@ class QuickServer(managers.Server):
 
 class QuickManager(managers.SyncManager):
     _Server = QuickServer
+
+
+def cond_wait_and_report(cond, waiting, results, timeout=None):
+    """Wait on a manager Condition; ``waiting`` is set under its lock, just before."""
+    with cond:
+        waiting.set()
+        results.put(cond.wait(timeout))

@@ -76,6 +76,33 @@ def test_manager_semaphore_used_as_a_signal_is_not_released_on_exit(ctx):
         assert sem.acquire(False) is True
 
 
+def test_manager_condition_notify_passes_over_a_killed_waiter(ctx):
+    with ctx.Manager() as manager:
+        cond = manager.Condition()
+        results = ctx.Queue()
+        waiters = []
+        for timeout in (None, 60):  # the victim first: it would get the wake-up
+            waiting = ctx.Event()
+            p = ctx.Process(target=h.cond_wait_and_report, args=(cond, waiting, results, timeout))
+            p.daemon = True
+            p.start()
+            assert waiting.wait(60)
+            with cond:  # the child set `waiting` holding the lock: now it waits
+                pass
+            waiters.append(p)
+        victim, live = waiters
+        victim.kill()
+        victim.join(60)
+        with cond:
+            cond.notify()
+        assert results.get(timeout=90) is True, "the live waiter was not woken"
+        live.join(60)
+        assert live.exitcode == 0
+        # The victim's lock was released: the condition is usable.
+        assert cond.acquire(True, 60)
+        cond.release()
+
+
 # -- slow or hostile peers during the handshake -------------------------------------
 
 DEADLINE = 0.3  # seconds: short, so that the tests are quick

@@ -52,10 +52,12 @@ from __future__ import annotations
 
 import array
 import errno
+import math
 import os
 import pickle
 import queue
 import signal
+import socket
 import sys
 import threading
 import time
@@ -424,6 +426,10 @@ _HOLDABLE_TYPES: tuple[type, ...] = (
 )
 
 
+# Server-side objects whose ``wait`` a dead client must not keep waiting.
+_WAITABLE_TYPES: tuple[type, ...] = (threading.Condition, threading.Event)
+
+
 class _Holdings:
     """Which proxy connections hold which locks and semaphores of a server.
 
@@ -486,6 +492,65 @@ class _Holdings:
                     obj.release()
                 except (RuntimeError, ValueError):
                     break  # released meanwhile some way we did not see
+
+
+#
+# Waits served for a client that may die meanwhile
+#
+
+# How often a server thread that waits on a client's behalf (Condition.wait,
+# Event.wait) checks that the client is still there.
+_CLIENT_CHECK_INTERVAL = 0.2
+
+
+class _ClientGone(Exception):
+    """The client of a proxy connection hung up while the server waited for it."""
+
+
+def _client_gone(conn: Any) -> bool:
+    """True if the peer of ``conn`` has hung up.
+
+    A client sends nothing while it waits for an answer, so a readable
+    connection is one at end of file, unless the client sent ahead: peek.
+    """
+    if not conn.poll(0):
+        return False
+    try:
+        with socket.socket(fileno=os.dup(conn.fileno())) as sock:
+            return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except ConnectionError:
+        return True
+    except OSError:  # not a socket: no way to tell
+        return False
+
+
+def _wait_while_client_lives(obj: Any, conn: Any, args: Sequence[Any], kwds: Mapping) -> Any:
+    """``obj.wait(timeout)`` (a Condition or an Event) in steps, while the client lives.
+
+    Between two steps a Condition's lock stays held, so no notify falls in a
+    gap.  Raises _ClientGone (holding a Condition's lock, as ``wait`` does)
+    when the client has hung up.
+    """
+    timeout = kwds.get("timeout", args[0] if args else None)
+    if len(args) + len(kwds) > 1 or (kwds and "timeout" not in kwds):
+        return obj.wait(*args, **kwds)  # whatever wait() says about that
+    if timeout is not None and (
+        not isinstance(timeout, (int, float)) or not math.isfinite(timeout)
+    ):
+        return obj.wait(timeout)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        step = _CLIENT_CHECK_INTERVAL
+        if deadline is not None:
+            step = max(0.0, min(step, deadline - time.monotonic()))
+        if obj.wait(step):
+            return True
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+        if _client_gone(conn):
+            raise _ClientGone
 
 
 #
@@ -688,7 +753,13 @@ class Server:
                             )
                         function = getattr(obj, methodname)
                         try:
-                            res = function(*args, **kwds)
+                            if methodname == "wait" and isinstance(obj, _WAITABLE_TYPES):
+                                res = _wait_while_client_lives(obj, conn, args, kwds)
+                            else:
+                                res = function(*args, **kwds)
+                        except _ClientGone:
+                            util.debug("client gone while waiting; ending its thread")
+                            return
                         except Exception as e:  # noqa: BLE001 - the caller gets it
                             msg = ("#ERROR", _ExceptionWithTraceback(e))
                         else:
@@ -696,6 +767,17 @@ class Server:
                                 obj, _HOLDABLE_TYPES
                             ):
                                 note_holding(obj, methodname, res, holder)
+                            elif (
+                                res is True
+                                and methodname == "wait"
+                                and isinstance(obj, threading.Condition)
+                                and _client_gone(conn)
+                            ):
+                                # Notified, but nobody is left to take it: pass
+                                # the wake-up on to another waiter (the lock is
+                                # held, as after any wait).
+                                obj.notify()
+                                return
                             typeid = gettypeid and gettypeid.get(methodname, None)
                             if typeid:
                                 rident, rexposed = self.create(conn, typeid, res)
