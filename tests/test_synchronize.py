@@ -523,6 +523,18 @@ def test_waiters_killed_at_any_moment_around_set(ctx):
         assert completes(event.clear)
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc (Linux)")
+def test_fork_context_conditions_hold_no_file_descriptor():
+    # The registry of sleepers of a fork-context Condition is inherited memory:
+    # a program with thousands of Events must not run out of descriptors.
+    ctx = mp.get_context("fork")
+    before = len(os.listdir("/proc/self/fd"))
+    events = [ctx.Event() for _ in range(50)]
+    conditions = [ctx.Condition() for _ in range(50)]
+    assert len(os.listdir("/proc/self/fd")) == before
+    assert len(events) == len(conditions) == 50
+
+
 # -- barriers ------------------------------------------------------------------
 
 

@@ -318,7 +318,10 @@ class Condition:
         self._lock = lock if lock is not None else ctx.RLock()
         self._woken_count = ctx.Semaphore(0)
         self._wait_semaphore = ctx.Semaphore(0)
-        self._registry = _SharedBlock(_REGISTRY_BYTES)
+        # Under fork, no descriptor: a Condition made in a fork context cannot
+        # go to a spawned child anyway (its semaphores refuse).
+        fork_only = ctx.get_start_method() == "fork"
+        self._registry = _SharedBlock(_REGISTRY_BYTES, fork_only=fork_only)
         self._make_methods()
 
     def __getstate__(self) -> tuple[Any, ...]:
@@ -590,14 +593,25 @@ class _SharedBlock:
     start-up data (the launcher passes it), and pickling it at any other time
     raises RuntimeError.
 
+    ``fork_only=True`` maps anonymous shared memory instead, with no
+    descriptor: forked children inherit it, and pickling it raises
+    RuntimeError (for objects of a fork context, which go nowhere else).
+
     ``buf`` is the mapping (zero-filled at creation).  Used for the counters of
     :class:`Barrier`, the registry of a :class:`Condition`'s sleepers and the
     lock owners of ``queues.Queue``; the package's
     shared heap (``heap.BufferWrapper``), once built, can take this over.
     """
 
-    def __init__(self, size: int) -> None:
-        self._setup(_anonymous_memory_fd(size), size)
+    def __init__(self, size: int, *, fork_only: bool = False) -> None:
+        if fork_only:
+            # Only forked children will see it: a mapping without a descriptor
+            # (no file descriptor held per block).
+            self._fd = -1
+            self._size = size
+            self.buf = mmap.mmap(-1, size, flags=mmap.MAP_SHARED)
+        else:
+            self._setup(_anonymous_memory_fd(size), size)
 
     def _setup(self, fd: int, size: int) -> None:
         self._fd = fd
@@ -607,6 +621,8 @@ class _SharedBlock:
 
     def __reduce__(self) -> Any:
         assert_spawning(self)
+        if self._fd < 0:
+            raise RuntimeError(_FORK_CONTEXT_ERROR)
         return _rebuild_shared_block, (reduction.DupFd(self._fd), self._size)
 
 
