@@ -108,11 +108,12 @@ def writev_all(fd: int, views: list) -> None:
         advance(views, os.writev(fd, first_bytes(views)))
 
 
-def pid_alive(pid: int) -> bool:
-    """False if process ``pid`` has exited (on Linux a zombie counts as exited).
+def pid_alive(pid: int, zombie_is_dead: bool = True) -> bool:
+    """False if process ``pid`` has exited.
 
-    A zombie matters: a parent that killed a child but has not reaped it yet
-    must see it as gone.  A process of another user counts as alive.
+    With ``zombie_is_dead`` (one more system call or three), a zombie counts
+    as exited, on Linux: a parent that killed a child but has not reaped it
+    yet must see it as gone.  A process of another user counts as alive.
     """
     if pid == os.getpid():
         return True
@@ -121,6 +122,8 @@ def pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except OSError:  # EPERM: it exists, and belongs to somebody else
+        return True
+    if not zombie_is_dead:
         return True
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:

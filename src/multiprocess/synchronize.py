@@ -294,14 +294,15 @@ class Condition:
     - ``_woken_count``: released by each sleeper once it has recorded why it
       stopped sleeping, so that a notifier waiting for its sleepers wakes up.
 
-    ``notify(n)`` frees the slots of sleepers whose process has died (a killed
+    ``notify(n)`` frees the slots of sleepers whose process is gone (a killed
     sleeper never took a wake-up: none is on offer between two notifies),
-    offers ``min(n, live sleepers)`` wake-ups, and waits, holding the lock,
+    offers ``min(n, sleepers)`` wake-ups, and waits, holding the lock,
     until that many of those sleepers are woken or none of them sleeps any
     more; a sleeper cannot be counted twice, and one that arrives later cannot
     take a wake-up meant for an earlier one.  It re-checks every
-    ``_DEAD_SLEEPER_POLL`` seconds that the sleepers it waits for are alive: a
-    process killed while it waits costs the others nothing.  Waiting and
+    ``_DEAD_SLEEPER_POLL`` seconds that the sleepers it waits for are alive
+    (zombies count as dead, on Linux): a process killed while it waits never
+    holds the others up for longer than that, once.  Waiting and
     notifying need the lock (RuntimeError otherwise, as ``threading.Condition``).
 
     Limits: a process killed while it *holds* the lock leaves it held (as the
@@ -459,8 +460,9 @@ class Condition:
             state = slots[3 + 2 * i]
             if state == _FREE:
                 continue
-            if not pid_alive(slots[2 + 2 * i]):
-                # Died before this notify, while no wake-up was on offer.
+            if not pid_alive(slots[2 + 2 * i], zombie_is_dead=False):
+                # Died before this notify, while no wake-up was on offer.  (A
+                # zombie, not yet reaped, is found below, should it matter.)
                 self._free_slot(i)
             elif state == _SLEEPING:
                 sleepers.append(i)
