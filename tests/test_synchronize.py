@@ -497,30 +497,44 @@ def test_condition_sleeper_killed_while_notify_waits_for_it(ctx):
     join_all([victim], expect=-signal.SIGKILL)
 
 
-def test_waiters_killed_at_any_moment_around_set(ctx):
-    # The kill lands before, during or after set(), at random: while the
-    # victim sleeps, while it takes its wake-up, or after.
+def test_sleepers_killed_at_any_moment_around_notify_all(ctx):
+    # The kill lands, at random, before notify_all(), while it waits for the
+    # victim, while the victim takes its wake-up, or after; never while the
+    # victim holds the lock (nothing is promised then), because the notifier
+    # keeps the lock until the victim is dead.
     rng = random.Random(11)
     for _ in range(8):
-        event = ctx.Event()
-        results = ctx.Queue()
-        procs = [start(ctx, h.wait_event_with_timeout, event, 60, results) for _ in range(3)]
-        wait_until(lambda cond=event._cond: sleepers(cond) == 3, "three waiters")
+        cond = ctx.Condition(ctx.Lock())
+        sleeping, woken = ctx.Semaphore(0), ctx.Semaphore(0)
+        procs = [start(ctx, h.cond_sleeper, cond, sleeping, woken) for _ in range(3)]
+        for _ in procs:
+            assert sleeping.acquire(timeout=60)
+        wait_until(lambda cond=cond: sleepers(cond) == 3, "three sleepers")
         victim = procs.pop(rng.randrange(3))
-        setter = threading.Thread(target=event.set, daemon=True)
+        notified, victim_dead = threading.Event(), threading.Event()
+
+        def notify_all_then_hold(cond=cond, notified=notified, victim_dead=victim_dead):
+            with cond:
+                cond.notify_all()
+                notified.set()
+                victim_dead.wait(60)
+
+        notifier = threading.Thread(target=notify_all_then_hold, daemon=True)
         if rng.random() < 0.5:
-            setter.start()
+            notifier.start()
+            for _ in range(rng.randrange(20000)):  # let the kill land anywhere
+                pass
             victim.kill()
         else:
             victim.kill()
-            setter.start()
-        setter.join(60)
-        assert not setter.is_alive(), "Event.set() hangs on a waiter killed meanwhile"
-        assert [results.get(timeout=60) for _ in procs] == [True, True]
-        join_all(procs)
+            notifier.start()
         victim.join(60)
-        assert victim.exitcode in (0, -signal.SIGKILL)
-        assert completes(event.clear)
+        assert victim.exitcode == -signal.SIGKILL
+        victim_dead.set()
+        assert notified.wait(60), "notify_all() hangs on a sleeper killed meanwhile"
+        notifier.join(60)
+        assert woken.acquire(timeout=60) and woken.acquire(timeout=60)
+        join_all(procs)
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc (Linux)")
