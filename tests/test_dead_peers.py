@@ -249,14 +249,13 @@ def test_manager_closes_stalled_handshakes_and_serves_meanwhile(ctx):
         threads0, fds0 = _count(pid, "task"), _count(pid, "fd")
         peers = []
         try:
-            for i in range(12):
+            for _ in range(3 * cap):
                 peers.append(raw_peer(manager.address))
                 peers[-1].sendall(b"\x00\x00")  # two bytes of a header, then nothing
-                if i == cap:
-                    # Meanwhile, a legitimate client: its connected proxies
-                    # work, and a new connection (one request) gets served.
-                    shared.append(2)
-                    assert manager._number_of_objects() == 1
+            # Meanwhile, a legitimate client: its connected proxies work, and a
+            # new connection (one request), queued behind every stalled one, is served.
+            shared.append(2)
+            assert manager._number_of_objects() == 1
             worst = [0, 0]
 
             def settled():
@@ -265,10 +264,10 @@ def test_manager_closes_stalled_handshakes_and_serves_meanwhile(ctx):
                 return threads <= 0 and fds <= 0
 
             wait_until(settled, "the server to close every stalled connection")
-            # Never more than `cap` handshakes at once (plus a proxy connection's thread
-            # and the waiting peers' sockets in the listen backlog, which hold no fd).
-            assert worst[0] <= cap + 1, worst
-            assert worst[1] <= cap + 1, worst
+            # Never more than `cap` handshakes at once, far fewer than the stalled
+            # peers (slack for threads that gave their slot back and are ending).
+            assert worst[0] <= 2 * cap, worst
+            assert worst[1] <= 2 * cap, worst
         finally:
             for peer in peers:
                 peer.close()

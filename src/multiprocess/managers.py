@@ -569,8 +569,11 @@ class Server:
     What peers that never authenticate can hold is bounded: a connection has
     ``handshake_timeout`` seconds to complete the whole challenge (else it is
     closed and its thread ends), and at most ``max_unauthenticated``
-    connections are in their handshake at once (the next ones wait in the
-    listen backlog).  Subclass to change them (``BaseManager._Server``).
+    connections are in their handshake at once.  When that many are, the
+    next connection waits in the listen backlog, and the handshake that has
+    stalled longest (over a second, or half the deadline) is dropped to make
+    room: a flood of silent peers delays a legitimate client by about that
+    much.  Subclass to change them (``BaseManager._Server``).
     """
 
     #: Seconds a new connection has to complete the authentication handshake.
@@ -607,6 +610,9 @@ class Server:
         self.stop_event = threading.Event()
         self._holdings = _Holdings()
         self._handshake_slots = threading.BoundedSemaphore(self.max_unauthenticated)
+        # Connections in their handshake, oldest first: key -> (conn, start time).
+        self._handshakes: dict[object, tuple[Any, float]] = {}
+        self._handshakes_lock = threading.Lock()
 
     # -- running --
 
@@ -632,9 +638,13 @@ class Server:
         """Accept connections and start a thread for each."""
         slots = self._handshake_slots
         while not self.stop_event.is_set():
-            # Each handshake ends within handshake_timeout: a slot frees by then.
-            if not slots.acquire(timeout=0.5):
-                continue
+            if not slots.acquire(False):
+                # As many handshakes as allowed are under way: drop the one
+                # that has stalled longest, or wait for one to end (each ends
+                # within handshake_timeout).
+                self._drop_a_stalled_handshake()
+                if not slots.acquire(timeout=0.1):
+                    continue
             try:
                 c = self.listener.accept()
             except OSError as e:
@@ -646,27 +656,59 @@ class Server:
                 util.info("manager failed to accept a connection: %r", e)
                 time.sleep(0.05)
                 continue
+            key = object()
+            with self._handshakes_lock:
+                self._handshakes[key] = (c, time.monotonic())
             try:
-                t = threading.Thread(target=self.handle_request, args=(c, slots), daemon=True)
+                t = threading.Thread(
+                    target=self.handle_request, args=(c, (slots, key)), daemon=True
+                )
                 t.start()
             except BaseException:
-                slots.release()
+                self._handshake_over((slots, key))
                 c.close()
                 raise
 
-    def handle_request(self, conn: Any, handshake_slot: Any = None) -> None:
+    def _drop_a_stalled_handshake(self) -> None:
+        # A handshake takes milliseconds: one older than a fraction of the
+        # deadline belongs to a peer that stalls.  Shutting its socket down
+        # (not closing it: its thread still uses the descriptor) ends its
+        # thread's read at once.
+        patience = min(1.0, self.handshake_timeout / 2)
+        with self._handshakes_lock:
+            for key, (conn, started) in self._handshakes.items():
+                if time.monotonic() - started < patience:
+                    return
+                del self._handshakes[key]
+                break
+            else:
+                return
+        try:
+            with socket.socket(fileno=os.dup(conn.fileno())) as sock:
+                sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already closed by its thread
+        util.info("manager dropped a connection that stalled in its handshake")
+
+    def _handshake_over(self, handshake: Any) -> None:
+        slots, key = handshake
+        with self._handshakes_lock:
+            self._handshakes.pop(key, None)
+        slots.release()
+
+    def handle_request(self, conn: Any, handshake: Any = None) -> None:
         """Authenticate a new connection and serve its request.
 
-        ``handshake_slot``, if given, is released once the handshake is over.
+        ``handshake`` (from the accepter) is released once the handshake is over.
         """
         try:
-            self._handle_request(conn, handshake_slot)
+            self._handle_request(conn, handshake)
         except SystemExit:
             pass
         finally:
             conn.close()
 
-    def _handle_request(self, c: Any, handshake_slot: Any = None) -> None:
+    def _handle_request(self, c: Any, handshake: Any = None) -> None:
         try:
             connection._serve_handshake(c, self.authkey, self.handshake_timeout)
         except Exception as e:  # noqa: BLE001 - whatever the peer did, drop it
@@ -675,8 +717,8 @@ class Server:
             util.info("manager rejected a connection: %r", e)
             return
         finally:
-            if handshake_slot is not None:
-                handshake_slot.release()
+            if handshake is not None:
+                self._handshake_over(handshake)
         request = None
         try:
             request = c.recv()
