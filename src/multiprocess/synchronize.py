@@ -291,8 +291,12 @@ class Condition:
       takes its slot under the lock and frees it once it holds the lock again;
     - ``_wait_semaphore``: what the sleepers sleep on; ``notify`` releases it
       once per sleeper it wakes;
-    - ``_woken_count``: released by each sleeper once it has recorded why it
+    - ``_stopped_signal``: released by each sleeper once it has recorded why it
       stopped sleeping, so that a notifier waiting for its sleepers wakes up.
+
+    ``_sleeping_count`` and ``_woken_count`` are compatibility hooks for
+    CPython's test suite, which reads their ``get_value()`` (sleepers are the
+    difference): read-only counts of the registry's slots, taken and stopped.
 
     ``notify(n)`` frees the slots of sleepers whose process is gone (a killed
     sleeper never took a wake-up: none is on offer between two notifies),
@@ -317,7 +321,7 @@ class Condition:
     def __init__(self, lock: Any = None, *, ctx: Any = None) -> None:
         ctx = _resolve_context(ctx)
         self._lock = lock if lock is not None else ctx.RLock()
-        self._woken_count = ctx.Semaphore(0)
+        self._stopped_signal = ctx.Semaphore(0)
         self._wait_semaphore = ctx.Semaphore(0)
         # Under fork, no descriptor: a Condition made in a fork context cannot
         # go to a spawned child anyway (its semaphores refuse).
@@ -327,10 +331,10 @@ class Condition:
 
     def __getstate__(self) -> tuple[Any, ...]:
         assert_spawning(self)
-        return (self._lock, self._woken_count, self._wait_semaphore, self._registry)
+        return (self._lock, self._stopped_signal, self._wait_semaphore, self._registry)
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
-        (self._lock, self._woken_count, self._wait_semaphore, self._registry) = state
+        (self._lock, self._stopped_signal, self._wait_semaphore, self._registry) = state
         self._make_methods()
 
     def _make_methods(self) -> None:
@@ -338,6 +342,8 @@ class Condition:
         self.release = self._lock.release
         # [0]: slots in use (the highest used + 1); slot i: pid at 2 + 2i, state at 3 + 2i.
         self._slots = memoryview(self._registry.buf).cast("i")
+        self._sleeping_count = _SlotCount(self._slots, (_SLEEPING, _WOKEN, _LEFT))
+        self._woken_count = _SlotCount(self._slots, (_WOKEN, _LEFT))
 
     def __enter__(self) -> bool:
         return self._lock.__enter__()
@@ -417,7 +423,7 @@ class Condition:
             # waiting for it (holding the lock) before re-acquiring the lock.
             self._slots[3 + 2 * slot] = _WOKEN if woken else _LEFT
             try:
-                self._woken_count.release()
+                self._stopped_signal.release()
             except (OSError, ValueError):
                 pass  # the count is at its maximum: the signal is there already
             for _ in range(depth):
@@ -453,7 +459,7 @@ class Condition:
             raise RuntimeError("cannot notify on un-acquired lock")
         slots = self._slots
         # Signals left by sleepers that stopped since the last notify.
-        while self._woken_count.acquire(False):
+        while self._stopped_signal.acquire(False):
             pass
         sleepers = []
         for i in range(slots[0]):
@@ -477,7 +483,7 @@ class Condition:
             asleep = [i for i in sleepers if slots[3 + 2 * i] == _SLEEPING]
             if woken >= target or not asleep:
                 break
-            if self._woken_count.acquire(True, _DEAD_SLEEPER_POLL):
+            if self._stopped_signal.acquire(True, _DEAD_SLEEPER_POLL):
                 continue
             # Quiet for a while: is anyone we wait for dead?
             for i in asleep:
@@ -507,6 +513,18 @@ class Condition:
         self.notify(n=SEM_VALUE_MAX)
 
     notifyAll = notify_all
+
+
+class _SlotCount:
+    """How many slots of a Condition's registry are in one of ``states`` (read-only)."""
+
+    def __init__(self, slots: memoryview, states: tuple[int, ...]) -> None:
+        self._slots = slots
+        self._states = states
+
+    def get_value(self) -> int:
+        slots, states = self._slots, self._states
+        return sum(1 for i in range(slots[0]) if slots[3 + 2 * i] in states)
 
 
 # Slot states in a Condition's registry of sleepers.
