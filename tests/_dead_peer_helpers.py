@@ -43,3 +43,8 @@ def cond_wait_and_report(cond, waiting, results, timeout=None):
     with cond:
         waiting.set()
         results.put(cond.wait(timeout))
+
+
+def acquire_and_exit(lock):
+    """Acquire ``lock`` through its proxy and exit normally, still holding it."""
+    lock.acquire()

@@ -57,6 +57,22 @@ def test_manager_lock_held_by_a_killed_client_is_released(ctx, typeid, times):
             lock.release()
 
 
+@pytest.mark.parametrize("typeid", ["Lock", "Semaphore"])
+def test_manager_lock_of_a_client_that_exits_normally_stays_held(ctx, typeid):
+    # As in the standard library (its suite checks it): only a client that
+    # dies without exiting normally has its locks released.
+    with ctx.Manager() as manager:
+        lock = getattr(manager, typeid)()
+        p = ctx.Process(target=h.acquire_and_exit, args=(lock,))
+        p.start()
+        p.join(60)
+        assert p.exitcode == 0
+        assert lock.acquire(False) is False
+        lock.release()
+        assert lock.acquire(False) is True
+        lock.release()
+
+
 def test_manager_semaphore_used_as_a_signal_is_not_released_on_exit(ctx):
     # Producers release, a consumer acquires and exits: the consumer held
     # nothing, and its exit must not add to the count.

@@ -409,6 +409,12 @@ _VIEW_TYPES = frozenset(type(getattr({}, name)()) for name in ("items", "keys", 
 # decref on proxy connections.
 _CONTROL_ON_PROXY_CONNECTIONS = "control"
 
+# What a client process that exits normally sends on each of its proxy
+# connections (no answer): the locks it still holds stay held, as they would
+# under the standard library.  A connection that ends without it belongs to a
+# client that was killed or crashed: the server releases what it held.
+_EXITING = "#EXITING"
+
 # What Server methods return when they have answered the client themselves.
 _ANSWERED = object()
 
@@ -440,9 +446,11 @@ class _Holdings:
     oldest entry.  A release that finds no holder is a credit that the next
     acquisition uses up without becoming a holder: a semaphore used as a
     signal (released by producers, acquired by consumers) has no holders.
-    When a connection ends (its client exited or was killed), the thread that
-    served it releases what it still holds, so that nobody waits for a dead
-    client forever.
+    When a connection ends without its client process saying that it exits
+    normally (it was killed, crashed, or left through ``os._exit``; or only
+    the client thread ended), the thread that served it releases what it
+    still holds, so that nobody waits for a dead client forever.  A process
+    that exits normally leaves its locks held, as the standard library does.
     """
 
     def __init__(self) -> None:
@@ -473,6 +481,10 @@ class _Holdings:
                     entry[1] += 1
                 if not holders and not entry[1]:
                     del self._ledger[id(obj)]
+
+    def forget(self, holder: object) -> None:
+        """``holder`` is gone for good, leaving what it holds held (a normal exit)."""
+        # Its entries stay: a release by another client still cancels them.
 
     def release_all(self, holder: object) -> None:
         """Release what ``holder`` still holds (call it from the thread that served it)."""
@@ -751,17 +763,22 @@ class Server:
     def serve_client(self, conn: Any) -> None:
         """Serve the method calls of the proxies of one client thread until it hangs up.
 
-        Then release the locks and semaphores that this client thread still
-        holds (see :class:`_Holdings`).
+        Then, unless the client process said that it exits normally, release
+        the locks and semaphores that this client thread still holds (see
+        :class:`_Holdings`).
         """
         util.debug("starting server thread to service %r", threading.current_thread().name)
         holder = object()
+        exited = [False]  # set when the client process says it exits normally
         try:
-            self._serve_client(conn, holder)
+            self._serve_client(conn, holder, exited)
         finally:
-            self._holdings.release_all(holder)
+            if exited[0]:
+                self._holdings.forget(holder)
+            else:
+                self._holdings.release_all(holder)
 
-    def _serve_client(self, conn: Any, holder: object) -> None:
+    def _serve_client(self, conn: Any, holder: object, exited: list) -> None:
         conn = _request_channel(conn)
         recv = conn.recv
         send = conn.send
@@ -781,6 +798,9 @@ class Server:
             else:
                 try:
                     ident, methodname, args, kwds = request
+                    if ident is None and methodname == _EXITING:
+                        exited[0] = True
+                        continue
                     if ident is None:
                         msg = self._control_request(conn, methodname, args, kwds)
                     else:
@@ -1706,7 +1726,36 @@ def _connect_thread(tls: Any, client: Callable[..., Any], address: Any, authkey:
     channel = _request_channel(conn)
     channel.control = answer == _CONTROL_ON_PROXY_CONNECTIONS
     tls.connection = channel
+    hook = _exit_hook[0]
+    if hook is None or not hook.still_active():
+        # A child starts without its parent's finalizers (and one that
+        # connected while unpickling its start-up data saw them cleared).
+        # Before any other exit finalizer: a manager's shutdown among them.
+        _exit_hook[0] = util.Finalize(None, _say_exiting, exitpriority=1000)
+    _open_proxy_connections.add(conn)
     return channel
+
+
+# This process's proxy connections, told at a normal exit that it exits (see
+# _EXITING); a forked child starts with none (the parent's are the parent's).
+_open_proxy_connections: weakref.WeakSet = weakref.WeakSet()
+_exit_hook: list = [None]
+
+
+def _say_exiting() -> None:
+    for conn in list(_open_proxy_connections):
+        try:
+            if not conn.closed:
+                conn.send((None, _EXITING, (), {}))
+        except Exception as e:  # noqa: BLE001 - the server may be gone already
+            util.debug("could not tell the manager that this process exits: %r", e)
+
+
+def _forget_parents_connections() -> None:
+    _open_proxy_connections.clear()
+
+
+os.register_at_fork(after_in_child=_forget_parents_connections)
 
 
 def _exchange(tls: Any, conn: Any, address: Any, request: tuple) -> tuple:
