@@ -352,6 +352,7 @@ class Condition:
         return self._lock.__exit__(*args)
 
     def __repr__(self) -> str:
+        waiters: int | str
         try:
             waiters = self._sleepers()
         except Exception:  # noqa: BLE001 - a repr must not fail
