@@ -228,3 +228,8 @@ def put_all_without_memfds(q, items):
 def put_and_report_without_memfds(q, obj, done):
     _no_memfds()
     put_and_report(q, obj, done)
+
+
+def notify_under_lock(cond, n):
+    with cond:
+        cond.notify(n)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import errno
 import functools
+import os
 import pickle
+import random
+import signal
 import sys
 import threading
 import time
@@ -14,6 +17,7 @@ import pytest
 
 import multiprocess as mp
 from multiprocess import synchronize
+from multiprocess.synchronize import SEM_VALUE_MAX
 
 HAVE_GETVALUE = sys.platform != "darwin"  # sem_getvalue() is broken on macOS
 needs_getvalue = pytest.mark.skipif(not HAVE_GETVALUE, reason="sem_getvalue() unavailable")
@@ -278,8 +282,8 @@ def test_condition_notify_and_notify_all(ctx):
     join_all(procs)
     with cond:
         cond.notify_all()  # nobody left: returns at once
+    assert repr(cond).endswith(", 0)>")
     if HAVE_GETVALUE:
-        assert cond._sleeping_count.get_value() == cond._woken_count.get_value()
         assert cond._wait_semaphore.get_value() == 0
 
 
@@ -407,6 +411,148 @@ def test_event_api(ctx):
     assert not event.is_set()
     with pytest.raises(TypeError):
         event.wait("x")
+
+
+# -- a process killed while it waits costs the others nothing ------------------
+
+
+def wait_until(predicate, what, timeout=60.0):
+    """Poll ``predicate`` (an observable state, not a delay) until it is true."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still waiting after {timeout} s for {what}")
+        time.sleep(0.005)
+
+
+def sleepers(cond):
+    """The number of processes and threads sleeping in ``cond.wait()`` (from its repr)."""
+    return int(repr(cond).rsplit(", ", 1)[1].rstrip(")>"))
+
+
+def completes(func, *args, timeout=60.0):
+    """Run ``func(*args)`` in a thread; True if it returned (a hang fails the test, not the run)."""
+    thread = threading.Thread(target=func, args=args, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return not thread.is_alive()
+
+
+def test_event_set_and_clear_after_a_waiter_is_killed(ctx):
+    event = ctx.Event()
+    results = ctx.Queue()
+    victim = start(ctx, h.wait_event_with_timeout, event, None, results)
+    wait_until(lambda: sleepers(event._cond) == 1, "the victim to wait")
+    live = start(ctx, h.wait_event_with_timeout, event, 60, results)
+    wait_until(lambda: sleepers(event._cond) == 2, "both waiters to wait")
+    victim.kill()  # not reaped yet: a zombie must count as gone too
+    assert completes(event.set), "Event.set() hangs on a killed waiter"
+    assert results.get(timeout=60) is True
+    join_all([live])
+    assert completes(event.clear), "Event.clear() hangs on a killed waiter"
+    victim.join(60)
+    assert victim.exitcode == -signal.SIGKILL
+    # The event still works for the living.
+    again = start(ctx, h.wait_event_with_timeout, event, 60, results)
+    wait_until(lambda: sleepers(event._cond) == 1, "a new waiter to wait")
+    assert completes(event.set)
+    assert results.get(timeout=60) is True
+    join_all([again])
+
+
+def test_condition_notify_skips_killed_sleepers(ctx):
+    cond = ctx.Condition()
+    sleeping, woken = ctx.Semaphore(0), ctx.Semaphore(0)
+    victims = [start(ctx, h.cond_sleeper, cond, sleeping, woken) for _ in range(2)]
+    live = [start(ctx, h.cond_sleeper, cond, sleeping, woken) for _ in range(2)]
+    for _ in range(4):
+        assert sleeping.acquire(timeout=60)
+    wait_until(lambda: sleepers(cond) == 4, "four sleepers")
+    for p in victims:
+        p.kill()
+    assert completes(h.notify_under_lock, cond, 1), "notify() hangs on killed sleepers"
+    assert woken.acquire(timeout=60)
+    assert not woken.acquire(timeout=0.2)  # one live sleeper, not two
+    assert completes(h.notify_under_lock, cond, SEM_VALUE_MAX)
+    assert woken.acquire(timeout=60)
+    join_all(live)
+    join_all(victims, expect=-signal.SIGKILL)
+    assert completes(h.notify_under_lock, cond, 1)
+    assert repr(cond).endswith(", 0)>")
+
+
+def test_condition_sleeper_killed_while_notify_waits_for_it(ctx):
+    # The victim is stopped, so it cannot take its wake-up: notify() waits for
+    # it, alive; then it is killed, and notify() must notice and return.
+    cond = ctx.Condition()
+    sleeping, woken = ctx.Semaphore(0), ctx.Semaphore(0)
+    victim = start(ctx, h.cond_sleeper, cond, sleeping, woken)
+    live = start(ctx, h.cond_sleeper, cond, sleeping, woken)
+    for _ in range(2):
+        assert sleeping.acquire(timeout=60)
+    wait_until(lambda: sleepers(cond) == 2, "two sleepers")
+    os.kill(victim.pid, signal.SIGSTOP)
+    notifier = threading.Thread(target=h.notify_under_lock, args=(cond, SEM_VALUE_MAX))
+    notifier.start()
+    wait_until(lambda: sleepers(cond) == 1, "the live sleeper to take its wake-up")
+    victim.kill()
+    notifier.join(60)
+    assert not notifier.is_alive(), "notify_all() hangs on a sleeper killed meanwhile"
+    assert woken.acquire(timeout=60)
+    join_all([live])
+    join_all([victim], expect=-signal.SIGKILL)
+
+
+def test_sleepers_killed_at_any_moment_around_notify_all(ctx):
+    # The kill lands, at random, before notify_all(), while it waits for the
+    # victim, while the victim takes its wake-up, or after; never while the
+    # victim holds the lock (nothing is promised then), because the notifier
+    # keeps the lock until the victim is dead.
+    rng = random.Random(11)
+    for _ in range(8):
+        cond = ctx.Condition(ctx.Lock())
+        sleeping, woken = ctx.Semaphore(0), ctx.Semaphore(0)
+        procs = [start(ctx, h.cond_sleeper, cond, sleeping, woken) for _ in range(3)]
+        for _ in procs:
+            assert sleeping.acquire(timeout=60)
+        wait_until(lambda cond=cond: sleepers(cond) == 3, "three sleepers")
+        victim = procs.pop(rng.randrange(3))
+        notified, victim_dead = threading.Event(), threading.Event()
+
+        def notify_all_then_hold(cond=cond, notified=notified, victim_dead=victim_dead):
+            with cond:
+                cond.notify_all()
+                notified.set()
+                victim_dead.wait(60)
+
+        notifier = threading.Thread(target=notify_all_then_hold, daemon=True)
+        if rng.random() < 0.5:
+            notifier.start()
+            for _ in range(rng.randrange(20000)):  # let the kill land anywhere
+                pass
+            victim.kill()
+        else:
+            victim.kill()
+            notifier.start()
+        victim.join(60)
+        assert victim.exitcode == -signal.SIGKILL
+        victim_dead.set()
+        assert notified.wait(60), "notify_all() hangs on a sleeper killed meanwhile"
+        notifier.join(60)
+        assert woken.acquire(timeout=60) and woken.acquire(timeout=60)
+        join_all(procs)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc (Linux)")
+def test_fork_context_conditions_hold_no_file_descriptor():
+    # The registry of sleepers of a fork-context Condition is inherited memory:
+    # a program with thousands of Events must not run out of descriptors.
+    ctx = mp.get_context("fork")
+    before = len(os.listdir("/proc/self/fd"))
+    events = [ctx.Event() for _ in range(50)]
+    conditions = [ctx.Condition() for _ in range(50)]
+    assert len(os.listdir("/proc/self/fd")) == before
+    assert len(events) == len(conditions) == 50
 
 
 # -- barriers ------------------------------------------------------------------

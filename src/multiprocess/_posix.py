@@ -9,7 +9,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["wait_readable", "writev_all"]
+__all__ = ["pid_alive", "wait_readable", "writev_all"]
 
 _POLL_MAX_MS = 2**31 - 1
 
@@ -106,3 +106,29 @@ def writev_all(fd: int, views: list) -> None:
     views = [v for v in views if v.nbytes]
     while views:
         advance(views, os.writev(fd, first_bytes(views)))
+
+
+def pid_alive(pid: int, zombie_is_dead: bool = True) -> bool:
+    """False if process ``pid`` has exited.
+
+    With ``zombie_is_dead`` (one more system call or three), a zombie counts
+    as exited, on Linux: a parent that killed a child but has not reaped it
+    yet must see it as gone.  A process of another user counts as alive.
+    """
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists, and belongs to somebody else
+        return True
+    if not zombie_is_dead:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return True
+    end = stat.rfind(b")")
+    return stat[end + 2 : end + 3] not in (b"Z", b"X")

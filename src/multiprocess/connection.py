@@ -54,6 +54,7 @@ import secrets
 import socket
 import struct
 import sys
+import time
 from collections.abc import Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable
@@ -71,8 +72,11 @@ __all__ = ["Client", "Listener", "Pipe", "wait"]
 
 BUFSIZE = 8192
 # A very generous timeout for local peers.  The serving side of the
-# authentication handshake waits at most this long for each answer, so that a
-# client that connects and then says nothing cannot block a Listener forever.
+# authentication handshake (Listener.accept(), a manager's server) gives the
+# whole of it at most this long, every byte of every message included, so that
+# a client that connects and then says nothing, or a little, cannot hold it up
+# for longer.  Listener(handshake_timeout=...) and Server.handshake_timeout
+# override it.
 CONNECTION_TIMEOUT = 20.0
 
 default_family = "AF_UNIX"
@@ -542,6 +546,10 @@ class Listener:
             that every client must pass in ``accept()`` (both ways: the
             client checks us too).  None means no authentication.
         serializer: serializer name for the accepted connections' ``send()``.
+        handshake_timeout: seconds a client has to complete the whole
+            challenge in ``accept()``; None means ``CONNECTION_TIMEOUT``
+            (20 s).  A client that is slower, or stalls halfway through a
+            message, is dropped when it runs out.
 
     A unix socket file is removed when the listener is closed, collected or
     the process exits.
@@ -555,7 +563,12 @@ class Listener:
         authkey: bytes | None = None,
         *,
         serializer: str | None = None,
+        handshake_timeout: float | None = None,
     ) -> None:
+        if handshake_timeout is not None and not handshake_timeout > 0:
+            raise ValueError(
+                f"handshake_timeout must be a positive number, not {handshake_timeout!r}"
+            )
         family = family or (address and address_type(address)) or default_family
         _validate_family(family)
         if authkey is not None and not isinstance(authkey, bytes):
@@ -565,22 +578,28 @@ class Listener:
         # None once closed; the socket listener is kept for ``address``.
         self._listener: SocketListener | None = self._socket_listener
         self._authkey = authkey
+        self._handshake_timeout = handshake_timeout
 
     def accept(self) -> Connection:
         """Wait for a client and return a connection to it.
 
-        With an authkey, the client must pass the challenge first; if it does
-        not, its connection is closed and AuthenticationError (or EOFError /
-        OSError for a client that hangs up or breaks the protocol) is raised.
-        The listener itself remains usable in every case.
+        With an authkey, the client must pass the challenge first, within the
+        listener's ``handshake_timeout``; if it does not, its connection is
+        closed and AuthenticationError (or EOFError / OSError for a client
+        that hangs up or breaks the protocol) is raised.  A client that says
+        nothing, or stops in the middle of a message, holds ``accept()`` up
+        for at most that long.  The listener itself remains usable in every
+        case.
         """
         if self._listener is None:
             raise OSError("listener is closed")
         c = self._listener.accept()
         if self._authkey is not None:
+            timeout = self._handshake_timeout
             try:
-                _deliver_challenge(c, self._authkey, "sha256", CONNECTION_TIMEOUT)
-                _answer_challenge(c, self._authkey, CONNECTION_TIMEOUT)
+                _serve_handshake(
+                    c, self._authkey, CONNECTION_TIMEOUT if timeout is None else timeout
+                )
             except BaseException:
                 c.close()
                 raise
@@ -806,21 +825,69 @@ def _check_authkey(authkey: Any) -> None:
         raise ValueError(f"Authkey must be bytes, not {type(authkey)!s}")  # noqa: TRY004
 
 
-def _recv_handshake(connection: Any, timeout: float | None) -> bytes:
-    if timeout is not None and not connection.poll(timeout):
-        raise AuthenticationError(f"peer did not answer within {timeout} seconds")
-    return connection.recv_bytes(_HANDSHAKE_MAXLENGTH)
+class _Deadline:
+    """When the serving side of a handshake gives up on its peer."""
+
+    __slots__ = ("at", "timeout")
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.at = time.monotonic() + timeout
+
+    def expired(self) -> AuthenticationError:
+        return AuthenticationError(
+            f"peer did not answer within {self.timeout} seconds (the deadline of the "
+            "whole authentication handshake)"
+        )
+
+
+def _serve_handshake(connection: Any, authkey: bytes, timeout: float) -> None:
+    """The serving side's handshake: challenge the peer, then answer its challenge.
+
+    The whole of it must be over within ``timeout`` seconds, or
+    AuthenticationError is raised; each read waits only as long as is left.
+    """
+    deadline = _Deadline(timeout)
+    _deliver_challenge(connection, authkey, "sha256", deadline)
+    _answer_challenge(connection, authkey, deadline)
+
+
+def _recv_handshake(connection: Any, deadline: _Deadline | None) -> bytes:
+    if deadline is None:
+        return connection.recv_bytes(_HANDSHAKE_MAXLENGTH)
+    (size,) = _HEADER.unpack(_read_by(connection, 4, deadline, in_message=False))
+    if not 0 <= size <= _HANDSHAKE_MAXLENGTH:
+        connection._bad_message_length()  # raises OSError, as recv_bytes(maxlength) does
+    return _read_by(connection, size, deadline)
+
+
+def _read_by(connection: Any, size: int, deadline: _Deadline, in_message: bool = True) -> bytes:
+    """Read ``size`` bytes of ``connection`` before ``deadline``, as they trickle in."""
+    fd = connection.fileno()
+    parts, got = [], 0
+    while got < size:
+        remaining = deadline.at - time.monotonic()
+        if remaining <= 0 or not wait_readable([fd], remaining):
+            raise deadline.expired()
+        chunk = os.read(fd, size - got)
+        if not chunk:
+            if got == 0 and not in_message:
+                raise EOFError
+            raise _TruncatedMessageError("got end of file during message")
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts)
 
 
 def _deliver_challenge(
-    connection: Any, authkey: bytes, digest_name: str, timeout: float | None
+    connection: Any, authkey: bytes, digest_name: str, deadline: _Deadline | None
 ) -> None:
     _check_authkey(authkey)
     if digest_name.encode("ascii") not in _ALLOWED_DIGESTS:
         raise ValueError(f"unsupported digest {digest_name!r}")
     message = b"{%s}%s" % (digest_name.encode("ascii"), os.urandom(MESSAGE_LENGTH))
     connection.send_bytes(CHALLENGE + message)
-    response = _recv_handshake(connection, timeout)
+    response = _recv_handshake(connection, deadline)
     try:
         _verify_response(authkey, message, response)
     except AuthenticationError:
@@ -829,16 +896,16 @@ def _deliver_challenge(
     connection.send_bytes(WELCOME)
 
 
-def _answer_challenge(connection: Any, authkey: bytes, timeout: float | None) -> None:
+def _answer_challenge(connection: Any, authkey: bytes, deadline: _Deadline | None) -> None:
     _check_authkey(authkey)
-    message = _recv_handshake(connection, timeout)
+    message = _recv_handshake(connection, deadline)
     if not message.startswith(CHALLENGE):
         raise AuthenticationError(f"protocol error, expected a challenge, got {message[:40]!r}")
     message = message[len(CHALLENGE) :]
     if len(message) < _LEGACY_CHALLENGE_LENGTH:
         raise AuthenticationError(f"challenge too short: {len(message)} bytes")
     connection.send_bytes(_create_response(authkey, message))
-    if _recv_handshake(connection, timeout) != WELCOME:
+    if _recv_handshake(connection, deadline) != WELCOME:
         raise AuthenticationError("digest sent was rejected")
 
 

@@ -53,10 +53,12 @@ from __future__ import annotations
 import array
 import collections.abc
 import errno
+import math
 import os
 import pickle
 import queue
 import signal
+import socket
 import sys
 import threading
 import time
@@ -408,8 +410,160 @@ _VIEW_TYPES = frozenset(type(getattr({}, name)()) for name in ("items", "keys", 
 # decref on proxy connections.
 _CONTROL_ON_PROXY_CONNECTIONS = "control"
 
+# What a client process that exits normally sends on each of its proxy
+# connections (no answer): the locks it still holds stay held, as they would
+# under the standard library.  A connection that ends without it belongs to a
+# client that was killed or crashed: the server releases what it held.
+_EXITING = "#EXITING"
+
 # What Server methods return when they have answered the client themselves.
 _ANSWERED = object()
+
+
+#
+# Locks held by the clients of a server
+#
+
+# Server-side objects whose acquisitions a dead client must not keep.
+_HOLDABLE_TYPES: tuple[type, ...] = (
+    type(threading.Lock()),
+    type(threading.RLock()),
+    threading.Semaphore,  # BoundedSemaphore too
+    threading.Condition,  # its lock
+)
+
+
+# Server-side objects whose ``wait`` a dead client must not keep waiting.
+_WAITABLE_TYPES: tuple[type, ...] = (threading.Condition, threading.Event)
+
+
+class _Holdings:
+    """Which proxy connections hold which locks and semaphores of a server.
+
+    Each served connection is one client thread.  When one acquires a lock,
+    an RLock, a semaphore or a condition's lock through a proxy, the object
+    records the connection as a holder; a release by a holder removes its own
+    entry, a release by anyone else (allowed for a Lock or a Semaphore) the
+    oldest entry.  A release that finds no holder is a credit that the next
+    acquisition uses up without becoming a holder: a semaphore used as a
+    signal (released by producers, acquired by consumers) has no holders.
+    When a connection ends without its client process saying that it exits
+    normally (it was killed, crashed, or left through ``os._exit``; or only
+    the client thread ended), the thread that served it releases what it
+    still holds, so that nobody waits for a dead client forever.  A process
+    that exits normally leaves its locks held, as the standard library does.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        # id(obj) -> [obj, credit, holders (one entry per acquisition)]
+        self._ledger: dict[int, list] = {}
+
+    def note(self, obj: Any, methodname: str, result: Any, holder: object) -> None:
+        """Record a successful ``acquire`` or ``release`` of ``obj`` by ``holder``."""
+        if methodname == "acquire":
+            if not result:
+                return
+            with self._lock:
+                entry = self._ledger.setdefault(id(obj), [obj, 0, []])
+                if entry[1]:
+                    entry[1] -= 1
+                else:
+                    entry[2].append(holder)
+        elif methodname == "release":
+            with self._lock:
+                entry = self._ledger.setdefault(id(obj), [obj, 0, []])
+                holders = entry[2]
+                if holder in holders:
+                    del holders[len(holders) - 1 - holders[::-1].index(holder)]
+                elif holders:
+                    del holders[0]
+                else:
+                    entry[1] += 1
+                if not holders and not entry[1]:
+                    del self._ledger[id(obj)]
+
+    def forget(self, holder: object) -> None:
+        """``holder`` is gone for good, leaving what it holds held (a normal exit)."""
+        # Its entries stay: a release by another client still cancels them.
+
+    def release_all(self, holder: object) -> None:
+        """Release what ``holder`` still holds (call it from the thread that served it)."""
+        with self._lock:
+            owed = []
+            for key, (obj, credit, holders) in list(self._ledger.items()):
+                count = holders.count(holder)
+                if count:
+                    holders[:] = [h for h in holders if h is not holder]
+                    owed.append((obj, count))
+                    if not holders and not credit:
+                        del self._ledger[key]
+        for obj, count in owed:
+            util.info("releasing %r, held %d time(s) by a client that went away", obj, count)
+            for _ in range(count):
+                try:
+                    obj.release()
+                except (RuntimeError, ValueError):
+                    break  # released meanwhile some way we did not see
+
+
+#
+# Waits served for a client that may die meanwhile
+#
+
+# How often a server thread that waits on a client's behalf (Condition.wait,
+# Event.wait) checks that the client is still there.
+_CLIENT_CHECK_INTERVAL = 0.2
+
+
+class _ClientGone(Exception):
+    """The client of a proxy connection hung up while the server waited for it."""
+
+
+def _client_gone(conn: Any) -> bool:
+    """True if the peer of ``conn`` has hung up.
+
+    A client sends nothing while it waits for an answer, so a readable
+    connection is one at end of file, unless the client sent ahead: peek.
+    """
+    if not conn.poll(0):
+        return False
+    try:
+        with socket.socket(fileno=os.dup(conn.fileno())) as sock:
+            return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except ConnectionError:
+        return True
+    except OSError:  # not a socket: no way to tell
+        return False
+
+
+def _wait_while_client_lives(obj: Any, conn: Any, args: Sequence[Any], kwds: Mapping) -> Any:
+    """``obj.wait(timeout)`` (a Condition or an Event) in steps, while the client lives.
+
+    Between two steps a Condition's lock stays held, so no notify falls in a
+    gap.  Raises _ClientGone (holding a Condition's lock, as ``wait`` does)
+    when the client has hung up.
+    """
+    timeout = kwds.get("timeout", args[0] if args else None)
+    if len(args) + len(kwds) > 1 or (kwds and "timeout" not in kwds):
+        return obj.wait(*args, **kwds)  # whatever wait() says about that
+    if timeout is not None and (
+        not isinstance(timeout, (int, float)) or not math.isfinite(timeout)
+    ):
+        return obj.wait(timeout)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        step = _CLIENT_CHECK_INTERVAL
+        if deadline is not None:
+            step = max(0.0, min(step, deadline - time.monotonic()))
+        if obj.wait(step):
+            return True
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+        if _client_gone(conn):
+            raise _ClientGone
 
 
 #
@@ -424,7 +578,21 @@ class Server:
     challenge, then one request: a call of a method in ``public``.
     ``accept_connection`` turns the connection into a proxy connection served
     by :meth:`serve_client` until the client hangs up.
+
+    What peers that never authenticate can hold is bounded: a connection has
+    ``handshake_timeout`` seconds to complete the whole challenge (else it is
+    closed and its thread ends), and at most ``max_unauthenticated``
+    connections are in their handshake at once.  When that many are, the
+    next connection waits in the listen backlog, and the handshake that has
+    stalled longest (over a second, or half the deadline) is dropped to make
+    room: a flood of silent peers delays a legitimate client by about that
+    much.  Subclass to change them (``BaseManager._Server``).
     """
+
+    #: Seconds a new connection has to complete the authentication handshake.
+    handshake_timeout: ClassVar[float] = connection.CONNECTION_TIMEOUT
+    #: Most connections in their handshake at once.
+    max_unauthenticated: ClassVar[int] = 32
 
     public: ClassVar[list[str]] = [
         "shutdown",
@@ -453,6 +621,11 @@ class Server:
         self.id_to_local_proxy_obj: dict = {}
         self.mutex = threading.Lock()
         self.stop_event = threading.Event()
+        self._holdings = _Holdings()
+        self._handshake_slots = threading.BoundedSemaphore(self.max_unauthenticated)
+        # Connections in their handshake, oldest first: key -> (conn, start time).
+        self._handshakes: dict[object, tuple[Any, float]] = {}
+        self._handshakes_lock = threading.Lock()
 
     # -- running --
 
@@ -476,10 +649,19 @@ class Server:
 
     def accepter(self) -> None:
         """Accept connections and start a thread for each."""
+        slots = self._handshake_slots
         while not self.stop_event.is_set():
+            if not slots.acquire(False):
+                # As many handshakes as allowed are under way: drop the one
+                # that has stalled longest, or wait for one to end (each ends
+                # within handshake_timeout).
+                self._drop_a_stalled_handshake()
+                if not slots.acquire(timeout=0.1):
+                    continue
             try:
                 c = self.listener.accept()
             except OSError as e:
+                slots.release()
                 if self.stop_event.is_set() or e.errno in (None, errno.EBADF, errno.EINVAL):
                     return  # stopping, or the listener was closed
                 # Out of file descriptors, or a peer that left before we
@@ -487,27 +669,69 @@ class Server:
                 util.info("manager failed to accept a connection: %r", e)
                 time.sleep(0.05)
                 continue
-            t = threading.Thread(target=self.handle_request, args=(c,), daemon=True)
-            t.start()
+            key = object()
+            with self._handshakes_lock:
+                self._handshakes[key] = (c, time.monotonic())
+            try:
+                t = threading.Thread(
+                    target=self.handle_request, args=(c, (slots, key)), daemon=True
+                )
+                t.start()
+            except BaseException:
+                self._handshake_over((slots, key))
+                c.close()
+                raise
 
-    def handle_request(self, conn: Any) -> None:
-        """Authenticate a new connection and serve its request."""
+    def _drop_a_stalled_handshake(self) -> None:
+        # A handshake takes milliseconds: one older than a fraction of the
+        # deadline belongs to a peer that stalls.  Shutting its socket down
+        # (not closing it: its thread still uses the descriptor) ends its
+        # thread's read at once.
+        patience = min(1.0, self.handshake_timeout / 2)
+        with self._handshakes_lock:
+            for key, (conn, started) in self._handshakes.items():
+                if time.monotonic() - started < patience:
+                    return
+                del self._handshakes[key]
+                break
+            else:
+                return
         try:
-            self._handle_request(conn)
+            with socket.socket(fileno=os.dup(conn.fileno())) as sock:
+                sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already closed by its thread
+        util.info("manager dropped a connection that stalled in its handshake")
+
+    def _handshake_over(self, handshake: Any) -> None:
+        slots, key = handshake
+        with self._handshakes_lock:
+            self._handshakes.pop(key, None)
+        slots.release()
+
+    def handle_request(self, conn: Any, handshake: Any = None) -> None:
+        """Authenticate a new connection and serve its request.
+
+        ``handshake`` (from the accepter) is released once the handshake is over.
+        """
+        try:
+            self._handle_request(conn, handshake)
         except SystemExit:
             pass
         finally:
             conn.close()
 
-    def _handle_request(self, c: Any) -> None:
+    def _handle_request(self, c: Any, handshake: Any = None) -> None:
         try:
-            connection._deliver_challenge(c, self.authkey, "sha256", connection.CONNECTION_TIMEOUT)
-            connection._answer_challenge(c, self.authkey, connection.CONNECTION_TIMEOUT)
+            connection._serve_handshake(c, self.authkey, self.handshake_timeout)
         except Exception as e:  # noqa: BLE001 - whatever the peer did, drop it
             # Nothing from this peer has been unpickled: the challenge reads
             # raw bytes of bounded length.
             util.info("manager rejected a connection: %r", e)
             return
+        finally:
+            if handshake is not None:
+                self._handshake_over(handshake)
         request = None
         try:
             request = c.recv()
@@ -538,13 +762,30 @@ class Server:
             util.info(" ... exception was %r", e)
 
     def serve_client(self, conn: Any) -> None:
-        """Serve the method calls of the proxies of one client thread until it hangs up."""
+        """Serve the method calls of the proxies of one client thread until it hangs up.
+
+        Then, unless the client process said that it exits normally, release
+        the locks and semaphores that this client thread still holds (see
+        :class:`_Holdings`).
+        """
         util.debug("starting server thread to service %r", threading.current_thread().name)
+        holder = object()
+        exited = [False]  # set when the client process says it exits normally
+        try:
+            self._serve_client(conn, holder, exited)
+        finally:
+            if exited[0]:
+                self._holdings.forget(holder)
+            else:
+                self._holdings.release_all(holder)
+
+    def _serve_client(self, conn: Any, holder: object, exited: list) -> None:
         conn = _request_channel(conn)
         recv = conn.recv
         send = conn.send
         id_to_obj = self.id_to_obj
         is_stopping = self.stop_event.is_set
+        note_holding = self._holdings.note
 
         while not is_stopping():
             methodname = obj = None
@@ -558,6 +799,9 @@ class Server:
             else:
                 try:
                     ident, methodname, args, kwds = request
+                    if ident is None and methodname == _EXITING:
+                        exited[0] = True
+                        continue
                     if ident is None:
                         msg = self._control_request(conn, methodname, args, kwds)
                     else:
@@ -572,10 +816,31 @@ class Server:
                             )
                         function = getattr(obj, methodname)
                         try:
-                            res = function(*args, **kwds)
+                            if methodname == "wait" and isinstance(obj, _WAITABLE_TYPES):
+                                res = _wait_while_client_lives(obj, conn, args, kwds)
+                            else:
+                                res = function(*args, **kwds)
+                        except _ClientGone:
+                            util.debug("client gone while waiting; ending its thread")
+                            return
                         except Exception as e:  # noqa: BLE001 - the caller gets it
                             msg = ("#ERROR", _ExceptionWithTraceback(e))
                         else:
+                            if methodname in ("acquire", "release") and isinstance(
+                                obj, _HOLDABLE_TYPES
+                            ):
+                                note_holding(obj, methodname, res, holder)
+                            elif (
+                                res is True
+                                and methodname == "wait"
+                                and isinstance(obj, threading.Condition)
+                                and _client_gone(conn)
+                            ):
+                                # Notified, but nobody is left to take it: pass
+                                # the wake-up on to another waiter (the lock is
+                                # held, as after any wait).
+                                obj.notify()
+                                return
                             typeid = gettypeid and gettypeid.get(methodname, None)
                             if typeid:
                                 rident, rexposed = self.create(conn, typeid, res)
@@ -1462,7 +1727,36 @@ def _connect_thread(tls: Any, client: Callable[..., Any], address: Any, authkey:
     channel = _request_channel(conn)
     channel.control = answer == _CONTROL_ON_PROXY_CONNECTIONS
     tls.connection = channel
+    hook = _exit_hook[0]
+    if hook is None or not hook.still_active():
+        # A child starts without its parent's finalizers (and one that
+        # connected while unpickling its start-up data saw them cleared).
+        # Before any other exit finalizer: a manager's shutdown among them.
+        _exit_hook[0] = util.Finalize(None, _say_exiting, exitpriority=1000)
+    _open_proxy_connections.add(conn)
     return channel
+
+
+# This process's proxy connections, told at a normal exit that it exits (see
+# _EXITING); a forked child starts with none (the parent's are the parent's).
+_open_proxy_connections: weakref.WeakSet = weakref.WeakSet()
+_exit_hook: list = [None]
+
+
+def _say_exiting() -> None:
+    for conn in list(_open_proxy_connections):
+        try:
+            if not conn.closed:
+                conn.send((None, _EXITING, (), {}))
+        except Exception as e:  # noqa: BLE001 - the server may be gone already
+            util.debug("could not tell the manager that this process exits: %r", e)
+
+
+def _forget_parents_connections() -> None:
+    _open_proxy_connections.clear()
+
+
+os.register_at_fork(after_in_child=_forget_parents_connections)
 
 
 def _exchange(tls: Any, conn: Any, address: Any, request: tuple) -> tuple:

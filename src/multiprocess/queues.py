@@ -110,6 +110,7 @@ from typing import Any, Callable
 
 from . import reduction, util
 from ._posix import advance, first_bytes
+from ._posix import pid_alive as _pid_alive
 from ._spawning import assert_spawning
 from .connection import Connection, Pipe
 from .synchronize import SEM_VALUE_MAX, _resolve_context, _SharedBlock
@@ -821,25 +822,6 @@ def _update_pid() -> None:
 
 
 os.register_at_fork(after_in_child=_update_pid)
-
-
-def _pid_alive(pid: int) -> bool:
-    """False if process ``pid`` has exited (a zombie counts as exited, on Linux)."""
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # EPERM: it exists, and belongs to somebody else
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return True
-    end = stat.rfind(b")")
-    return stat[end + 2 : end + 3] not in (b"Z", b"X")
 
 
 #

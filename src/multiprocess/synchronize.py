@@ -4,7 +4,8 @@ Every primitive is built on ``_multiprocessing.SemLock``, the interpreter's
 wrapper of a POSIX named semaphore::
 
     Lock, RLock, Semaphore, BoundedSemaphore   one SemLock each
-    Condition   a lock + three counting semaphores (sleeping, woken, wait)
+    Condition   a lock + two counting semaphores (woken, wait) + a registry
+                of its sleepers (pids) in a small block of shared memory
     Event       a Condition + a semaphore used as a 0/1 flag
     Barrier     threading.Barrier's algorithm on a Condition, its two
                 counters in a small block of shared memory
@@ -36,6 +37,7 @@ import weakref
 from typing import Any, Callable
 
 from . import process, reduction, resource_tracker, util
+from ._posix import pid_alive
 from ._spawning import assert_spawning
 
 try:
@@ -299,44 +301,67 @@ class RLock(SemLock):
 class Condition:
     """A condition variable shared between processes (``threading.Condition``'s API).
 
-    Built from the lock and three semaphores:
+    Built from the lock, two semaphores and a registry of sleepers in shared
+    memory (a :class:`_SharedBlock`):
 
-    - ``_sleeping_count``: incremented by each ``wait()`` before it sleeps;
-    - ``_woken_count``: incremented by each ``wait()`` when it stops sleeping
-      (notified or timed out);
+    - the registry: one slot per sleeper, ``(pid, state)``, where state is
+      sleeping, woken (it took a wake-up) or left (it timed out).  A sleeper
+      takes its slot under the lock and frees it once it holds the lock again;
     - ``_wait_semaphore``: what the sleepers sleep on; ``notify`` releases it
-      once per sleeper it wakes.
+      once per sleeper it wakes;
+    - ``_stopped_signal``: released by each sleeper once it has recorded why it
+      stopped sleeping, so that a notifier waiting for its sleepers wakes up.
 
-    ``notify()`` first cancels sleepers that timed out since the last notify
-    (each left one unit in both counts), then wakes up to ``n`` sleepers and
-    waits until each of them has acknowledged (``_woken_count``), so that a
-    sleeper cannot be counted twice.  Waiting and notifying need the lock
-    (RuntimeError otherwise, as ``threading.Condition``).
+    ``_sleeping_count`` and ``_woken_count`` are compatibility hooks for
+    CPython's test suite, which reads their ``get_value()`` (sleepers are the
+    difference): read-only counts of the registry's slots, taken and stopped.
 
-    Known limit, shared with the standard library: if a sleeper is killed while
-    it waits and no live sleeper is left to take its wake-up, ``notify`` waits
-    forever for its acknowledgement.
+    ``notify(n)`` frees the slots of sleepers whose process is gone (a killed
+    sleeper never took a wake-up: none is on offer between two notifies),
+    offers ``min(n, sleepers)`` wake-ups, and waits, holding the lock,
+    until that many of those sleepers are woken or none of them sleeps any
+    more; a sleeper cannot be counted twice, and one that arrives later cannot
+    take a wake-up meant for an earlier one.  It re-checks every
+    ``_DEAD_SLEEPER_POLL`` seconds that the sleepers it waits for are alive
+    (zombies count as dead, on Linux): a process killed while it waits never
+    holds the others up for longer than that, once.  Waiting and
+    notifying need the lock (RuntimeError otherwise, as ``threading.Condition``).
+
+    Limits: a process killed while it *holds* the lock leaves it held (as the
+    standard library's Lock).  If a sleeper dies in the instant between taking
+    a wake-up and recording it, ``notify`` offers a replacement, which, should a
+    live sleeper have been slow to record its own, can wake one sleeper more
+    than ``n`` (a spurious wake-up; ``wait_for`` and a loop around ``wait``
+    absorb it).  At most ``_MAX_SLEEPERS`` processes and threads may wait at
+    once.
     """
 
     def __init__(self, lock: Any = None, *, ctx: Any = None) -> None:
         ctx = _resolve_context(ctx)
         self._lock = lock if lock is not None else ctx.RLock()
-        self._sleeping_count = ctx.Semaphore(0)
-        self._woken_count = ctx.Semaphore(0)
+        self._stopped_signal = ctx.Semaphore(0)
         self._wait_semaphore = ctx.Semaphore(0)
+        # Under fork, no descriptor: a Condition made in a fork context cannot
+        # go to a spawned child anyway (its semaphores refuse).
+        fork_only = ctx.get_start_method() == "fork"
+        self._registry = _SharedBlock(_REGISTRY_BYTES, fork_only=fork_only)
         self._make_methods()
 
     def __getstate__(self) -> tuple[Any, ...]:
         assert_spawning(self)
-        return (self._lock, self._sleeping_count, self._woken_count, self._wait_semaphore)
+        return (self._lock, self._stopped_signal, self._wait_semaphore, self._registry)
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
-        (self._lock, self._sleeping_count, self._woken_count, self._wait_semaphore) = state
+        (self._lock, self._stopped_signal, self._wait_semaphore, self._registry) = state
         self._make_methods()
 
     def _make_methods(self) -> None:
         self.acquire = self._lock.acquire
         self.release = self._lock.release
+        # [0]: slots in use (the highest used + 1); slot i: pid at 2 + 2i, state at 3 + 2i.
+        self._slots = memoryview(self._registry.buf).cast("i")
+        self._sleeping_count = _SlotCount(self._slots, (_SLEEPING, _WOKEN, _LEFT))
+        self._woken_count = _SlotCount(self._slots, (_WOKEN, _LEFT))
 
     def __enter__(self) -> bool:
         return self._lock.__enter__()
@@ -345,13 +370,55 @@ class Condition:
         return self._lock.__exit__(*args)
 
     def __repr__(self) -> str:
+        waiters: int | str
         try:
-            waiters = (
-                self._sleeping_count._semlock._get_value() - self._woken_count._semlock._get_value()
-            )
+            waiters = self._sleepers()
         except Exception:  # noqa: BLE001 - a repr must not fail
             waiters = "unknown"
         return f"<{type(self).__name__}({self._lock}, {waiters})>"
+
+    def _sleepers(self) -> int:
+        """How many registered waiters have not stopped sleeping (dead ones included)."""
+        slots = self._slots
+        return sum(1 for i in range(slots[0]) if slots[3 + 2 * i] == _SLEEPING)
+
+    # -- the registry of sleepers (changed under the lock, except a sleeper's
+    #    own state once it stops sleeping) --------------------------------------
+
+    def _take_slot(self) -> int:
+        slots = self._slots
+        used = slots[0]
+        for i in range(used):
+            if slots[3 + 2 * i] == _FREE:
+                break
+        else:
+            i = used
+            if i >= _MAX_SLEEPERS:
+                i = self._reclaim_a_dead_slot()
+            else:
+                slots[0] = used + 1
+        slots[2 + 2 * i] = os.getpid()
+        slots[3 + 2 * i] = _SLEEPING
+        return i
+
+    def _reclaim_a_dead_slot(self) -> int:
+        slots = self._slots
+        for i in range(slots[0]):
+            if not pid_alive(slots[2 + 2 * i]):
+                return i
+        raise RuntimeError(
+            f"more than {_MAX_SLEEPERS} processes and threads wait on this Condition at once; "
+            "use several conditions, or fewer waiters"
+        )
+
+    def _free_slot(self, i: int) -> None:
+        slots = self._slots
+        slots[3 + 2 * i] = _FREE
+        slots[2 + 2 * i] = 0
+        used = slots[0]
+        while used and slots[3 + 2 * (used - 1)] == _FREE:
+            used -= 1
+        slots[0] = used
 
     def wait(self, timeout: float | None = None) -> bool:
         """Release the lock, sleep until notified or until ``timeout``, re-acquire.
@@ -361,19 +428,26 @@ class Condition:
         semlock = self._lock._semlock
         if not semlock._is_mine():
             raise RuntimeError("cannot wait on un-acquired lock")
-        self._sleeping_count.release()
+        slot = self._take_slot()
         # An RLock may be held several times: release it fully, restore after.
         depth = semlock._count()
         for _ in range(depth):
             self._lock.release()
+        woken = False
         try:
-            return self._wait_semaphore.acquire(True, timeout)
+            woken = self._wait_semaphore.acquire(True, timeout)
+            return woken
         finally:
-            # Acknowledge before re-acquiring: the notifier holds the lock
-            # while it waits for this.
-            self._woken_count.release()
+            # Record why we stopped sleeping, and tell a notifier that may be
+            # waiting for it (holding the lock) before re-acquiring the lock.
+            self._slots[3 + 2 * slot] = _WOKEN if woken else _LEFT
+            try:
+                self._stopped_signal.release()
+            except (OSError, ValueError):
+                pass  # the count is at its maximum: the signal is there already
             for _ in range(depth):
                 self._lock.acquire()
+            self._free_slot(slot)
 
     def wait_for(self, predicate: Callable[[], Any], timeout: float | None = None) -> Any:
         """Wait until ``predicate()`` is true, or ``timeout`` seconds have passed.
@@ -395,31 +469,89 @@ class Condition:
         return result
 
     def notify(self, n: int = 1) -> None:
-        """Wake up at most ``n`` processes or threads waiting on this condition."""
+        """Wake up at most ``n`` processes or threads waiting on this condition.
+
+        Sleepers whose process has died are skipped: ``notify`` never waits
+        for them.
+        """
         if not self._lock._semlock._is_mine():
             raise RuntimeError("cannot notify on un-acquired lock")
-        # Sleepers that timed out since the last notify are still counted as
-        # sleeping, and each has added one to the woken count: cancel them out.
-        while self._woken_count.acquire(False):
-            self._sleeping_count.acquire(False)
-
-        woken = 0
-        while woken < n and self._sleeping_count.acquire(False):
+        slots = self._slots
+        # Signals left by sleepers that stopped since the last notify.
+        while self._stopped_signal.acquire(False):
+            pass
+        sleepers = []
+        for i in range(slots[0]):
+            state = slots[3 + 2 * i]
+            if state == _FREE:
+                continue
+            if not pid_alive(slots[2 + 2 * i], zombie_is_dead=False):
+                # Died before this notify, while no wake-up was on offer.  (A
+                # zombie, not yet reaped, is found below, should it matter.)
+                self._free_slot(i)
+            elif state == _SLEEPING:
+                sleepers.append(i)
+        target = min(n, len(sleepers))
+        if target <= 0:
+            return
+        for _ in range(target):
             self._wait_semaphore.release()
-            woken += 1
-        if woken:
-            for _ in range(woken):
-                self._woken_count.acquire()
-            # A sleeper that timed out just as we counted it left its wake-up
-            # unused: take it back, or it would wake a future sleeper early.
-            while self._wait_semaphore.acquire(False):
-                pass
+        died = replaced = 0
+        while True:
+            woken = sum(1 for i in sleepers if slots[3 + 2 * i] == _WOKEN)
+            asleep = [i for i in sleepers if slots[3 + 2 * i] == _SLEEPING]
+            if woken >= target or not asleep:
+                break
+            if self._stopped_signal.acquire(True, _DEAD_SLEEPER_POLL):
+                continue
+            # Quiet for a while: is anyone we wait for dead?
+            for i in asleep:
+                if not pid_alive(slots[2 + 2 * i]):
+                    self._free_slot(i)
+                    sleepers.remove(i)
+                    died += 1
+            asleep = [i for i in sleepers if slots[3 + 2 * i] == _SLEEPING]
+            if died > replaced and asleep and not self._wait_semaphore_has_value():
+                # Every wake-up on offer is gone, yet no live sleeper recorded
+                # one: a sleeper died just after taking it.  Offer another.
+                self._wait_semaphore.release()
+                replaced += 1
+        # Wake-ups left by sleepers that timed out or died instead of taking
+        # them: take them back, or they would wake a future sleeper early.
+        while self._wait_semaphore.acquire(False):
+            pass
+
+    def _wait_semaphore_has_value(self) -> bool:
+        if self._wait_semaphore.acquire(False):
+            self._wait_semaphore.release()
+            return True
+        return False
 
     def notify_all(self) -> None:
         """Wake up every process or thread waiting on this condition."""
         self.notify(n=SEM_VALUE_MAX)
 
     notifyAll = notify_all
+
+
+class _SlotCount:
+    """How many slots of a Condition's registry are in one of ``states`` (read-only)."""
+
+    def __init__(self, slots: memoryview, states: tuple[int, ...]) -> None:
+        self._slots = slots
+        self._states = states
+
+    def get_value(self) -> int:
+        slots, states = self._slots, self._states
+        return sum(1 for i in range(slots[0]) if slots[3 + 2 * i] in states)
+
+
+# Slot states in a Condition's registry of sleepers.
+_FREE, _SLEEPING, _WOKEN, _LEFT = 0, 1, 2, 3
+_MAX_SLEEPERS = 4095
+_REGISTRY_BYTES = 8 * (1 + _MAX_SLEEPERS)  # memory pages are only used once touched
+# How often a notifier that waits for its sleepers checks that they are alive.
+_DEAD_SLEEPER_POLL = 0.05
 
 
 #
@@ -431,9 +563,8 @@ class Event:
     """An event flag shared between processes (``threading.Event``'s API).
 
     The flag is a semaphore of value 0 or 1, changed under a Condition whose
-    waiters ``set()`` wakes.  As in the standard library, ``set()`` blocks if a
-    process was killed while it waited and no other waiter is left (see
-    :class:`Condition`).
+    waiters ``set()`` wakes.  A process killed while it waits does not hold up
+    ``set()`` or ``clear()`` (see :class:`Condition`).
     """
 
     def __init__(self, *, ctx: Any = None) -> None:
@@ -501,13 +632,25 @@ class _SharedBlock:
     start-up data (the launcher passes it), and pickling it at any other time
     raises RuntimeError.
 
+    ``fork_only=True`` maps anonymous shared memory instead, with no
+    descriptor: forked children inherit it, and pickling it raises
+    RuntimeError (for objects of a fork context, which go nowhere else).
+
     ``buf`` is the mapping (zero-filled at creation).  Used for the counters of
-    :class:`Barrier` and the lock owners of ``queues.Queue``; the package's
+    :class:`Barrier`, the registry of a :class:`Condition`'s sleepers and the
+    lock owners of ``queues.Queue``; the package's
     shared heap (``heap.BufferWrapper``), once built, can take this over.
     """
 
-    def __init__(self, size: int) -> None:
-        self._setup(_anonymous_memory_fd(size), size)
+    def __init__(self, size: int, *, fork_only: bool = False) -> None:
+        if fork_only:
+            # Only forked children will see it: a mapping without a descriptor
+            # (no file descriptor held per block).
+            self._fd = -1
+            self._size = size
+            self.buf = mmap.mmap(-1, size, flags=mmap.MAP_SHARED)
+        else:
+            self._setup(_anonymous_memory_fd(size), size)
 
     def _setup(self, fd: int, size: int) -> None:
         self._fd = fd
@@ -517,6 +660,8 @@ class _SharedBlock:
 
     def __reduce__(self) -> Any:
         assert_spawning(self)
+        if self._fd < 0:
+            raise RuntimeError(_FORK_CONTEXT_ERROR)
         return _rebuild_shared_block, (reduction.DupFd(self._fd), self._size)
 
 
