@@ -234,6 +234,10 @@ class _DillGuard:
     pool's task thread) read each other's output: functions lose globals
     (NameError when called) and ``sys.stdout`` can stay swapped.  The lock is
     held across fork(), so that a child never starts inside that window.
+
+    dill itself is imported under this lock (:func:`_import_dill`): a thread
+    importing it holds the module's import lock, and a child forked at that
+    instant would wait forever for it on its first ``import dill``.
     """
 
     __slots__ = ("_lock",)
@@ -264,6 +268,13 @@ if hasattr(os, "register_at_fork"):
         after_in_parent=_DILL_GUARD._after_fork_in_parent,
         after_in_child=_DILL_GUARD._after_fork_in_child,
     )
+
+
+def _import_dill() -> types.ModuleType:
+    """Return the dill module, imported while fork() must wait (see _DillGuard)."""
+    with _DILL_GUARD:
+        import dill
+    return dill
 
 
 def _new_pickler(
@@ -481,8 +492,7 @@ def _dill_pickler(file: IO[bytes], protocol: int, refs: list[Any], recurse: bool
     a function's globals and the rest of the payload share them, and cost C
     speed.  They hold no references to other objects, so this cannot loop.
     """
-    import dill
-
+    dill = _import_dill()
     pickler = dill.Pickler(file, protocol, recurse=recurse)
     # Set on a stock dill.Pickler rather than in a subclass: dill changes its
     # behaviour for picklers whose class is not defined in a dill module.
@@ -574,8 +584,7 @@ class _DillLoader:
     __slots__ = ("_file", "_refs", "_unpickler")
 
     def __init__(self) -> None:
-        import dill
-
+        dill = _import_dill()
         self._file = io.BytesIO()
         self._refs: list[Any] = []
         # The C unpickler reads exactly up to each STOP (BytesIO has no peek),
@@ -605,9 +614,7 @@ def _load_dill(
         refs: The objects that ``data`` refers to by persistent id.
     """
     if session is None:
-        import dill
-
-        unpickler = dill.Unpickler(io.BytesIO(data))
+        unpickler = _import_dill().Unpickler(io.BytesIO(data))
         if refs:
             unpickler.persistent_load = refs.__getitem__
         return unpickler.load()
