@@ -52,6 +52,7 @@ The module also carries the standard library's POSIX handle passing
 
 from __future__ import annotations
 
+import array
 import copyreg
 import functools
 import importlib
@@ -235,9 +236,11 @@ class _DillGuard:
     (NameError when called) and ``sys.stdout`` can stay swapped.  The lock is
     held across fork(), so that a child never starts inside that window.
 
-    dill itself is imported under this lock (:func:`_import_dill`): a thread
-    importing it holds the module's import lock, and a child forked at that
-    instant would wait forever for it on its first ``import dill``.
+    dill itself (:func:`_import_dill`), and the other modules imported here
+    lazily by whatever thread pickles (cloudpickle, resource_sharer), are
+    imported under this lock too: a thread importing a module holds that
+    module's import lock, and a child forked at that instant would wait
+    forever for it on its own first import.
     """
 
     __slots__ = ("_lock",)
@@ -995,7 +998,8 @@ class _CloudpickleSerializer(Serializer):
 
 def _make_cloudpickle_pickler() -> type:
     try:
-        import cloudpickle
+        with _DILL_GUARD:  # imported while fork() waits (see _DillGuard)
+            import cloudpickle
     except ImportError as error:
         raise ImportError(
             "the 'cloudpickle' serializer needs the cloudpickle package: "
@@ -1273,8 +1277,6 @@ def sendfds(sock: socket.socket, fds: list[int]) -> None:
     if hasattr(socket, "send_fds"):
         socket.send_fds(sock, [msg], fds)
     else:  # pragma: no cover - Python < 3.9
-        import array
-
         sock.sendmsg([msg], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
     if ACKNOWLEDGE and sock.recv(1) != b"A":
         raise RuntimeError("the receiver did not acknowledge the file descriptors")
@@ -1287,8 +1289,6 @@ def recvfds(sock: socket.socket, size: int) -> list[int]:
         EOFError: The peer closed the socket.
         RuntimeError: The message carried no descriptors, or not as many as sent.
     """
-    import array
-
     itemsize = array.array("i").itemsize
     msg, ancdata, flags, _addr = sock.recvmsg(1, socket.CMSG_SPACE(size * itemsize))
     if not msg and not ancdata:
@@ -1355,8 +1355,10 @@ def DupFd(fd: int) -> Any:
     if popen is not None:
         return popen.DupFd(popen.duplicate_for_child(fd))
     if HAVE_SEND_HANDLE:
-        from . import resource_sharer
-
+        # Imported while fork() waits (see _DillGuard): a queue's feeder
+        # thread may be the one pickling a socket or Connection.
+        with _DILL_GUARD:
+            from . import resource_sharer
         return resource_sharer.DupFd(fd)
     raise ValueError("cannot pass file descriptors: SCM_RIGHTS is not available here")
 
