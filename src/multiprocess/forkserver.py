@@ -79,7 +79,10 @@ _HANDSHAKE_TIMEOUT = 20.0
 # How long a server that refused a connection may take to finish dying.
 _DYING_SERVER_TIMEOUT = 5.0
 # Preparation data the server applies before preloading (see spawn.prepare).
-_SERVER_PREP_KEYS = ("sys_path", "init_main_from_path", "init_main_from_name")
+# sys_argv: a main module that parses its arguments at import (argparse) sees
+# the program's, as in the parent and in spawned children.
+_SERVER_PREP_KEYS = ("sys_path", "sys_argv", "init_main_from_path", "init_main_from_name")
+_MAIN_PREP_KEYS = ("init_main_from_path", "init_main_from_name")
 
 
 class ForkServer:
@@ -99,6 +102,10 @@ class ForkServer:
         self._forkserver_authkey: bytes | None = None
         self._inherited_fds: list[int] | None = None
         self._preload_modules: list[str] = ["__main__"]
+        # Set when a server that preloaded the main module exited by itself
+        # (os._exit at import, say): the servers started after it do not
+        # preload it, each child imports it (as under spawn).
+        self._skip_main_preload = False
         self._proc: subprocess.Popen | None = None
         self._lock = threading.Lock()
         util.helper_processes.add(self)
@@ -118,6 +125,7 @@ class ForkServer:
         if not all(type(mod) is str for mod in modules_names):
             raise TypeError("module_names must be a list of strings")
         self._preload_modules = list(modules_names)
+        self._skip_main_preload = False
 
     def get_inherited_fds(self) -> list[int] | None:
         """Return the fds passed to this process by its parent, or None.
@@ -235,9 +243,23 @@ class ForkServer:
         if proc is not None:
             proc.wait()  # reap it (it is dead)
             _unlink_socket(self._forkserver_address)
+            self._note_dead_server(proc.returncode)
         self._forkserver_address = None
         self._forkserver_authkey = None
         self._forkserver_pid = None
+
+    def _note_dead_server(self, returncode: int) -> None:
+        # A server exits by itself only when its preloading made it (it ignores
+        # SIGINT, and sys.exit() there is caught): not preloading the main
+        # module any more lets the next one live.  Killed servers change nothing.
+        if returncode >= 0 and "__main__" in self._preload_modules and not self._skip_main_preload:
+            self._skip_main_preload = True
+            warnings.warn(
+                f"forkserver: the fork server exited by itself (code {returncode}), "
+                f"probably while it imported the main module (os._exit() at import?); "
+                f"starting another that does not preload it: each child imports it",
+                stacklevel=2,
+            )
 
     def _launch(self) -> None:
         exe = spawn.get_executable()
@@ -246,7 +268,11 @@ class ForkServer:
                 "cannot start the fork server: sys.executable is empty; "
                 "call multiprocess.set_executable()"
             )
-        preload = list(self._preload_modules)
+        preload = [
+            name
+            for name in self._preload_modules
+            if not (name == "__main__" and self._skip_main_preload)
+        ]
         prep: dict[str, Any] = {}
         if preload:
             data = spawn.get_preparation_data("ignore")
@@ -431,13 +457,22 @@ def main(
 
 
 def _preload(preload: Sequence[str], prep: dict[str, Any]) -> None:
+    """Import the modules the children should inherit; never let one stop the server.
+
+    Whatever a module does at import (raise, ``sys.exit()`` as argparse does on
+    bad arguments) is reported as a warning and the server goes on: its
+    children import what failed again, and report the error where it belongs,
+    in the child.  (``os._exit()`` cannot be caught: see ``ForkServer``.)
+    """
     if "sys_path" in prep:
         sys.path = prep["sys_path"]
+    if "sys_argv" in prep:
+        sys.argv = prep["sys_argv"]
     current = process.current_process()
     for modname in preload:
         try:
             if modname == "__main__":
-                main_data = {key: prep[key] for key in prep if key != "sys_path"}
+                main_data = {key: prep[key] for key in _MAIN_PREP_KEYS if key in prep}
                 if not main_data:
                     continue
                 current._inheriting = True  # type: ignore[attr-defined]
@@ -449,10 +484,26 @@ def _preload(preload: Sequence[str], prep: dict[str, Any]) -> None:
                 __import__(modname)
         except ImportError:
             pass
-        except Exception as e:  # noqa: BLE001
-            # Children import it again in spawn.prepare and report the error
-            # where it belongs: in the child, to the user.
-            warnings.warn(f"forkserver: failed to preload {modname!r}: {e!r}")
+        except RuntimeError as e:
+            if e.args != (spawn.NOT_BOOTSTRAPPED_MESSAGE,):
+                _warn_preload_failed(modname, e)
+            # Otherwise an unguarded main module: each child says so itself.
+        except (Exception, SystemExit, KeyboardInterrupt) as e:  # noqa: BLE001
+            _warn_preload_failed(modname, e)
+        finally:
+            util._flush_std_streams()
+
+
+def _warn_preload_failed(modname: str, error: BaseException) -> None:
+    if isinstance(error, SystemExit):
+        what = f"called sys.exit({error.code!r})"
+    else:
+        what = f"raised {error!r}"
+    warnings.warn(
+        f"forkserver: importing {modname!r} in the fork server {what}; the server "
+        f"goes on without it, and each child imports it again",
+        stacklevel=2,
+    )
 
 
 def _sigchld_handler(signum: int, frame: Any) -> None:

@@ -79,7 +79,7 @@ if TYPE_CHECKING:  # annotations only: typing_extensions is not a dependency
     from typing_extensions import Self
 
 
-from . import connection, reduction, util
+from . import connection, reduction, spawn, util
 from . import context as _context
 from ._errors import ProcessError, TimeoutError
 from ._posix import writev_all
@@ -1635,7 +1635,11 @@ class _Coordinator:
         ):
             self._startup_deaths += 1
             self._last_pid, self._last_exitcode = w.pid, exitcode
-            if self._startup_deaths >= _MAX_STARTUP_DEATHS:
+            # A worker that re-ran an unguarded main module: so will all others.
+            if (
+                self._startup_deaths >= _MAX_STARTUP_DEATHS
+                or exitcode == spawn.NOT_BOOTSTRAPPED_EXITCODE
+            ):
                 self._break_startup(w.started)
 
     def _was_read(self, w: _Worker) -> bool:
@@ -1765,6 +1769,16 @@ class _Coordinator:
         self._break(error)
 
     def _break_startup(self, reached_worker_code: bool) -> None:
+        if self._last_exitcode == spawn.NOT_BOOTSTRAPPED_EXITCODE and not reached_worker_code:
+            self._break(
+                BrokenPoolError(
+                    f"the pool's worker process {self._last_pid} stopped while it "
+                    f"imported the main module, which starts processes outside the "
+                    f'`if __name__ == "__main__":` guard; each worker raised '
+                    f"RuntimeError:{spawn.NOT_BOOTSTRAPPED_MESSAGE}"
+                )
+            )
+            return
         code, hint = _describe_exitcode(self._last_exitcode)
         if reached_worker_code:
             cause = (

@@ -52,6 +52,7 @@ The module also carries the standard library's POSIX handle passing
 
 from __future__ import annotations
 
+import array
 import copyreg
 import functools
 import importlib
@@ -234,6 +235,12 @@ class _DillGuard:
     pool's task thread) read each other's output: functions lose globals
     (NameError when called) and ``sys.stdout`` can stay swapped.  The lock is
     held across fork(), so that a child never starts inside that window.
+
+    dill itself (:func:`_import_dill`), and the other modules imported here
+    lazily by whatever thread pickles (cloudpickle, resource_sharer), are
+    imported under this lock too: a thread importing a module holds that
+    module's import lock, and a child forked at that instant would wait
+    forever for it on its own first import.
     """
 
     __slots__ = ("_lock",)
@@ -264,6 +271,13 @@ if hasattr(os, "register_at_fork"):
         after_in_parent=_DILL_GUARD._after_fork_in_parent,
         after_in_child=_DILL_GUARD._after_fork_in_child,
     )
+
+
+def _import_dill() -> types.ModuleType:
+    """Return the dill module, imported while fork() must wait (see _DillGuard)."""
+    with _DILL_GUARD:
+        import dill
+    return dill
 
 
 def _new_pickler(
@@ -481,8 +495,7 @@ def _dill_pickler(file: IO[bytes], protocol: int, refs: list[Any], recurse: bool
     a function's globals and the rest of the payload share them, and cost C
     speed.  They hold no references to other objects, so this cannot loop.
     """
-    import dill
-
+    dill = _import_dill()
     pickler = dill.Pickler(file, protocol, recurse=recurse)
     # Set on a stock dill.Pickler rather than in a subclass: dill changes its
     # behaviour for picklers whose class is not defined in a dill module.
@@ -574,8 +587,7 @@ class _DillLoader:
     __slots__ = ("_file", "_refs", "_unpickler")
 
     def __init__(self) -> None:
-        import dill
-
+        dill = _import_dill()
         self._file = io.BytesIO()
         self._refs: list[Any] = []
         # The C unpickler reads exactly up to each STOP (BytesIO has no peek),
@@ -605,9 +617,7 @@ def _load_dill(
         refs: The objects that ``data`` refers to by persistent id.
     """
     if session is None:
-        import dill
-
-        unpickler = dill.Unpickler(io.BytesIO(data))
+        unpickler = _import_dill().Unpickler(io.BytesIO(data))
         if refs:
             unpickler.persistent_load = refs.__getitem__
         return unpickler.load()
@@ -988,7 +998,8 @@ class _CloudpickleSerializer(Serializer):
 
 def _make_cloudpickle_pickler() -> type:
     try:
-        import cloudpickle
+        with _DILL_GUARD:  # imported while fork() waits (see _DillGuard)
+            import cloudpickle
     except ImportError as error:
         raise ImportError(
             "the 'cloudpickle' serializer needs the cloudpickle package: "
@@ -1266,8 +1277,6 @@ def sendfds(sock: socket.socket, fds: list[int]) -> None:
     if hasattr(socket, "send_fds"):
         socket.send_fds(sock, [msg], fds)
     else:  # pragma: no cover - Python < 3.9
-        import array
-
         sock.sendmsg([msg], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
     if ACKNOWLEDGE and sock.recv(1) != b"A":
         raise RuntimeError("the receiver did not acknowledge the file descriptors")
@@ -1280,8 +1289,6 @@ def recvfds(sock: socket.socket, size: int) -> list[int]:
         EOFError: The peer closed the socket.
         RuntimeError: The message carried no descriptors, or not as many as sent.
     """
-    import array
-
     itemsize = array.array("i").itemsize
     msg, ancdata, flags, _addr = sock.recvmsg(1, socket.CMSG_SPACE(size * itemsize))
     if not msg and not ancdata:
@@ -1348,8 +1355,10 @@ def DupFd(fd: int) -> Any:
     if popen is not None:
         return popen.DupFd(popen.duplicate_for_child(fd))
     if HAVE_SEND_HANDLE:
-        from . import resource_sharer
-
+        # Imported while fork() waits (see _DillGuard): a queue's feeder
+        # thread may be the one pickling a socket or Connection.
+        with _DILL_GUARD:
+            from . import resource_sharer
         return resource_sharer.DupFd(fd)
     raise ValueError("cannot pass file descriptors: SCM_RIGHTS is not available here")
 

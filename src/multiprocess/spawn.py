@@ -125,15 +125,71 @@ def _main(fd: int, parent_sentinel: int | None) -> int:
             preparation_data = pickle.load(from_parent)
             prepare(preparation_data)
             self = pickle.load(from_parent)
+        except RuntimeError as e:
+            if e.args != (NOT_BOOTSTRAPPED_MESSAGE,):
+                raise
+            # The main module, re-run here, starts processes outside the
+            # ``if __name__ == "__main__":`` guard.  Reported as an uncaught
+            # error would be, with an exit code that tells the parent why.
+            sys.excepthook(type(e), e, e.__traceback__)
+            return NOT_BOOTSTRAPPED_EXITCODE
         finally:
             del current._inheriting
     return self._bootstrap(parent_sentinel)
 
 
+# The standard library's words (3.11 added the last paragraph), so that what
+# users search for finds the answer.
+NOT_BOOTSTRAPPED_MESSAGE = """
+        An attempt has been made to start a new process before the
+        current process has finished its bootstrapping phase.
+
+        This probably means that you are not using fork to start your
+        child processes and you have forgotten to use the proper idiom
+        in the main module:
+
+            if __name__ == '__main__':
+                freeze_support()
+                ...
+
+        The "freeze_support()" line can be omitted if the program
+        is not going to be frozen to produce an executable."""
+if sys.version_info >= (3, 11):
+    NOT_BOOTSTRAPPED_MESSAGE += """
+
+        To fix this issue, refer to the "Safe importing of main module"
+        section in https://docs.python.org/3/library/multiprocessing.html
+        """
+
+#: The exit code of a spawn or forkserver child that stopped because its
+#: import of the parent's main module tried to start a process (EX_CONFIG of
+#: sysexits.h: the program is set up wrong).  A Pool reads it to say why its
+#: workers die.
+NOT_BOOTSTRAPPED_EXITCODE = 78
+
+
+def _check_not_importing_main() -> None:
+    """Refuse to start a process while this child imports its parent's main module.
+
+    A spawn or forkserver child runs the main module again to find the
+    parent's functions; a script that starts processes outside the
+    ``if __name__ == "__main__":`` guard would start them again in every
+    child (and their results, prints and side effects with them).
+    """
+    if getattr(process.current_process(), "_inheriting", False):
+        raise RuntimeError(NOT_BOOTSTRAPPED_MESSAGE)
+
+
 def get_preparation_data(name: str) -> dict[str, Any]:
-    """Return what a spawned child needs to set itself up like its parent."""
+    """Return what a spawned child needs to set itself up like its parent.
+
+    Raises:
+        RuntimeError: This process is a child still importing its parent's
+            main module (see ``_check_not_importing_main``).
+    """
     from . import context
 
+    _check_not_importing_main()
     current = process.current_process()
     d: dict[str, Any] = {
         "log_to_stderr": util._log_to_stderr,
