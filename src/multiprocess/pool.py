@@ -57,6 +57,7 @@ they have in the standard library; real clients and its test suite use them.
 
 from __future__ import annotations
 
+import _thread
 import collections
 import itertools
 import os
@@ -1232,14 +1233,18 @@ class _Coordinator:
             self._cond.notify_all()
         self.wake()
 
-    def terminate(self) -> None:
+    def terminate(self, wait: bool = True) -> None:
         """Stop now: kill the workers and fail every pending task.
 
         Returns once that is done, unless called from one of the pool's own
         threads (a callback), where the coordinator finishes it after the
-        callback returns.
+        callback returns.  ``wait=False`` (the pool was garbage-collected)
+        only asks the coordinator thread to do it: see ``_stop_soon``.
         """
         util.debug("terminating pool")
+        if not wait:
+            self._stop_soon()
+            return
         with self._cond:
             self._accepting = False
             self._terminating = True
@@ -1256,6 +1261,29 @@ class _Coordinator:
             if self._feeder is not None and self._feeder.is_alive():
                 # It may be inside the caller's own iterable; don't wait long.
                 self._feeder.join(_TERMINATE_GRACE)
+
+    def _stop_soon(self) -> None:
+        """Ask the coordinator thread to terminate the pool, from any thread, at any point.
+
+        The garbage collector runs a collected pool's finalizer on whatever
+        thread dropped the last reference or allocated at the wrong moment:
+        maybe the coordinator thread itself, in the middle of setting a
+        result, or a thread that holds a result's lock or ``_cond``.  So this
+        takes no lock that may be held (the wake-up lock only if free: whoever
+        holds it is writing a wake-up) and waits for nothing; the coordinator
+        sees the flag at the top of its loop and does the rest.
+        """
+        self._accepting = False
+        self._terminating = True
+        self._wake_pending = True
+        if self._wake_lock.acquire(False):
+            try:
+                if self._wake_w >= 0:
+                    os.write(self._wake_w, b"\0")
+            except OSError:
+                pass  # full: it wakes up anyway
+            finally:
+                self._wake_lock.release()
 
     def join(self) -> None:
         current = threading.current_thread()
@@ -1891,8 +1919,20 @@ class _ThreadCoordinator:
             self._closing = True
             self._cond.notify_all()
 
-    def terminate(self) -> None:
-        """Fail pending tasks and stop the threads after their current task (no waiting)."""
+    def terminate(self, wait: bool = True) -> None:
+        """Fail pending tasks and stop the threads after their current task (no waiting).
+
+        ``wait=False`` (the pool was garbage-collected, on any thread and maybe
+        inside a result's lock or ``_cond``, see ``_Coordinator._stop_soon``):
+        do it on a new thread, which holds none of them.  ``_thread`` starts it
+        without taking any of ``threading``'s locks.
+        """
+        if not wait:
+            try:
+                _thread.start_new_thread(self.terminate, ())
+            except RuntimeError:
+                pass  # the interpreter is shutting down: the daemon threads go with it
+            return
         with self._cond:
             self._accepting = False
             self._terminating = True
@@ -1961,6 +2001,23 @@ class _ThreadCoordinator:
             result._abandon(self._broken_error())
         for job in jobs:
             job.result._abandon(self._broken_error())
+
+
+class _PoolFinalizer(util.Finalize):
+    """A pool's finalizer (``Pool._terminate``): terminates its coordinator.
+
+    Called by ``terminate()`` or at exit, it waits until the pool has stopped.
+    Called by the garbage collector (the pool is gone; ``wr`` is its dead
+    weak reference), it must not wait or take a lock: that may happen on any
+    thread, e.g. the one setting the last result, which holds that result's
+    lock; the coordinator only gets told to stop (``terminate(wait=False)``).
+    Nothing can be pending then: every pending result refers to its pool.
+    """
+
+    def __call__(self, wr: Any = None, *args: Any, **kwds: Any) -> Any:
+        if wr is not None and self._kwargs is not None:
+            self._kwargs = {"wait": False}
+        return super().__call__(wr, *args, **kwds)
 
 
 #
@@ -2041,7 +2098,7 @@ class Pool:
             self._coordinator.terminate()
             raise
         self._coordinator.start()
-        self._terminate = util.Finalize(self, self._coordinator.terminate, exitpriority=15)
+        self._terminate = _PoolFinalizer(self, self._coordinator.terminate, exitpriority=15)
         self._state = RUN
 
     def _make_coordinator(self) -> Any:
