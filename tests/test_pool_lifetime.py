@@ -38,14 +38,19 @@ SQUARES = [x * x for x in XS]
 def _via_callback(start):
     """Start an async call with ``callback=`` and return what the callback got."""
     got: queue.SimpleQueue = queue.SimpleQueue()
-    start(got.put)
-    return got.get(timeout=WAIT)
+    result = start(got.put)
+    value = got.get(timeout=WAIT)
+    # The callback runs before the result lets go of its pool: wait for that.
+    result.wait(WAIT)
+    return value
 
 
 def _via_error_callback(make):
     got: queue.SimpleQueue = queue.SimpleQueue()
-    make().apply_async(h.raise_value_error, (7,), error_callback=got.put)
-    return str(got.get(timeout=WAIT))
+    result = make().apply_async(h.raise_value_error, (7,), error_callback=got.put)
+    value = str(got.get(timeout=WAIT))
+    result.wait(WAIT)
+    return value
 
 
 # name -> (the call, made on ``make()``, a new pool nobody else refers to; what it returns)
@@ -183,10 +188,10 @@ def test_collected_from_a_callback_on_the_result_thread(ctx):
     collected: queue.SimpleQueue = queue.SimpleQueue()
     for _ in range(3):
         assert list(_Cycle(make()).pool.imap(h.square, XS)) == SQUARES
-        other = make()
-        other.map_async(h.square, XS, callback=lambda _r: collected.put(gc.collect()))
-        other = None
+        result = make().map_async(h.square, XS, callback=lambda _r: collected.put(gc.collect()))
         assert isinstance(collected.get(timeout=WAIT), int)
+        result.wait(WAIT)
+        result = None
     make.check_all_gone()
 
 

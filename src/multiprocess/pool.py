@@ -621,9 +621,12 @@ class ApplyResult:
                 callback(self._value)
             except Exception:  # noqa: BLE001 - see _report_callback_error
                 _report_callback_error(callback)
-        self._event.set()
         self._forget()
+        # Before waking the caller: once it has the result, the result no
+        # longer keeps the pool alive (a collected pool's finalizer only
+        # asks it to stop, so this may run it here, see _PoolFinalizer).
         self._pool = None
+        self._event.set()
 
     def _forget(self) -> None:
         self._cache.forget(self._job)
