@@ -17,7 +17,12 @@ worker processes and knows which worker holds which task::
        pid and exit code or signal), hand its other tasks to other workers, start a replacement
 
 The coordinator waits with one persistent ``select.poll`` object (what
-``connection.wait`` does, without rebuilding it on every message).
+``connection.wait`` does, without rebuilding it on every message).  It never
+blocks on one worker: its ends of the pipes are non-blocking, a task frame
+that the pipe does not take at once is written as the worker reads it (POLLOUT
+in the same poll), and a long result is read as it arrives.  So a worker
+killed half-way through reading a large argument or writing a large result is
+seen by its sentinel like any other death.
 
 Faults never hang the caller.  A worker that dies fails exactly the task it was
 running; results that cannot be pickled in the worker (:class:`MaybeEncodingError`)
@@ -44,8 +49,8 @@ and since it keeps the worker's end of the task pipe, it can tell whether the
 dead worker had read that task at all (if not, another worker gets it).
 
 A worker is sent a second task before finishing the first only when its recent
-tasks were short and the frames fit in the pipe's buffer, so writes to a busy
-worker never block and long tasks are never queued behind each other.
+tasks were short and the frames fit in the pipe's buffer, so that long tasks
+are never queued behind each other.
 
 ``ThreadPool`` has the same API on threads (:class:`_ThreadCoordinator`): the
 worker threads draw tasks themselves and nothing is pickled.
@@ -57,6 +62,7 @@ they have in the standard library; real clients and its test suite use them.
 
 from __future__ import annotations
 
+import _thread
 import collections
 import itertools
 import operator
@@ -82,7 +88,7 @@ if TYPE_CHECKING:  # annotations only: typing_extensions is not a dependency
 from . import connection, reduction, spawn, util
 from . import context as _context
 from ._errors import ProcessError, TimeoutError
-from ._posix import writev_all
+from ._posix import advance, first_bytes
 
 __all__ = ["Pool", "ThreadPool"]
 
@@ -118,7 +124,7 @@ _MSG_READY = b"R"
 _FUNCTION_CACHE_SIZE = 16
 # Bytes of task frames that may wait unread in a busy worker's pipe.  Below
 # every platform's pipe capacity (16 KiB on macOS, 64 KiB on Linux), so that
-# writing to a busy worker never blocks the coordinator.
+# tasks sent to a busy worker go into its pipe at once.
 _PIPELINE_BUDGET = 8192
 # Consecutive workers dying before they are ready that make the pool give up.
 _MAX_STARTUP_DEATHS = 3
@@ -438,21 +444,26 @@ class _FrameReader:
         if end > n:
             if size <= _READ_SIZE:
                 return None
-            # A long frame: read the rest into a buffer of its size (the peer
-            # is writing it now).
+            # A long frame: read the rest into a buffer of its size.
             frame = bytearray(size)
             have = n - start
             frame[:have] = buf[start:]
             self.buf = b""
-            with memoryview(frame) as view:
-                while have < size:
-                    got = os.readv(self.fd, [view[have : have + (1 << 30)]])
-                    if not got:
-                        raise EOFError("end of file in the middle of a message")
-                    have += got
-            return frame
+            return self._read_long(frame, have)
         self.buf = buf[end:]
         return buf[start:end]
+
+    def _read_long(self, frame: bytearray, have: int) -> Any:
+        """Fill ``frame`` (its first ``have`` bytes are there) and return it."""
+        # The peer is writing it now: block until it is complete.
+        size = len(frame)
+        with memoryview(frame) as view:
+            while have < size:
+                got = os.readv(self.fd, [view[have : have + (1 << 30)]])
+                if not got:
+                    raise EOFError("end of file in the middle of a message")
+                have += got
+        return frame
 
     def fill(self) -> bool:
         """Read what is there (blocking until something is); False at end of file."""
@@ -473,6 +484,66 @@ class _FrameReader:
 
 
 _READ_SIZE = 65536
+
+
+class _NonBlockingFrameReader(_FrameReader):
+    """A ``_FrameReader`` for a non-blocking pipe, read when it is readable: never waits.
+
+    The coordinator reads each worker's results with one: a long frame is
+    filled across calls, so that a worker that dies half-way through writing
+    one (while another process may hold a copy of the pipe's write end, so
+    that no end of file comes) leaves a partial frame, not a blocked thread.
+    """
+
+    __slots__ = ("frame", "have")
+
+    def __init__(self, fd: int) -> None:
+        super().__init__(fd)
+        self.frame: bytearray | None = None  # the long frame being read
+        self.have = 0
+
+    def pop(self) -> Any:
+        if self.frame is None:
+            return super().pop()
+        if self.have < len(self.frame):
+            return None
+        frame, self.frame = self.frame, None
+        return frame
+
+    def _read_long(self, frame: bytearray, have: int) -> Any:
+        self.frame, self.have = frame, have
+        if not self._fill_long():
+            raise EOFError("end of file in the middle of a message")
+        return self.pop()
+
+    def _fill_long(self) -> bool:
+        frame = self.frame
+        assert frame is not None
+        size = len(frame)
+        with memoryview(frame) as view:
+            try:
+                while self.have < size:
+                    got = os.readv(self.fd, [view[self.have : self.have + (1 << 30)]])
+                    if not got:
+                        return False
+                    self.have += got
+            except BlockingIOError:
+                pass
+        return True
+
+    def fill(self) -> bool:
+        """Read what is there now (perhaps nothing); False at end of file."""
+        if self.frame is not None:
+            return self._fill_long()
+        try:
+            chunk = os.read(self.fd, _READ_SIZE)
+        except BlockingIOError:
+            return True
+        if not chunk:
+            return False
+        self.buf = self.buf + chunk if self.buf else chunk
+        return True
+
 
 #
 # The worker process
@@ -689,9 +760,12 @@ class ApplyResult:
                 callback(self._value)
             except Exception:  # noqa: BLE001 - see _report_callback_error
                 _report_callback_error(callback)
-        self._event.set()
         self._forget()
+        # Before waking the caller: once it has the result, the result no
+        # longer keeps the pool alive (a collected pool's finalizer only
+        # asks it to stop, so this may run it here, see _PoolFinalizer).
         self._pool = None
+        self._event.set()
 
     def _forget(self) -> None:
         self._cache.forget(self._job)
@@ -1170,6 +1244,7 @@ class _Worker:
         "depth",
         "functions",
         "gone",
+        "out",
         "outstanding",
         "pid",
         "process",
@@ -1189,8 +1264,11 @@ class _Worker:
         # The worker's end of it, kept so that after a death we can tell
         # whether the worker had read its task (see _Coordinator._on_exit).
         self.task_r: Any = None
-        self.results = results  # parent's read end of the result pipe
-        self.reader = _FrameReader(results.fileno())
+        self.results = results  # parent's read end of the result pipe (non-blocking)
+        self.reader = _NonBlockingFrameReader(results.fileno())
+        # Bytes of task frames that the task pipe (non-blocking) did not take
+        # yet, oldest first: written when it has room (_Coordinator._write_more).
+        self.out: list[memoryview] = []
         # Tasks sent and not answered, oldest first, with their frame sizes:
         # the first is the one the worker is running.
         self.outstanding: collections.deque[tuple[_Task, int]] = collections.deque()
@@ -1318,14 +1396,18 @@ class _Coordinator:
             self._cond.notify_all()
         self.wake()
 
-    def terminate(self) -> None:
+    def terminate(self, wait: bool = True) -> None:
         """Stop now: kill the workers and fail every pending task.
 
         Returns once that is done, unless called from one of the pool's own
         threads (a callback), where the coordinator finishes it after the
-        callback returns.
+        callback returns.  ``wait=False`` (the pool was garbage-collected)
+        only asks the coordinator thread to do it: see ``_stop_soon``.
         """
         util.debug("terminating pool")
+        if not wait:
+            self._stop_soon()
+            return
         with self._cond:
             self._accepting = False
             self._terminating = True
@@ -1342,6 +1424,29 @@ class _Coordinator:
             if self._feeder is not None and self._feeder.is_alive():
                 # It may be inside the caller's own iterable; don't wait long.
                 self._feeder.join(_TERMINATE_GRACE)
+
+    def _stop_soon(self) -> None:
+        """Ask the coordinator thread to terminate the pool, from any thread, at any point.
+
+        The garbage collector runs a collected pool's finalizer on whatever
+        thread dropped the last reference or allocated at the wrong moment:
+        maybe the coordinator thread itself, in the middle of setting a
+        result, or a thread that holds a result's lock or ``_cond``.  So this
+        takes no lock that may be held (the wake-up lock only if free: whoever
+        holds it is writing a wake-up) and waits for nothing; the coordinator
+        sees the flag at the top of its loop and does the rest.
+        """
+        self._accepting = False
+        self._terminating = True
+        self._wake_pending = True
+        if self._wake_lock.acquire(False):
+            try:
+                if self._wake_w >= 0:
+                    os.write(self._wake_w, b"\0")
+            except OSError:
+                pass  # full: it wakes up anyway
+            finally:
+                self._wake_lock.release()
 
     def join(self) -> None:
         current = threading.current_thread()
@@ -1447,6 +1552,8 @@ class _Coordinator:
                     self._drain_wakeups()
                 exited = []
                 for sentinel, w in list(self._workers.items()):
+                    if w.out and w.tasks.fileno() in ready:
+                        self._write_more(w)
                     if not w.gone and w.results.fileno() in ready:
                         self._receive(w)
                     if sentinel in ready:
@@ -1541,7 +1648,7 @@ class _Coordinator:
     def _flush(self, w: _Worker, batch: list[Any], count: int) -> None:
         """Write the frames of ``w``'s last ``count`` tasks, in one write when small."""
         try:
-            _write_parts(w.tasks.fileno(), batch)
+            self._write(w, batch)
         except OSError:
             # The worker is gone (EPIPE); its sentinel will tell.  The tasks
             # never reached it: give them to other workers, in order.
@@ -1553,6 +1660,35 @@ class _Coordinator:
                 w.assigned -= 1
                 self._sent_bytes -= len(task.body)
                 self._ready.appendleft(task)
+
+    def _write(self, w: _Worker, parts: list[Any]) -> None:
+        """Write ``parts`` to ``w``'s task pipe: what it takes now, the rest later.
+
+        Never blocks: a worker that stops reading (killed in the middle of a
+        large task, while this process holds the pipe's read end, so no EPIPE
+        comes) must not stop the coordinator, which learns of the death from
+        the worker's sentinel.  What the pipe does not take waits in ``w.out``
+        and goes as the pipe drains (POLLOUT, see _write_more).  Raises
+        OSError if nothing could be written (the pipe is broken).
+        """
+        if w.out:
+            w.out.extend(memoryview(p).cast("B") for p in parts if len(p))
+            return
+        w.out = _write_some(w.tasks.fileno(), parts)
+        if w.out:
+            self._poller.register(w.tasks.fileno(), select.POLLOUT)
+
+    def _write_more(self, w: _Worker) -> None:
+        """``w``'s task pipe has room: write more of what waits in ``w.out``."""
+        try:
+            _writev_some(w.tasks.fileno(), w.out)
+        except OSError:
+            # Broken: the worker is gone and its sentinel will tell (its
+            # tasks are accounted for then, see _on_exit and _was_read).
+            w.closed_in = True
+            w.out.clear()
+        if not w.out:
+            self._poller.unregister(w.tasks.fileno())
 
     def _receive(self, w: _Worker) -> None:
         """Read what ``w`` sent (its pipe is readable): control messages and results."""
@@ -1645,11 +1781,14 @@ class _Coordinator:
     def _was_read(self, w: _Worker) -> bool:
         """Whether the dead worker ``w`` had read (so maybe started) its first task.
 
-        If every byte of its outstanding frames is still in its pipe, it had
-        not: then no task is failed, all go to other workers.
+        If every byte of its outstanding frames that was written is still in
+        its pipe, it had not: then no task is failed, all go to other workers.
+        Otherwise it had read at least part of the first one (it may have
+        died reading a large one): that task fails.
         """
         if w.task_r is None:
             return True
+        written = sum(size for _task, size in w.outstanding) - sum(v.nbytes for v in w.out)
         fd = w.task_r.fileno()
         left = 0
         try:
@@ -1661,7 +1800,7 @@ class _Coordinator:
                 left += len(chunk)
         except (BlockingIOError, OSError):
             pass
-        return left < sum(size for _task, size in w.outstanding)
+        return left < written
 
     def _maintain(self) -> None:
         """Replace workers that exited, while there is or may be work."""
@@ -1689,7 +1828,7 @@ class _Coordinator:
                 stop: list[Any] = []
                 _frame_parts(stop, ())
                 try:
-                    _write_parts(w.tasks.fileno(), stop)
+                    self._write(w, stop)
                 except OSError:
                     pass
 
@@ -1728,6 +1867,11 @@ class _Coordinator:
         finally:
             result_w.close()
         w.task_r = task_r
+        # The coordinator never blocks on one worker's pipe (see _write and
+        # _NonBlockingFrameReader).  Our ends only: the worker's are other
+        # open file descriptions, and stay blocking.
+        os.set_blocking(task_w.fileno(), False)
+        os.set_blocking(result_r.fileno(), False)
         w.pid = getattr(process, "pid", None)
         sentinel = getattr(process, "sentinel", None)
         if sentinel is not None:
@@ -1746,8 +1890,11 @@ class _Coordinator:
             self._poller.unregister(sentinel)
             if not w.gone:
                 self._poller.unregister(w.results.fileno())
+            if w.out:
+                self._poller.unregister(w.tasks.fileno())
         else:
             self._workers.pop(-id(w), None)
+        w.out = []
         for conn in (w.tasks, w.results, w.task_r):
             if conn is not None:
                 conn.close()
@@ -1910,14 +2057,31 @@ def _frame_parts(out: list[Any], parts: Iterable[Any]) -> int:
     return len(prefix) + size
 
 
-def _write_parts(fd: int, parts: list[Any]) -> None:
-    """Write all of ``parts`` to the blocking ``fd``."""
+def _write_some(fd: int, parts: list[Any]) -> list[memoryview]:
+    """Write what the non-blocking ``fd`` takes now of ``parts``; return the rest.
+
+    Small messages go in one ``write``; the rest is returned as a list of
+    memoryviews (empty when everything was written).
+    """
     if sum(len(p) for p in parts) <= 65536:
-        data = memoryview(b"".join(parts))
-        while data:
-            data = data[os.write(fd, data) :]
-        return
-    writev_all(fd, [memoryview(p).cast("B") for p in parts])
+        data = b"".join(parts)
+        try:
+            written = os.write(fd, data)
+        except BlockingIOError:
+            written = 0
+        return [memoryview(data)[written:]] if written < len(data) else []
+    return _writev_some(fd, [memoryview(p).cast("B") for p in parts if len(p)])
+
+
+def _writev_some(fd: int, views: list[memoryview]) -> list[memoryview]:
+    """Write to the non-blocking ``fd`` what it takes now of ``views``, dropping
+    what was written from the list (in place); return the list."""
+    try:
+        while views:
+            advance(views, os.writev(fd, first_bytes(views)))
+    except BlockingIOError:
+        pass
+    return views
 
 
 #
@@ -1991,8 +2155,20 @@ class _ThreadCoordinator:
             self._closing = True
             self._cond.notify_all()
 
-    def terminate(self) -> None:
-        """Fail pending tasks and stop the threads after their current task (no waiting)."""
+    def terminate(self, wait: bool = True) -> None:
+        """Fail pending tasks and stop the threads after their current task (no waiting).
+
+        ``wait=False`` (the pool was garbage-collected, on any thread and maybe
+        inside a result's lock or ``_cond``, see ``_Coordinator._stop_soon``):
+        do it on a new thread, which holds none of them.  ``_thread`` starts it
+        without taking any of ``threading``'s locks.
+        """
+        if not wait:
+            try:
+                _thread.start_new_thread(self.terminate, ())
+            except RuntimeError:
+                pass  # the interpreter is shutting down: the daemon threads go with it
+            return
         with self._cond:
             self._accepting = False
             self._terminating = True
@@ -2061,6 +2237,23 @@ class _ThreadCoordinator:
             result._abandon(self._broken_error())
         for job in jobs:
             job.result._abandon(self._broken_error())
+
+
+class _PoolFinalizer(util.Finalize):
+    """A pool's finalizer (``Pool._terminate``): terminates its coordinator.
+
+    Called by ``terminate()`` or at exit, it waits until the pool has stopped.
+    Called by the garbage collector (the pool is gone; ``wr`` is its dead
+    weak reference), it must not wait or take a lock: that may happen on any
+    thread, e.g. the one setting the last result, which holds that result's
+    lock; the coordinator only gets told to stop (``terminate(wait=False)``).
+    Nothing can be pending then: every pending result refers to its pool.
+    """
+
+    def __call__(self, wr: Any = None, *args: Any, **kwds: Any) -> Any:
+        if wr is not None and self._kwargs is not None:
+            self._kwargs = {"wait": False}
+        return super().__call__(wr, *args, **kwds)
 
 
 #
@@ -2145,7 +2338,7 @@ class Pool:
             self._coordinator.terminate()
             raise
         self._coordinator.start()
-        self._terminate = util.Finalize(self, self._coordinator.terminate, exitpriority=15)
+        self._terminate = _PoolFinalizer(self, self._coordinator.terminate, exitpriority=15)
         self._state = RUN
 
     def _make_coordinator(self) -> Any:
