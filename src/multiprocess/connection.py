@@ -113,6 +113,13 @@ class _TruncatedMessageError(EOFError, OSError):
     """
 
 
+def _end_of_file(got: int, in_message: bool) -> Exception:
+    """The error for end of file after ``got`` bytes: EOFError between messages, else truncation."""
+    if got == 0 and not in_message:
+        return EOFError()
+    return _TruncatedMessageError("got end of file during message")
+
+
 # -- addresses -----------------------------------------------------------
 
 
@@ -478,18 +485,14 @@ class Connection(_ConnectionBase):
             if len(chunk) == size:
                 return chunk
             if not chunk:
-                if not in_message:
-                    raise EOFError
-                raise _TruncatedMessageError("got end of file during message")
+                raise _end_of_file(0, in_message)
             parts, got = [chunk], len(chunk)
         else:
             parts, got = [], 0
         while got < size:
             chunk = os.read(fd, min(size - got, _READ_CHUNK))  # type: ignore[arg-type]
             if not chunk:
-                if got == 0 and not in_message:
-                    raise EOFError
-                raise _TruncatedMessageError("got end of file during message")
+                raise _end_of_file(got, in_message)
             parts.append(chunk)
             got += len(chunk)
         return b"".join(parts)  # no copy for a single part
@@ -871,9 +874,7 @@ def _read_by(connection: Any, size: int, deadline: _Deadline, in_message: bool =
             raise deadline.expired()
         chunk = os.read(fd, size - got)
         if not chunk:
-            if got == 0 and not in_message:
-                raise EOFError
-            raise _TruncatedMessageError("got end of file during message")
+            raise _end_of_file(got, in_message)
         parts.append(chunk)
         got += len(chunk)
     return b"".join(parts)
