@@ -182,3 +182,9 @@ def block_and_report_interrupt(conn):
 def put_at_exit(q):
     """Register an atexit handler that puts on ``q``: it must reach the parent."""
     atexit.register(q.put, "sent at exit")
+
+
+def send_ok_on_each(conns):
+    """Send "ok" on every connection: each must still be open in this child."""
+    for conn in conns:
+        conn.send("ok")

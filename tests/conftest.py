@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 import pytest
@@ -16,6 +17,12 @@ if _HERE not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
     )
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
+
+# A shell starts a background job (``cmd &``) with SIGINT ignored, and children
+# inherit that: tests of ^C and of Process.interrupt() would then wait forever.
+# Run them as from a terminal, whatever started pytest.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 START_METHODS = ["fork", "spawn", "forkserver"]
 

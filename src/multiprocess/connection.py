@@ -196,8 +196,7 @@ class _ConnectionBase:
         self._serializer = serializer
 
     def __del__(self) -> None:
-        if self._handle is not None:
-            self._close()
+        self.close()
 
     def __repr__(self) -> str:
         if self._handle is None:
@@ -259,11 +258,13 @@ class _ConnectionBase:
 
     def close(self) -> None:
         """Close the connection (again is a no-op)."""
-        if self._handle is not None:
-            try:
-                self._close()
-            finally:
-                self._handle = None
+        # Forget the handle before closing it: another thread may fork at any
+        # moment, and a child that sees a handle here closes it (on collection,
+        # or in an after-fork handler).  Once closed, the number may already
+        # belong to a new pipe of that child (its process sentinel, say).
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            self._close(handle)
 
     # -- sending --
 
@@ -406,7 +407,7 @@ class _ConnectionBase:
 
     # -- transport hooks --
 
-    def _close(self) -> None:
+    def _close(self, handle: int) -> None:
         raise NotImplementedError
 
     def _send_frame(self, payload: memoryview) -> None:
@@ -439,10 +440,10 @@ class Connection(_ConnectionBase):
             reads any of them.
     """
 
-    def _close(self, _close: Callable[[int], None] = os.close) -> None:
+    def _close(self, handle: int, _close: Callable[[int], None] = os.close) -> None:
         # os.close is bound at definition time: __del__ may run while the
         # interpreter is shutting down.
-        _close(self._handle)  # type: ignore[arg-type]
+        _close(handle)
 
     def __reduce__(self) -> Any:
         # Pickling goes through the reducer registered with reduction; this

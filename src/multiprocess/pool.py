@@ -2024,10 +2024,13 @@ class _Coordinator:
 
     def _close_fds(self) -> None:
         with self._wake_lock:
-            for fd in (self._wake_r, self._wake_w):
+            # Forgotten before closed, as in Connection.close: a fork on
+            # another thread must not leave a child that closes a reused number.
+            fds = (self._wake_r, self._wake_w)
+            self._wake_r = self._wake_w = -1
+            for fd in fds:
                 if fd >= 0:
                     os.close(fd)
-            self._wake_r = self._wake_w = -1
 
     def _close_in_child(self) -> None:
         # In a forked child: close our ends of every pipe (util.register_after_fork).
