@@ -146,3 +146,13 @@ class CountingCallable:
 def sleep_then_return(x, seconds):
     time.sleep(seconds)
     return x
+
+
+def close_fds_then_hang(_x=None):
+    """Close every descriptor but stdio (pipes and sentinel included), then hang.
+
+    The worker can no longer be reached or watched through its pipes: the
+    pool must notice, end it and fail this task.
+    """
+    os.closerange(3, 1 << 16)
+    signal.pause()

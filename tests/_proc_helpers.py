@@ -188,3 +188,19 @@ def send_ok_on_each(conns):
     """Send "ok" on every connection: each must still be open in this child."""
     for conn in conns:
         conn.send("ok")
+
+
+def close_fds_then_block(conn):
+    """Close every descriptor but stdio and ``conn`` (the sentinel's end too), then block.
+
+    The parent then sees the sentinel ready (fork, spawn) while this process
+    still runs, until ``conn`` is closed.
+    """
+    keep = conn.fileno()
+    os.closerange(3, keep)
+    os.closerange(keep + 1, 1 << 16)
+    conn.send("closed")
+    try:
+        conn.recv()
+    except EOFError:
+        pass

@@ -39,3 +39,26 @@ def ctx(request):
 def start_method(ctx):
     """The name of the start method ``ctx`` uses."""
     return ctx.get_start_method()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Children that a failed test left running must not keep pytest from exiting.
+
+    At exit the interpreter joins every non-daemonic child, as the standard
+    library does: one still blocked on a pipe would hold the whole run (and CI)
+    until its time limit.  Kill them here, and say so.
+    """
+    import multiprocess
+
+    left = multiprocess.active_children()
+    if not left:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.ensure_newline()
+        names = ", ".join(f"{p.name} (pid {p.pid})" for p in left)
+        reporter.write_line(f"conftest: killing children left running by the tests: {names}")
+    for p in left:
+        p.kill()
+    for p in left:
+        p.join(30)

@@ -214,3 +214,16 @@ def test_many_crashes_do_not_break_the_pool(ctx):
         assert all(isinstance(x, mpool.TerminatedWorkerError) for x in out[:5])
         assert out[5] == 4
         assert p.map(abs, [-1]) == [1]
+
+
+def test_worker_out_of_reach_is_killed_and_its_task_fails(ctx):
+    # A task that closes every descriptor of its worker (its pipes, and under
+    # fork and spawn its sentinel's end) and hangs: the pool cannot hear from
+    # it again.  Under forkserver the sentinel never fires.  The pool must
+    # kill it, fail that task and go on, never wait for it.
+    with ctx.Pool(2) as p:
+        lost = p.apply_async(h.close_fds_then_hang)
+        with pytest.raises(mpool.TerminatedWorkerError, match="could no longer be reached"):
+            lost.get(60)
+        assert p.map(h.square, range(6)) == [0, 1, 4, 9, 16, 25]
+    p.join()

@@ -338,3 +338,19 @@ def test_default_start_method_per_python_and_platform(platform, version, send_ha
     # CPython 3.14 made forkserver the default where fds can be passed (not
     # macOS); macOS has defaulted to spawn since 3.8.
     assert context._default_start_method_for(platform, version, send_handle) == expected
+
+
+def test_join_timeout_holds_when_the_child_closed_its_sentinel(ctx):
+    # Under fork and spawn the child holds the sentinel's write end; one that
+    # closes it runs on with its sentinel "ready".  join(timeout) must still
+    # return after the timeout (it used to block in waitpid until the child
+    # exited), and the child is still seen as running.
+    r, w = ctx.Pipe()
+    p = start(ctx, h.close_fds_then_block, w)
+    w.close()
+    assert r.recv() == "closed"
+    p.join(0.2)
+    assert p.exitcode is None and p.is_alive()
+    r.close()  # the child sees EOF and exits
+    p.join(60)
+    assert p.exitcode == 0

@@ -64,6 +64,7 @@ from __future__ import annotations
 
 import _thread
 import collections
+import contextlib
 import itertools
 import operator
 import os
@@ -130,6 +131,9 @@ _PIPELINE_BUDGET = 8192
 _MAX_STARTUP_DEATHS = 3
 # How long terminate() lets workers handle SIGTERM before it sends SIGKILL.
 _TERMINATE_GRACE = 1.0
+# How long a worker may run on once its result pipe has closed (it normally
+# exits at that very moment) before the pool kills it: see _end_unreachable.
+_UNREACHABLE_GRACE = 5.0
 
 
 def mapstar(args: tuple[Callable[..., Any], Iterable[Any]]) -> list[Any]:
@@ -355,7 +359,16 @@ def _describe_exitcode(exitcode: int | None) -> tuple[str, str]:
     )
 
 
-def _worker_death_error(pid: int | None, exitcode: int | None) -> TerminatedWorkerError:
+def _worker_death_error(
+    pid: int | None, exitcode: int | None, killed_why: str | None = None
+) -> TerminatedWorkerError:
+    if killed_why is not None:
+        message = (
+            f"A worker process managed by the pool could no longer be reached while "
+            f"running this task: {killed_why} (worker pid {pid}). The pool killed it "
+            f"and has started a replacement worker."
+        )
+        return TerminatedWorkerError(message, pid, exitcode)
     code, hint = _describe_exitcode(exitcode)
     message = (
         f"A worker process managed by the pool was unexpectedly terminated while "
@@ -1244,6 +1257,8 @@ class _Worker:
         "depth",
         "functions",
         "gone",
+        "gone_at",
+        "killed_why",
         "out",
         "outstanding",
         "pid",
@@ -1281,6 +1296,8 @@ class _Worker:
         self.depth = 1  # how many tasks it may hold (see _Coordinator._room)
         self.closed_in = False  # no more tasks will be sent
         self.gone = False  # its result pipe reached EOF
+        self.gone_at = 0.0  # when (time.monotonic())
+        self.killed_why: str | None = None  # the pool killed it, unreachable: why
 
 
 class _Coordinator:
@@ -1547,7 +1564,7 @@ class _Coordinator:
                 if not self._workers and self._stopping_workers:
                     break
                 # Result pipes, worker sentinels and the wake-up pipe, together.
-                ready = {fd for fd, _event in self._poller.poll()}
+                ready = {fd for fd, _event in self._poller.poll(self._end_unreachable())}
                 if self._wake_r in ready:
                     self._drain_wakeups()
                 exited = []
@@ -1704,9 +1721,38 @@ class _Coordinator:
         except (EOFError, OSError):
             alive = False
         if not alive:
-            # Exited or exiting: its sentinel will fire.
+            # Exited or exiting: its sentinel will fire (else see _end_unreachable).
             w.gone = True
+            w.gone_at = time.monotonic()
             self._poller.unregister(w.results.fileno())
+
+    def _end_unreachable(self) -> int | None:
+        """Kill workers whose result pipe closed long ago; return the poll timeout (ms).
+
+        A worker's result pipe closes when it exits, and its sentinel fires
+        with it.  One that closed the pipe itself (or every descriptor: a bug
+        in the task, or a library that closes "inherited" fds) runs on, out of
+        reach: under forkserver its sentinel never fires.  After a grace, the
+        pool kills it; its task then fails, the others go on.
+        """
+        timeout = None
+        now = time.monotonic()
+        for w in self._workers.values():
+            if not w.gone or w.killed_why is not None:
+                continue
+            left = w.gone_at + _UNREACHABLE_GRACE - now
+            if left > 0:
+                ms = int(left * 1000) + 1
+                timeout = ms if timeout is None else min(timeout, ms)
+                continue
+            w.killed_why = (
+                f"its result pipe closed, yet it was still running "
+                f"{_UNREACHABLE_GRACE:g} s later"
+            )
+            util.debug("pool worker %s closed its result pipe but runs on: killing it", w.pid)
+            with contextlib.suppress(OSError, ValueError):
+                w.process.kill()
+        return timeout
 
     def _on_message(self, w: _Worker, data: bytes) -> None:
         if data == _MSG_STARTED:
@@ -1749,6 +1795,15 @@ class _Coordinator:
             self._receive(w)
         process = w.process
         process.join(_TERMINATE_GRACE)
+        if process.exitcode is None:
+            # Its sentinel closed, yet it runs on (it closed that pipe end
+            # itself?): it can no longer be watched, so it must not stay.
+            util.debug("pool worker %s closed its sentinel but runs on: killing it", w.pid)
+            w.killed_why = (
+                f"its sentinel pipe closed, yet it was still running {_TERMINATE_GRACE:g} s later"
+            )
+            process.kill()
+            process.join(_TERMINATE_GRACE)
         exitcode = process.exitcode
         was_read = bool(w.outstanding) and self._was_read(w)
         self._forget_worker(w)
@@ -1757,7 +1812,9 @@ class _Coordinator:
         if outstanding and w.ready and not self._terminating and was_read:
             task, _size = outstanding.popleft()
             self._functions.release(task.entry)
-            task.job.result._set(task.index, (False, _worker_death_error(w.pid, exitcode)))
+            task.job.result._set(
+                task.index, (False, _worker_death_error(w.pid, exitcode, w.killed_why))
+            )
         # The others never started: they go to other workers, in order.
         for task, _size in reversed(outstanding):
             self._sent_bytes -= len(task.body)

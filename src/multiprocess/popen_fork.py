@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import os
 import signal
+import time
 from typing import Any
 
 from . import util
@@ -49,10 +50,21 @@ class Popen:
     def wait(self, timeout: float | None = None) -> int | None:
         """Wait for the child to exit; return its exit code, or None on timeout."""
         if self.returncode is None:
-            if timeout is not None and not wait_readable([self.sentinel], timeout):
+            if timeout is None:
+                return self.poll(0)
+            deadline = time.monotonic() + timeout
+            if not wait_readable([self.sentinel], timeout):
                 return None
-            # The sentinel is ready: the child has exited, reaping cannot block long.
-            return self.poll(os.WNOHANG if timeout == 0.0 else 0)
+            # The sentinel closes as the child exits, a moment before it can be
+            # reaped; but a child that closed its end itself runs on.  Never
+            # block past the timeout: poll until the child is reaped or time is up.
+            delay = 0.0005
+            while self.poll(os.WNOHANG) is None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                time.sleep(min(delay, remaining))
+                delay = min(2 * delay, 0.05)
         return self.returncode
 
     def _send_signal(self, sig: int) -> None:

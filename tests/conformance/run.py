@@ -38,6 +38,7 @@ import argparse
 import collections
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -212,20 +213,28 @@ def run_suite(
     cmd.append(module)
     log_path = os.path.join(args.logs, log_name)
     with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=workdir,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         try:
-            rc = subprocess.run(
-                cmd,
-                cwd=workdir,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                timeout=args.timeout,
-                start_new_session=True,
-                check=False,
-            ).returncode
+            rc = proc.wait(args.timeout)
         except subprocess.TimeoutExpired:
             rc = 124
+            log.write(f"\nconformance: TIMED OUT after {args.timeout:g} s\n")
+        finally:
+            # The whole session: children the suite left behind (hung ones
+            # included) must not run on and slow down what comes next.
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            proc.wait()
     with open(log_path, errors="replace") as log:
         return log.read(), rc
 
@@ -320,6 +329,11 @@ def main(argv: list[str] | None = None) -> int:
         "(reruns it first; tests listed in differences.txt are allowed)",
     )
     args = parser.parse_args(argv)
+    # A shell starts a background job with SIGINT ignored, and the suites run
+    # here inherit it: their ^C tests would wait forever.  Run them as from a
+    # terminal (the interpreters we start get the default handler back).
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     methods = args.methods or list(METHODS)
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
