@@ -137,6 +137,10 @@ class _ThreadCoordinator:
                         self._jobs.popleft()
                 job = None  # type: ignore[assignment]  # (it holds the call's inputs and results)
                 continue
+            # The call may have more tasks: wake an idle thread to draw the next one
+            # (submit() woke only one, so that a call of one task wakes one thread).
+            with self._cond:
+                self._cond.notify()
             index, payload = drawn
             try:
                 result: tuple[bool, Any] = (True, _run_task(job.func, job.kind, payload))
