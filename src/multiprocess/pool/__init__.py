@@ -36,12 +36,20 @@ had read that task at all (if not, another worker gets it).
 ``ThreadPool`` has the same API on threads (``_ThreadCoordinator``): the
 worker threads draw tasks themselves and nothing is pickled.
 
+In a coroutine, the results of ``apply_async``, ``map_async`` and
+``starmap_async`` are awaitable, and the iterators of ``imap`` and
+``imap_unordered`` work with ``async for``, without blocking the event loop.
+Cancelling the awaiting task cancels the call: the result fails with
+``concurrent.futures.CancelledError``, and its tasks that no worker has been
+given yet never run (see ``ApplyResult.__await__``).
+
 The modules of this package, each one concern, lowest first (each imports
 only those above it in this list)::
 
   _exceptions   the exceptions of tasks and pools, and their messages
   _wire         the frames between the pool and its workers, readers and writers
   _worker       the loop a worker process runs (``worker``, ``mapstar``)
+  _aio          awaiting from asyncio: a loop's future, woken from a pool thread
   _results      ApplyResult/AsyncResult, MapResult, the imap iterators
   _functions    the pickled functions of the calls in flight, reused
   _jobs         a call (``_Job``) and its pickled tasks (``_Task``)

@@ -436,6 +436,12 @@ class _Coordinator:
         batches: dict[_Worker, tuple[list[Any], list[int]]] = {}
         while ready:
             task = ready[0]
+            if task.job.cancelled:
+                # Its result is settled: the task never runs.
+                ready.popleft()
+                self._functions.release(task.entry)
+                self._sent_bytes += len(task.body)  # out of the feeder's budget
+                continue
             best = None
             for w in workers:
                 if self._room(w, task) and (

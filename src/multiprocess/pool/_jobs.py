@@ -72,9 +72,19 @@ class _Job:
         self.done = False
         self.fentry: _PickledFunction | None = None
 
+    @property
+    def cancelled(self) -> bool:
+        """The call was cancelled (``ApplyResult._cancel``): drop its tasks not given out yet."""
+        return self.result._cancelled  # type: ignore[no-any-return]
+
     def draw(self) -> tuple[int, Any] | None:
         """Return ``(index, payload)`` of the next task, or None when there are no more."""
         if self._payloads is None:
+            return None
+        if self.result._cancelled:
+            # Its result is settled already: draw nothing more.
+            self._payloads = None
+            self.done = True
             return None
         index = self._next
         try:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import operator
 import os
 import warnings
-from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 if TYPE_CHECKING:  # annotations only: typing_extensions is not a dependency
     from typing_extensions import Self
@@ -21,9 +21,19 @@ from .. import reduction, util
 from ._coordinator import _Coordinator
 from ._exceptions import _callable_name, _short_repr
 from ._jobs import _chunks, _Job
-from ._results import ApplyResult, IMapIterator, IMapUnorderedIterator, MapResult, _PoolCache
+from ._results import (
+    ApplyResult,
+    IMapIterator,
+    IMapUnorderedIterator,
+    MapResult,
+    ResultIterator,
+    _ChunkedIterator,
+    _PoolCache,
+)
 from ._threads import _ThreadCoordinator
 from ._wire import _APPLY, _MAP, _ONE, _STARMAP
+
+_T = TypeVar("_T")
 
 #
 # States of a pool
@@ -224,83 +234,84 @@ class Pool:
 
     def apply(
         self,
-        func: Callable[..., Any],
+        func: Callable[..., _T],
         args: Iterable[Any] = (),
         kwds: dict[str, Any] = {},  # noqa: B006 - the standard library's signature
-    ) -> Any:
+    ) -> _T:
         """Call ``func(*args, **kwds)`` in a worker and return the result."""
         return self.apply_async(func, args, kwds).get()
 
     def apply_async(
         self,
-        func: Callable[..., Any],
+        func: Callable[..., _T],
         args: Iterable[Any] = (),
         kwds: dict[str, Any] = {},  # noqa: B006 - the standard library's signature
-        callback: Callable[[Any], Any] | None = None,
+        callback: Callable[[_T], Any] | None = None,
         error_callback: Callable[[BaseException], Any] | None = None,
-    ) -> ApplyResult:
+    ) -> ApplyResult[_T]:
         """Start ``func(*args, **kwds)`` in a worker; return an ``AsyncResult``.
 
         ``callback(result)`` or ``error_callback(exception)`` is called in a
-        pool thread when the call completes; keep them short.
+        pool thread when the call completes; keep them short.  In a coroutine,
+        ``await`` the result (see ``ApplyResult.__await__``).
         """
         self._check_running()
         payload = (tuple(args), dict(kwds))
-        result = ApplyResult(self, callback, error_callback)
+        result: ApplyResult[_T] = ApplyResult(self, callback, error_callback)
         self._submit(result, func, _APPLY, [payload], "apply_async")
         return result
 
     def map(
-        self, func: Callable[..., Any], iterable: Iterable[Any], chunksize: int | None = None
-    ) -> list[Any]:
+        self, func: Callable[[Any], _T], iterable: Iterable[Any], chunksize: int | None = None
+    ) -> list[_T]:
         """Return ``[func(x) for x in iterable]``, computed by the workers in chunks."""
         return self._map_async(func, iterable, _MAP, chunksize, api="map").get()
 
     def map_async(
         self,
-        func: Callable[..., Any],
+        func: Callable[[Any], _T],
         iterable: Iterable[Any],
         chunksize: int | None = None,
-        callback: Callable[[Any], Any] | None = None,
+        callback: Callable[[list[_T]], Any] | None = None,
         error_callback: Callable[[BaseException], Any] | None = None,
-    ) -> MapResult:
-        """Like ``map()``, returning a ``MapResult`` at once."""
+    ) -> MapResult[_T]:
+        """Like ``map()``, returning a ``MapResult`` at once (awaitable in a coroutine)."""
         return self._map_async(
             func, iterable, _MAP, chunksize, callback, error_callback, "map_async"
         )
 
     def starmap(
         self,
-        func: Callable[..., Any],
+        func: Callable[..., _T],
         iterable: Iterable[Iterable[Any]],
         chunksize: int | None = None,
-    ) -> list[Any]:
+    ) -> list[_T]:
         """Return ``[func(*args) for args in iterable]``, computed by the workers."""
         return self._map_async(func, iterable, _STARMAP, chunksize, api="starmap").get()
 
     def starmap_async(
         self,
-        func: Callable[..., Any],
+        func: Callable[..., _T],
         iterable: Iterable[Iterable[Any]],
         chunksize: int | None = None,
-        callback: Callable[[Any], Any] | None = None,
+        callback: Callable[[list[_T]], Any] | None = None,
         error_callback: Callable[[BaseException], Any] | None = None,
-    ) -> MapResult:
-        """Like ``starmap()``, returning a ``MapResult`` at once."""
+    ) -> MapResult[_T]:
+        """Like ``starmap()``, returning a ``MapResult`` at once (awaitable in a coroutine)."""
         return self._map_async(
             func, iterable, _STARMAP, chunksize, callback, error_callback, "starmap_async"
         )
 
     def _map_async(
         self,
-        func: Callable[..., Any],
+        func: Callable[..., _T],
         iterable: Iterable[Any],
         kind: int,
         chunksize: int | None = None,
         callback: Any = None,
         error_callback: Any = None,
         api: str = "map",
-    ) -> MapResult:
+    ) -> MapResult[_T]:
         self._check_running()
         if chunksize is not None:
             chunksize = _check_chunksize(chunksize, repr)
@@ -313,31 +324,37 @@ class Pool:
                 chunksize += 1
         if length == 0:
             chunksize = 0
-        result = MapResult(self, chunksize, length, callback, error_callback=error_callback)
+        result: MapResult[_T] = MapResult(
+            self, chunksize, length, callback, error_callback=error_callback
+        )
         if chunksize > 0:
             self._submit(result, func, kind, _chunks(iterable, chunksize), api, chunksize)
         return result
 
     def imap(
-        self, func: Callable[..., Any], iterable: Iterable[Any], chunksize: int = 1
-    ) -> Iterator[Any]:
-        """Like ``map()``, but yield the results in order as they come; inputs are read lazily."""
+        self, func: Callable[[Any], _T], iterable: Iterable[Any], chunksize: int = 1
+    ) -> ResultIterator[_T]:
+        """Like ``map()``, but yield the results in order as they come; inputs are read lazily.
+
+        Iterate with ``for``, or with ``async for`` in a coroutine (see
+        ``IMapIterator.__anext__``).
+        """
         return self._imap(IMapIterator, func, iterable, chunksize, "imap")
 
     def imap_unordered(
-        self, func: Callable[..., Any], iterable: Iterable[Any], chunksize: int = 1
-    ) -> Iterator[Any]:
-        """Like ``imap()``, but yield results in the order they complete."""
+        self, func: Callable[[Any], _T], iterable: Iterable[Any], chunksize: int = 1
+    ) -> ResultIterator[_T]:
+        """Like ``imap()``, but yield results in the order they complete (``for`` or ``async for``)."""
         return self._imap(IMapUnorderedIterator, func, iterable, chunksize, "imap_unordered")
 
     def _imap(
         self,
-        iterator_class: type,
-        func: Callable[..., Any],
+        iterator_class: type[IMapIterator[Any]],
+        func: Callable[[Any], _T],
         iterable: Iterable[Any],
         chunksize: int,
         api: str,
-    ) -> Iterator[Any]:
+    ) -> ResultIterator[_T]:
         self._check_running()
         # The stdlib words the two methods' messages slightly differently.
         chunksize = _check_chunksize(chunksize, "{:n}".format if api == "imap" else repr)
@@ -347,7 +364,7 @@ class Pool:
             return result
         result = iterator_class(self)
         self._submit(result, func, _MAP, _chunks(iterable, chunksize), api, chunksize)
-        return (item for chunk in result for item in chunk)
+        return _ChunkedIterator(result)
 
     def close(self) -> None:
         """Accept no more tasks; the workers exit once the pending ones are done."""

@@ -3,7 +3,13 @@
 ``ApplyResult`` (also ``AsyncResult``), ``MapResult``, ``IMapIterator`` and
 ``IMapUnorderedIterator``: the coordinator fills them with ``_set(index,
 (ok, value))``, ends them early with ``_tasks_ended`` or ``_abandon``, and the
-caller waits on them.  ``_PoolCache`` holds the pending ones by call id.
+caller waits on them, blocking (``get``, ``next``) or from asyncio (``await``,
+``async for``, see ``_aio``).  ``_PoolCache`` holds the pending ones by call id.
+
+Cancelling an asyncio task that awaits a result cancels the call
+(``_cancel``): the result is settled at once with
+``concurrent.futures.CancelledError``, and the engines drop the call's tasks
+that no worker has been given yet (they check ``_Job.cancelled``).
 """
 
 from __future__ import annotations
@@ -14,10 +20,16 @@ import sys
 import threading
 import traceback
 import types
-from typing import Any, Callable
+from collections.abc import AsyncIterator, Generator, Iterator
+from concurrent.futures import CancelledError
+from typing import TYPE_CHECKING, Any, Callable, Generic, Protocol, TypeVar
 
 from .._errors import TimeoutError
+from . import _aio
 from ._exceptions import _short_repr
+
+_T = TypeVar("_T")
+_T_co = TypeVar("_T_co", covariant=True)
 
 
 def _seconds(timeout: Any) -> str:
@@ -57,11 +69,25 @@ def _report_callback_error(callback: Any) -> None:
     traceback.print_exc()
 
 
-class ApplyResult:
-    """The pending result of ``apply_async()`` (also ``AsyncResult``)."""
+def _cancelled_error(call: str) -> CancelledError:
+    return CancelledError(
+        f"{call} was cancelled: the asyncio task awaiting it was cancelled; its tasks "
+        f"that no worker had been given were dropped, those already given run to their end "
+        f"and their results are discarded"
+    )
+
+
+class ApplyResult(Generic[_T]):
+    """The pending result of ``apply_async()`` (also ``AsyncResult``).
+
+    Wait for it with ``get()``, or ``await`` it in a coroutine: see
+    ``__await__``.
+    """
 
     # The call, as error messages name it: "apply_async(square)" (see Pool._submit).
     _call = "apply_async()"
+    # Set once the awaiting asyncio task was cancelled (see _cancel, _Job.cancelled).
+    _cancelled = False
 
     def __init__(self, pool: Any, callback: Any, error_callback: Any) -> None:
         self._pool = pool
@@ -72,6 +98,7 @@ class ApplyResult:
         self._callback = callback
         self._error_callback = error_callback
         self._settled = False
+        self._wakers: list[_aio.Waker] = []  # see _add_waker
         self._cache[self._job] = self
 
     def ready(self) -> bool:
@@ -92,11 +119,13 @@ class ApplyResult:
         """Wait until the result is ready, or ``timeout`` seconds have passed."""
         self._event.wait(timeout)
 
-    def get(self, timeout: float | None = None) -> Any:
+    def get(self, timeout: float | None = None) -> _T:
         """Return the result, or raise the call's exception.
 
         Raises:
             multiprocess.TimeoutError: not ready within ``timeout`` seconds.
+            concurrent.futures.CancelledError: an asyncio task awaiting this
+                result was cancelled, and the call with it (see ``__await__``).
         """
         self.wait(timeout)
         if not self.ready():
@@ -106,8 +135,53 @@ class ApplyResult:
                 f"pool to give up on it"
             )
         if self._success:
-            return self._value
+            return self._value  # type: ignore[no-any-return]
         raise self._value
+
+    def __await__(self) -> Generator[Any, None, _T]:
+        """``await result``: the call's value, or its exception raised.
+
+        The event loop goes on meanwhile: no thread waits and nothing polls;
+        the pool's thread that completes the result wakes the awaiting task
+        through ``loop.call_soon_threadsafe``.  Any asyncio loop will do, and
+        several tasks (even on several loops) may await the same result.
+
+        Cancelling the awaiting task cancels the call: ``get()`` raises
+        ``concurrent.futures.CancelledError`` from then on (and
+        ``error_callback`` is called with it); tasks of the call that no
+        worker has been given yet are dropped and never run (of a
+        ``map_async``, the chunks still queued); a task that a worker is
+        running, or that was already written to a worker's pipe behind a
+        short task, runs to its end, and its result is discarded.
+        """
+        return self._get_async().__await__()
+
+    async def _get_async(self) -> _T:
+        if not self._event.is_set():
+            await _aio.wait(self._add_waker, self._remove_waker, self._cancel)
+        return self.get()
+
+    def _add_waker(self, wake: _aio.Waker) -> None:
+        """Call ``wake()`` once the result is ready (now, if it is)."""
+        with self._lock:
+            if not self._event.is_set():
+                self._wakers.append(wake)
+                return
+        wake()
+
+    def _remove_waker(self, wake: _aio.Waker) -> None:
+        with self._lock:
+            if wake in self._wakers:
+                self._wakers.remove(wake)
+
+    def _cancel(self) -> None:
+        """The asyncio task awaiting this result was cancelled: cancel the call."""
+        pool = self._pool
+        if pool is None:  # done already
+            return
+        self._cancelled = True  # the engines drop the tasks not given out yet
+        self._abandon(_cancelled_error(self._call))
+        pool._coordinator.wake()
 
     def _set(self, i: int, obj: tuple[bool, Any]) -> None:
         with self._lock:
@@ -130,6 +204,11 @@ class ApplyResult:
         # asks it to stop, so this may run it here, see _PoolFinalizer).
         self._pool = None
         self._event.set()
+        # After the event: a waker added from now on is called by _add_waker.
+        with self._lock:
+            wakers, self._wakers = self._wakers, []
+        for wake in wakers:
+            wake()
 
     def _forget(self) -> None:
         self._cache.forget(self._job)
@@ -145,17 +224,18 @@ class ApplyResult:
         """Fail the result with ``exc`` if it is still pending."""
         self._set(0, (False, exc))
 
-    __class_getitem__ = classmethod(types.GenericAlias)
+    if not TYPE_CHECKING:  # as the standard library's: ApplyResult[int] is a types.GenericAlias
+        __class_getitem__ = classmethod(types.GenericAlias)
 
 
 AsyncResult = ApplyResult
 
 
-class MapResult(ApplyResult):
+class MapResult(ApplyResult[list[_T]]):
     """The pending result of ``map_async()`` and ``starmap_async()``.
 
     Ready when every chunk has come back; if any failed, ``get()`` raises the
-    first error.
+    first error.  Awaitable, as ``ApplyResult`` is.
     """
 
     _call = "map_async()"
@@ -215,14 +295,16 @@ class MapResult(ApplyResult):
         self._run_callbacks()
 
 
-class IMapIterator:
+class IMapIterator(Generic[_T]):
     """The iterator ``imap()`` returns: results in the order of the inputs.
 
     A task that failed yields its exception at its place (``next()`` raises
-    it); iterating further goes on with the following results.
+    it); iterating further goes on with the following results.  ``async for``
+    iterates it without blocking the event loop: see ``__anext__``.
     """
 
     _call = "imap()"
+    _cancelled = False  # see ApplyResult
 
     def __init__(self, pool: Any) -> None:
         self._pool = pool
@@ -233,12 +315,13 @@ class IMapIterator:
         self._index = 0
         self._length: int | None = None
         self._unsorted: dict[int, tuple[bool, Any]] = {}
+        self._wakers: list[_aio.Waker] = []  # see _add_waker
         self._cache[self._job] = self
 
-    def __iter__(self) -> IMapIterator:
+    def __iter__(self) -> IMapIterator[_T]:
         return self
 
-    def next(self, timeout: float | None = None) -> Any:
+    def next(self, timeout: float | None = None) -> _T:
         """Return the next result, waiting up to ``timeout`` seconds.
 
         Raises:
@@ -266,10 +349,64 @@ class IMapIterator:
                     ) from None
         success, value = item
         if success:
-            return value
+            return value  # type: ignore[no-any-return]
         raise value
 
     __next__ = next
+
+    def __aiter__(self) -> IMapIterator[_T]:
+        return self
+
+    async def __anext__(self) -> _T:
+        """The next result, awaited without blocking the event loop.
+
+        As ``next()``: a task that failed raises its exception at its place,
+        and iterating further goes on.  Cancelling the awaiting task cancels
+        the call, as for ``ApplyResult.__await__``: the tasks not given to a
+        worker yet are dropped, and the iterator ends with
+        ``concurrent.futures.CancelledError`` after the results that were in.
+        """
+        while True:
+            with self._cond:
+                if self._items:
+                    success, value = self._items.popleft()
+                    break
+                if self._index == self._length:
+                    self._pool = None
+                    raise StopAsyncIteration
+            await _aio.wait(self._add_waker, self._remove_waker, self._cancel)
+        if success:
+            return value  # type: ignore[no-any-return]
+        raise value
+
+    def _add_waker(self, wake: _aio.Waker) -> None:
+        """Call ``wake()`` once there is a result to take or none left (now, if so)."""
+        with self._cond:
+            if not self._items and self._index != self._length:
+                self._wakers.append(wake)
+                return
+        wake()
+
+    def _remove_waker(self, wake: _aio.Waker) -> None:
+        with self._cond:
+            if wake in self._wakers:
+                self._wakers.remove(wake)
+
+    def _wake(self) -> None:
+        # Called with the lock held, after each change.
+        if self._wakers:
+            wakers, self._wakers = self._wakers, []
+            for wake in wakers:
+                wake()
+
+    def _cancel(self) -> None:
+        """The asyncio task iterating this was cancelled: cancel the call."""
+        pool = self._pool
+        if pool is None:  # done already
+            return
+        self._cancelled = True
+        self._abandon(_cancelled_error(self._call))
+        pool._coordinator.wake()
 
     def _set(self, i: int, obj: tuple[bool, Any]) -> None:
         with self._cond:
@@ -282,6 +419,7 @@ class IMapIterator:
                     self._items.append(self._unsorted.pop(self._index))
                     self._index += 1
                 self._cond.notify()
+                self._wake()
             else:
                 self._unsorted[i] = obj
             if self._index == self._length:
@@ -290,6 +428,7 @@ class IMapIterator:
     def _finish(self) -> None:
         # Called with the lock held.
         self._cond.notify_all()
+        self._wake()
         self._forget()
         self._pool = None
 
@@ -315,7 +454,7 @@ class IMapIterator:
             self._finish()
 
 
-class IMapUnorderedIterator(IMapIterator):
+class IMapUnorderedIterator(IMapIterator[_T]):
     """The iterator ``imap_unordered()`` returns: results as they come."""
 
     _call = "imap_unordered()"
@@ -327,5 +466,61 @@ class IMapUnorderedIterator(IMapIterator):
             self._items.append(obj)
             self._index += 1
             self._cond.notify()
+            self._wake()
             if self._index == self._length:
                 self._finish()
+
+
+class _ChunkedIterator(Generic[_T]):
+    """What ``imap()`` and ``imap_unordered()`` return for a chunksize above 1.
+
+    The items of each chunk in turn, from an ``IMapIterator`` of chunks,
+    with ``for`` or ``async for``.  As the standard library's generator, it
+    ends once it has raised an exception (a chunk that failed).
+    """
+
+    def __init__(self, chunks: IMapIterator[list[_T]]) -> None:
+        self._chunks = chunks
+        self._items: Iterator[_T] = iter(())
+        self._ended = False
+
+    def __iter__(self) -> _ChunkedIterator[_T]:
+        return self
+
+    def __next__(self) -> _T:
+        while True:
+            for item in self._items:
+                return item
+            if self._ended:
+                raise StopIteration
+            try:
+                self._items = iter(next(self._chunks))
+            except BaseException:
+                self._ended = True
+                raise
+
+    def __aiter__(self) -> _ChunkedIterator[_T]:
+        return self
+
+    async def __anext__(self) -> _T:
+        """The next item, awaited without blocking the event loop (see ``IMapIterator``)."""
+        while True:
+            for item in self._items:
+                return item
+            if self._ended:
+                raise StopAsyncIteration
+            try:
+                self._items = iter(await self._chunks.__anext__())
+            except BaseException:
+                self._ended = True
+                raise
+
+
+class ResultIterator(Protocol[_T_co]):
+    """What ``imap()`` and ``imap_unordered()`` return: iterable with ``for`` and ``async for``."""
+
+    def __iter__(self) -> Iterator[_T_co]: ...
+
+    def __next__(self) -> _T_co: ...
+
+    def __aiter__(self) -> AsyncIterator[_T_co]: ...

@@ -142,6 +142,10 @@ class _ThreadCoordinator:
             with self._cond:
                 self._cond.notify()
             index, payload = drawn
+            if job.cancelled:
+                # Cancelled while it was being drawn: the task never runs.
+                job = drawn = payload = None  # type: ignore[assignment]
+                continue
             try:
                 result: tuple[bool, Any] = (True, _run_task(job.func, job.kind, payload))
             except BaseException as e:  # noqa: BLE001 - the task's error, like concurrent.futures
