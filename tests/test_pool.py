@@ -305,6 +305,21 @@ def test_threadpool_api():
         assert len(tp._pool) == 3
 
 
+def test_threadpool_runs_the_tasks_of_one_call_on_all_its_threads():
+    # Each task waits until three of them meet: the tasks of a call that ran on one
+    # thread while the other threads slept would break the barrier.
+    barrier = threading.Barrier(3)
+
+    def meet(x):
+        barrier.wait(10)
+        return x
+
+    with mpool.ThreadPool(3) as tp:
+        for _ in range(5):
+            assert tp.map(meet, range(3), chunksize=1) == [0, 1, 2]
+            assert sorted(tp.imap_unordered(meet, range(3))) == [0, 1, 2]
+
+
 def test_dummy_pool_and_initializer():
     seen = []
     p = multiprocess.dummy.Pool(2, initializer=seen.append, initargs=(os.getpid(),))

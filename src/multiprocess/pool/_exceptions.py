@@ -1,0 +1,234 @@
+"""The exceptions of a pool's tasks, and the messages that explain them (layer 5).
+
+Exceptions raised in a worker travel back with their traceback
+(``ExceptionWithTraceback``, rebuilt as ``__cause__`` by ``rebuild_exc``);
+faults of the pool itself (a dead worker, a result that cannot cross, a
+broken or terminated pool) become exceptions that say what happened and
+what to do.  Public names are re-exported by :mod:`multiprocess.pool`.
+"""
+
+from __future__ import annotations
+
+import pickle
+import signal
+import sys
+import traceback
+from concurrent.futures import BrokenExecutor
+from typing import Any
+
+from .. import reduction
+from .._errors import ProcessError
+
+
+class RemoteTraceback(Exception):
+    """The formatted traceback of an exception raised in a worker.
+
+    Attached as ``__cause__`` of the exception the caller gets, so that the
+    worker's traceback is printed with it.
+    """
+
+    def __init__(self, tb: str) -> None:
+        self.tb = tb
+
+    def __str__(self) -> str:
+        return self.tb
+
+
+class ExceptionWithTraceback:
+    """An exception and its formatted traceback, pickled together (worker side)."""
+
+    def __init__(self, exc: BaseException, tb: Any) -> None:
+        text = "".join(traceback.format_exception(type(exc), exc, tb))
+        self.exc = exc
+        self.tb = f'\n"""\n{text}"""'
+
+    def __reduce__(self) -> Any:
+        return rebuild_exc, (self.exc, self.tb)
+
+
+def rebuild_exc(exc: BaseException, tb: str) -> BaseException:
+    """Unpickle an ``ExceptionWithTraceback``: the exception, caused by its traceback."""
+    exc.__cause__ = RemoteTraceback(tb)
+    return exc
+
+
+class MaybeEncodingError(Exception):
+    """A task's result (or exception) could not be pickled in the worker.
+
+    ``exc`` and ``value`` hold the reprs of the pickling error and of the value.
+    """
+
+    def __init__(self, exc: Any, value: Any) -> None:
+        self.exc = _safe_repr(exc)
+        self.value = _safe_repr(value)
+        super().__init__(self.exc, self.value)
+
+    def __str__(self) -> str:
+        return f"Error sending result: '{self.value}'. Reason: '{self.exc}'"
+
+    def __repr__(self) -> str:
+        return f"<{self.__class__.__name__}: {self}>"
+
+
+class ResultUnpicklingError(MaybeEncodingError):
+    """A task's result arrived from the worker but could not be unpickled here.
+
+    The error raised while unpickling is the ``__cause__``.
+    """
+
+    def __init__(self, exc: Any, value: Any = "<not unpickled>") -> None:
+        super().__init__(exc, value)
+
+    def __str__(self) -> str:
+        return (
+            "Error receiving result: the worker sent it, but unpickling it in the "
+            f"parent failed. Reason: '{self.exc}'"
+        )
+
+
+class TerminatedWorkerError(ProcessError, RuntimeError):
+    """The worker process running a task died before sending the result.
+
+    Attributes ``pid`` and ``exitcode`` (negative: the signal that killed it)
+    name the worker.  The pool has replaced it and goes on.  It is also a
+    ``RuntimeError``, which code written for other pools catches.
+    """
+
+    def __init__(self, message: str, pid: int | None = None, exitcode: int | None = None):
+        super().__init__(message)
+        self.pid = pid
+        self.exitcode = exitcode
+
+    def __reduce__(self) -> Any:
+        return type(self), (self.args[0], self.pid, self.exitcode)
+
+
+class BrokenPoolError(ProcessError, BrokenExecutor):
+    """The pool cannot run tasks any more.
+
+    Its initializer raised (that exception is the ``__cause__``), or its workers
+    kept dying while they started.  Every pending and future task fails with
+    this error; create a new pool once the cause is fixed.
+
+    It is also a ``concurrent.futures.process.BrokenProcessPool`` (hence a
+    ``BrokenExecutor`` and a ``RuntimeError``), so that ``except`` clauses
+    written for ``concurrent.futures`` or loky catch it.
+    """
+
+    def __init__(self, *args: Any) -> None:
+        _adopt_broken_process_pool()
+        super().__init__(*args)
+
+
+def _adopt_broken_process_pool() -> None:
+    """Make ``BrokenPoolError`` a subclass of ``BrokenProcessPool`` once that exists.
+
+    ``concurrent.futures.process`` imports the standard ``multiprocessing``
+    package, which this package must not import, so ``BrokenPoolError`` starts
+    out under ``BrokenExecutor`` (from ``concurrent.futures``, which does not
+    import it) and moves under ``BrokenProcessPool`` as soon as someone else has
+    imported that module: whoever writes ``except BrokenProcessPool`` has.  This
+    runs at import and each time a ``BrokenPoolError`` is made, i.e. before it
+    is raised.  ``except`` and ``isinstance`` follow the class's real ``__mro__``
+    (an ABC-style ``register`` would not do for ``except``), which assigning
+    ``__bases__`` recomputes.
+    """
+    module = sys.modules.get("concurrent.futures.process")
+    base = getattr(module, "BrokenProcessPool", None)
+    if isinstance(base, type) and base not in BrokenPoolError.__mro__:
+        BrokenPoolError.__bases__ = (ProcessError, base)
+
+
+_adopt_broken_process_pool()
+
+
+class PoolTerminatedError(ProcessError, RuntimeError):
+    """``terminate()`` was called (or the pool was garbage collected) before the task finished.
+
+    It is also a ``RuntimeError``, which code written for other pools catches.
+    """
+
+
+def _safe_repr(obj: Any) -> str:
+    try:
+        return repr(obj)
+    except Exception:  # noqa: BLE001 - a broken __repr__ must not hide the real error
+        return object.__repr__(obj)
+
+
+def _short_repr(obj: Any, limit: int = 80) -> str:
+    text = _safe_repr(obj)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _callable_name(func: Any) -> str:
+    name = getattr(func, "__qualname__", None) or getattr(func, "__name__", None)
+    return name if isinstance(name, str) else _short_repr(func)
+
+
+_SIGNAL_HINTS = {
+    "SIGKILL": (
+        "SIGKILL usually means that the Operating System's out-of-memory killer "
+        "stopped the worker (see dmesg or the container's memory limit), or that "
+        "someone ran kill -9 on it."
+    ),
+    "SIGSEGV": "SIGSEGV is a crash in native code (a C extension, ctypes, or a bug).",
+    "SIGBUS": "SIGBUS is a crash in native code (a bad memory access).",
+    "SIGILL": "SIGILL is a crash in native code (an illegal instruction).",
+    "SIGFPE": "SIGFPE is a crash in native code (an arithmetic fault).",
+    "SIGABRT": "SIGABRT means native code called abort(), e.g. a failed assertion in a C library.",
+    "SIGTERM": "SIGTERM means something asked the worker to stop (a job scheduler, a shutdown).",
+}
+
+
+def _describe_exitcode(exitcode: int | None) -> tuple[str, str]:
+    """Return ("exit code -9 (SIGKILL)", a hint on the likely cause)."""
+    if exitcode is None:
+        return "an unknown exit code", ""
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        return f"exit code {exitcode} ({name})", _SIGNAL_HINTS.get(name, "")
+    return f"exit code {exitcode}", (
+        "A worker that exits with a status was ended by the code it ran: the "
+        "function (or a library it called) used os._exit(), sys.exit() or exit()."
+    )
+
+
+def _worker_death_error(
+    pid: int | None, exitcode: int | None, killed_why: str | None = None
+) -> TerminatedWorkerError:
+    if killed_why is not None:
+        message = (
+            f"A worker process managed by the pool could no longer be reached while "
+            f"running this task: {killed_why} (worker pid {pid}). The pool killed it "
+            f"and has started a replacement worker."
+        )
+        return TerminatedWorkerError(message, pid, exitcode)
+    code, hint = _describe_exitcode(exitcode)
+    message = (
+        f"A worker process managed by the pool was unexpectedly terminated while "
+        f"running this task (worker pid {pid}, {code}). This could be caused by a "
+        f"segmentation fault while calling the function or by an excessive memory "
+        f"usage causing the Operating System to kill the worker."
+    )
+    if hint:
+        message += " " + hint
+    message += " The pool has started a replacement worker."
+    return TerminatedWorkerError(message, pid, exitcode)
+
+
+def _pickling_failure(exc: BaseException, what: str) -> BaseException:
+    """The error for a task that could not be pickled: says which part and why."""
+    if isinstance(exc, (pickle.PicklingError, TypeError)):
+        error = reduction.SerializationError(f"{what}: {exc}")
+        error.__cause__ = exc
+        return error
+    # Raised by the object's own __reduce__ (say, a RuntimeError): keep its
+    # type, as the standard library does, and say where it came from.
+    add_note = getattr(exc, "add_note", None)
+    if add_note is not None:
+        add_note(what)
+    return exc

@@ -1,0 +1,181 @@
+"""Calls and their tasks (layer 5).
+
+A ``_Job`` is one call of the pool's API (``apply_async``, ``map``,
+``imap``...): its result, its function, and its inputs, drawn lazily one
+task at a time.  A ``_Task`` is one drawn task, pickled, waiting for a worker.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Iterator
+from typing import Any, Callable
+
+from .. import reduction
+from ._exceptions import _callable_name, _pickling_failure, _short_repr
+from ._functions import _PickledFunction
+from ._wire import _APPLY, _ONE
+
+
+def _chunks(iterable: Iterable[Any], size: int) -> Iterator[tuple]:
+    it = iter(iterable)
+    while True:
+        chunk = tuple(itertools.islice(it, size))
+        if not chunk:
+            return
+        yield chunk
+
+
+class _Job:
+    """One call (apply_async, map, imap...): its result, function and inputs.
+
+    ``draw()`` hands out the call's tasks one at a time, lazily, so that an
+    imap over a generator reads it only as fast as the workers go.  If the
+    inputs raise, the error takes the place of the next task and the call ends.
+    """
+
+    __slots__ = (
+        "_next",
+        "_payloads",
+        "_started",
+        "api",
+        "chunksize",
+        "done",
+        "fentry",
+        "func",
+        "id",
+        "kind",
+        "result",
+        "serializer",
+    )
+
+    def __init__(
+        self,
+        result: Any,
+        func: Callable[..., Any],
+        kind: int,
+        payloads: Iterable[Any],
+        api: str,
+        chunksize: int = 1,
+        serializer: reduction.Serializer | None = None,
+    ) -> None:
+        self.id = result._job
+        self.result = result
+        self.func = func
+        self.kind = kind
+        self.serializer = serializer
+        self.api = api
+        self.chunksize = chunksize
+        self._payloads: Any = payloads
+        self._next = 0
+        self._started = False
+        self.done = False
+        self.fentry: _PickledFunction | None = None
+
+    @property
+    def cancelled(self) -> bool:
+        """The call was cancelled (``ApplyResult._cancel``): drop its tasks not given out yet."""
+        return self.result._cancelled  # type: ignore[no-any-return]
+
+    def draw(self) -> tuple[int, Any] | None:
+        """Return ``(index, payload)`` of the next task, or None when there are no more."""
+        if self._payloads is None:
+            return None
+        if self.result._cancelled:
+            # Its result is settled already: draw nothing more.
+            self._payloads = None
+            self.done = True
+            return None
+        index = self._next
+        try:
+            if not self._started:
+                # iter() here, not in the caller: its errors are the first task's.
+                self._started = True
+                self._payloads = iter(self._payloads)
+            payload = next(self._payloads)
+        except StopIteration:
+            self.end(index)
+            return None
+        except Exception as e:  # noqa: BLE001 - the inputs' error is the caller's
+            self.fail(index, e)
+            return None
+        self._next = index + 1
+        return index, payload
+
+    def end(self, count: int) -> None:
+        self._payloads = None
+        self.done = True
+        self.result._tasks_ended(count)
+
+    def fail(self, index: int, exc: BaseException) -> None:
+        """Fail task ``index`` with ``exc`` and issue no more tasks."""
+        self._payloads = None
+        self.done = True
+        self.result._set(index, (False, exc))
+        self.result._tasks_ended(index + 1)
+
+    def describe(self, index: int) -> str:
+        """Which part of the call task ``index`` is, for error messages."""
+        name = _callable_name(self.func)
+        if self.kind == _APPLY:
+            return f"{self.api}({name})"
+        if self.kind == _ONE:
+            return f"item {index} of the iterable passed to {self.api}({name})"
+        first = index * self.chunksize
+        return (
+            f"items {first}-{first + self.chunksize - 1} of the iterable passed "
+            f"to {self.api}({name})"
+        )
+
+
+class _Task:
+    __slots__ = ("body", "entry", "index", "job")
+
+    def __init__(self, job: _Job, index: int, body: bytes, entry: _PickledFunction) -> None:
+        self.job = job
+        self.index = index
+        self.body = body  # the pickled payload
+        self.entry = entry  # the pickled function
+
+
+def _explain_task_pickling_error(
+    job: _Job, index: int, payload: Any, exc: BaseException
+) -> BaseException:
+    """Find the argument that could not be pickled and say so."""
+    dumps = job.serializer.dumps  # type: ignore[union-attr]
+
+    def fails(obj: Any) -> bool:
+        try:
+            dumps(obj)
+        except Exception:  # noqa: BLE001 - any failure marks the culprit
+            return True
+        return False
+
+    where = job.describe(index)
+    if job.kind == _APPLY:
+        args, kwds = payload
+        if fails(job.func):
+            return _pickling_failure(exc, f"cannot serialize the function of {where}")
+        for i, arg in enumerate(args):
+            if fails(arg):
+                return _pickling_failure(
+                    exc, f"cannot serialize argument {i} ({_short_repr(arg)}) of {where}"
+                )
+        for key, arg in kwds.items():
+            if fails(arg):
+                return _pickling_failure(
+                    exc,
+                    f"cannot serialize keyword argument {key!r} ({_short_repr(arg)}) of {where}",
+                )
+        return _pickling_failure(exc, f"cannot serialize the arguments of {where}")
+    if job.kind == _ONE:
+        return _pickling_failure(exc, f"cannot serialize {where} ({_short_repr(payload)})")
+    for offset, item in enumerate(payload):
+        if fails(item):
+            position = index * job.chunksize + offset
+            return _pickling_failure(
+                exc,
+                f"cannot serialize item {position} ({_short_repr(item)}) of the iterable "
+                f"passed to {job.api}({_callable_name(job.func)})",
+            )
+    return _pickling_failure(exc, f"cannot serialize {where}")

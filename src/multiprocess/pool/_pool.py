@@ -1,0 +1,429 @@
+"""The public faces: ``Pool`` and ``ThreadPool`` (layer 5).
+
+They check arguments, turn each call into a ``_Job`` with its result, and
+hand it to their engine (``_Coordinator`` or ``_ThreadCoordinator``).
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+import warnings
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
+
+if TYPE_CHECKING:  # annotations only: typing_extensions is not a dependency
+    from typing_extensions import Self
+
+
+from .. import context as _context
+from .. import reduction, util
+from ._coordinator import _Coordinator
+from ._exceptions import _callable_name, _short_repr
+from ._jobs import _chunks, _Job
+from ._results import (
+    ApplyResult,
+    IMapIterator,
+    IMapUnorderedIterator,
+    MapResult,
+    ResultIterator,
+    _ChunkedIterator,
+    _PoolCache,
+)
+from ._threads import _ThreadCoordinator
+from ._wire import _APPLY, _MAP, _ONE, _STARMAP
+
+_T = TypeVar("_T")
+
+#
+# States of a pool
+#
+
+INIT = "INIT"
+RUN = "RUN"
+CLOSE = "CLOSE"
+TERMINATE = "TERMINATE"
+
+
+def _as_int(value: Any, name: str, alternative: str = "") -> int:
+    """``value`` as an int (anything with ``__index__``), or TypeError naming ``name``."""
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(
+            f"{name} must be an int{' ' + alternative if alternative else ''}, "
+            f"not {type(value).__name__} ({_short_repr(value)})"
+        ) from None
+
+
+def _check_chunksize(chunksize: Any, show: Callable[[int], str]) -> int:
+    """A valid chunksize as an int; TypeError or ValueError (imap's wording) if not."""
+    chunksize = _as_int(chunksize, "chunksize")
+    if chunksize < 1:
+        raise ValueError(f"Chunksize must be 1+, not {show(chunksize)}")
+    return chunksize
+
+
+def _serializer_of(ctx: Any) -> reduction.Serializer:
+    """The serializer of ``ctx``, looked up now (None: the package default)."""
+    name = getattr(ctx, "_serializer", None)
+    if name is not None and not isinstance(name, (str, reduction.Serializer)):
+        name = None  # a context that is not ours
+    return reduction.get_serializer(name)
+
+
+class _PoolFinalizer(util.Finalize):
+    """A pool's finalizer (``Pool._terminate``): terminates its coordinator.
+
+    Called by ``terminate()`` or at exit, it waits until the pool has stopped.
+    Called by the garbage collector (the pool is gone; ``wr`` is its dead
+    weak reference), it must not wait or take a lock: that may happen on any
+    thread, e.g. the one setting the last result, which holds that result's
+    lock; the coordinator only gets told to stop (``terminate(wait=False)``).
+    Nothing can be pending then: every pending result refers to its pool.
+    """
+
+    def __call__(self, wr: Any = None, *args: Any, **kwds: Any) -> Any:
+        if wr is not None and self._kwargs is not None:
+            self._kwargs = {"wait": False}
+        return super().__call__(wr, *args, **kwds)
+
+
+# The pools
+#
+
+
+class Pool:
+    """A pool of worker processes that run calls in parallel.
+
+    Args:
+        processes: Number of workers; None means ``os.cpu_count()``.
+        initializer: Called as ``initializer(*initargs)`` in each worker when
+            it starts.  If it raises, the pool is broken: every pending and
+            future task fails with :class:`BrokenPoolError`.
+        initargs: Arguments of ``initializer``.
+        maxtasksperchild: Each worker is replaced after this many tasks
+            (None: never).
+        context: The context whose start method and serializer the pool uses
+            (None: the default context).
+
+    A worker that dies fails the task it was running with
+    :class:`TerminatedWorkerError` and is replaced.  Use the pool as a context
+    manager, or ``close()`` and ``join()`` it; leaving the ``with`` block
+    calls ``terminate()``.
+    """
+
+    _wrap_exception = True
+
+    @staticmethod
+    def Process(ctx: Any, *args: Any, **kwds: Any) -> Any:
+        """Make a worker process (override to customize, as with the standard library)."""
+        return ctx.Process(*args, **kwds)
+
+    def __init__(
+        self,
+        processes: int | None = None,
+        initializer: Callable[..., Any] | None = None,
+        initargs: Iterable[Any] = (),
+        maxtasksperchild: int | None = None,
+        context: Any = None,
+    ) -> None:
+        # Set first: __del__ looks at them even if __init__ fails.
+        self._pool: list[Any] = []
+        self._state = INIT
+
+        self._ctx = context or _context._default_context.get_context()
+        self._maxtasksperchild = maxtasksperchild
+        self._initializer = initializer
+        self._initargs = initargs
+
+        if processes is None:
+            processes = os.cpu_count() or 1
+        else:
+            # Checked here, as the standard library does: a float would fail only
+            # later, inside map().
+            processes = _as_int(processes, "processes", "or None (os.cpu_count())")
+        if processes < 1:
+            raise ValueError(f"Number of processes must be at least 1, not {processes}")
+        if maxtasksperchild is not None and (
+            not isinstance(maxtasksperchild, int) or maxtasksperchild <= 0
+        ):
+            raise ValueError(
+                f"maxtasksperchild must be a positive int or None, not {maxtasksperchild!r}"
+            )
+        if initializer is not None and not callable(initializer):
+            raise TypeError("initializer must be a callable")
+        self._processes = processes
+
+        self._cache = _PoolCache()
+        self._coordinator = self._make_coordinator()
+        self._cache.notifier = self._coordinator.wake
+        self._pool = self._coordinator.pool
+        try:
+            self._repopulate_pool()
+        except Exception:
+            for p in self._pool:
+                if p.exitcode is None:
+                    p.terminate()
+            for p in self._pool:
+                p.join()
+            self._coordinator.terminate()
+            raise
+        self._coordinator.start()
+        self._terminate = _PoolFinalizer(self, self._coordinator.terminate, exitpriority=15)
+        self._state = RUN
+
+    def _make_coordinator(self) -> Any:
+        return _Coordinator(
+            self._ctx,
+            self.Process,
+            self._processes,
+            self._initializer,
+            self._initargs,
+            self._maxtasksperchild,
+            self._wrap_exception,
+            self._cache,
+        )
+
+    # Globals bound as defaults: __del__ may run while the interpreter shuts down.
+    def __del__(self, _warn: Callable[..., None] = warnings.warn, RUN: str = RUN) -> None:
+        if getattr(self, "_state", None) == RUN:
+            _warn(f"unclosed running multiprocessing pool {self!r}", ResourceWarning, source=self)
+
+    def __repr__(self) -> str:
+        cls = self.__class__
+        return (
+            f"<{cls.__module__}.{cls.__qualname__} state={self._state} pool_size={len(self._pool)}>"
+        )
+
+    def __reduce__(self) -> Any:
+        raise NotImplementedError("pool objects cannot be passed between processes or pickled")
+
+    def _repopulate_pool(self) -> None:
+        """Bring the number of workers up to ``processes`` (normally done by the pool itself)."""
+        if self._state == INIT:
+            self._coordinator.start_workers()
+        else:
+            self._coordinator.wake()
+
+    def _check_running(self) -> None:
+        if self._state != RUN:
+            raise ValueError("Pool not running")
+        broken = self._coordinator.broken
+        if broken is not None:
+            raise self._coordinator._broken_error()
+
+    def _submit(
+        self,
+        result: Any,
+        func: Callable[..., Any],
+        kind: int,
+        payloads: Iterable[Any],
+        api: str,
+        chunksize: int = 1,
+    ) -> None:
+        serializer = self._call_serializer()
+        result._call = f"{api}({_callable_name(func)})"
+        self._coordinator.submit(_Job(result, func, kind, payloads, api, chunksize, serializer))
+
+    def _call_serializer(self) -> reduction.Serializer | None:
+        # Looked up at each call, so that set_serializer() applies at once.
+        return _serializer_of(self._ctx)
+
+    # -- the API ------------------------------------------------------------------
+
+    def apply(
+        self,
+        func: Callable[..., _T],
+        args: Iterable[Any] = (),
+        kwds: dict[str, Any] = {},  # noqa: B006 - the standard library's signature
+    ) -> _T:
+        """Call ``func(*args, **kwds)`` in a worker and return the result."""
+        return self.apply_async(func, args, kwds).get()
+
+    def apply_async(
+        self,
+        func: Callable[..., _T],
+        args: Iterable[Any] = (),
+        kwds: dict[str, Any] = {},  # noqa: B006 - the standard library's signature
+        callback: Callable[[_T], Any] | None = None,
+        error_callback: Callable[[BaseException], Any] | None = None,
+    ) -> ApplyResult[_T]:
+        """Start ``func(*args, **kwds)`` in a worker; return an ``AsyncResult``.
+
+        ``callback(result)`` or ``error_callback(exception)`` is called in a
+        pool thread when the call completes; keep them short.  In a coroutine,
+        ``await`` the result (see ``ApplyResult.__await__``).
+        """
+        self._check_running()
+        payload = (tuple(args), dict(kwds))
+        result: ApplyResult[_T] = ApplyResult(self, callback, error_callback)
+        self._submit(result, func, _APPLY, [payload], "apply_async")
+        return result
+
+    def map(
+        self, func: Callable[[Any], _T], iterable: Iterable[Any], chunksize: int | None = None
+    ) -> list[_T]:
+        """Return ``[func(x) for x in iterable]``, computed by the workers in chunks."""
+        return self._map_async(func, iterable, _MAP, chunksize, api="map").get()
+
+    def map_async(
+        self,
+        func: Callable[[Any], _T],
+        iterable: Iterable[Any],
+        chunksize: int | None = None,
+        callback: Callable[[list[_T]], Any] | None = None,
+        error_callback: Callable[[BaseException], Any] | None = None,
+    ) -> MapResult[_T]:
+        """Like ``map()``, returning a ``MapResult`` at once (awaitable in a coroutine)."""
+        return self._map_async(
+            func, iterable, _MAP, chunksize, callback, error_callback, "map_async"
+        )
+
+    def starmap(
+        self,
+        func: Callable[..., _T],
+        iterable: Iterable[Iterable[Any]],
+        chunksize: int | None = None,
+    ) -> list[_T]:
+        """Return ``[func(*args) for args in iterable]``, computed by the workers."""
+        return self._map_async(func, iterable, _STARMAP, chunksize, api="starmap").get()
+
+    def starmap_async(
+        self,
+        func: Callable[..., _T],
+        iterable: Iterable[Iterable[Any]],
+        chunksize: int | None = None,
+        callback: Callable[[list[_T]], Any] | None = None,
+        error_callback: Callable[[BaseException], Any] | None = None,
+    ) -> MapResult[_T]:
+        """Like ``starmap()``, returning a ``MapResult`` at once (awaitable in a coroutine)."""
+        return self._map_async(
+            func, iterable, _STARMAP, chunksize, callback, error_callback, "starmap_async"
+        )
+
+    def _map_async(
+        self,
+        func: Callable[..., _T],
+        iterable: Iterable[Any],
+        kind: int,
+        chunksize: int | None = None,
+        callback: Any = None,
+        error_callback: Any = None,
+        api: str = "map",
+    ) -> MapResult[_T]:
+        self._check_running()
+        if chunksize is not None:
+            chunksize = _check_chunksize(chunksize, repr)
+        if not hasattr(iterable, "__len__"):
+            iterable = list(iterable)
+        length = len(iterable)  # type: ignore[arg-type]
+        if chunksize is None:
+            chunksize, extra = divmod(length, self._processes * 4)
+            if extra:
+                chunksize += 1
+        if length == 0:
+            chunksize = 0
+        result: MapResult[_T] = MapResult(
+            self, chunksize, length, callback, error_callback=error_callback
+        )
+        if chunksize > 0:
+            self._submit(result, func, kind, _chunks(iterable, chunksize), api, chunksize)
+        return result
+
+    def imap(
+        self, func: Callable[[Any], _T], iterable: Iterable[Any], chunksize: int = 1
+    ) -> ResultIterator[_T]:
+        """Like ``map()``, but yield the results in order as they come; inputs are read lazily.
+
+        Iterate with ``for``, or with ``async for`` in a coroutine (see
+        ``IMapIterator.__anext__``).
+        """
+        return self._imap(IMapIterator, func, iterable, chunksize, "imap")
+
+    def imap_unordered(
+        self, func: Callable[[Any], _T], iterable: Iterable[Any], chunksize: int = 1
+    ) -> ResultIterator[_T]:
+        """Like ``imap()``, but yield results in the order they complete (``for`` or ``async for``)."""
+        return self._imap(IMapUnorderedIterator, func, iterable, chunksize, "imap_unordered")
+
+    def _imap(
+        self,
+        iterator_class: type[IMapIterator[Any]],
+        func: Callable[[Any], _T],
+        iterable: Iterable[Any],
+        chunksize: int,
+        api: str,
+    ) -> ResultIterator[_T]:
+        self._check_running()
+        # The stdlib words the two methods' messages slightly differently.
+        chunksize = _check_chunksize(chunksize, "{:n}".format if api == "imap" else repr)
+        if chunksize == 1:
+            result = iterator_class(self)
+            self._submit(result, func, _ONE, iterable, api)
+            return result
+        result = iterator_class(self)
+        self._submit(result, func, _MAP, _chunks(iterable, chunksize), api, chunksize)
+        return _ChunkedIterator(result)
+
+    def close(self) -> None:
+        """Accept no more tasks; the workers exit once the pending ones are done."""
+        util.debug("closing pool")
+        if self._state == RUN:
+            self._state = CLOSE
+            self._coordinator.close()
+
+    def terminate(self) -> None:
+        """Stop at once: kill the workers; pending tasks fail with PoolTerminatedError."""
+        util.debug("terminating pool")
+        self._state = TERMINATE
+        self._terminate()
+
+    def join(self) -> None:
+        """Wait for the workers to exit; call ``close()`` or ``terminate()`` first."""
+        util.debug("joining pool")
+        if self._state == RUN:
+            raise ValueError("Pool is still running")
+        if self._state not in (CLOSE, TERMINATE):
+            raise ValueError("In unknown state")
+        self._coordinator.join()
+
+    def __enter__(self) -> Self:
+        self._check_running()
+        return self
+
+    def __exit__(self, exc_type: object, exc_val: object, exc_tb: object) -> None:
+        self.terminate()
+
+
+class ThreadPool(Pool):
+    """A pool with the ``Pool`` API whose workers are threads of this process.
+
+    Nothing is pickled.  ``terminate()`` cannot interrupt a running function:
+    it fails the pending tasks at once, and the threads stop after their
+    current task (``join()`` waits for that).
+    """
+
+    _wrap_exception = False
+
+    @staticmethod
+    def Process(ctx: Any, *args: Any, **kwds: Any) -> Any:
+        from ..dummy import Process
+
+        return Process(*args, **kwds)
+
+    def __init__(
+        self,
+        processes: int | None = None,
+        initializer: Callable[..., Any] | None = None,
+        initargs: Iterable[Any] = (),
+    ) -> None:
+        Pool.__init__(self, processes, initializer, initargs)
+
+    def _call_serializer(self) -> reduction.Serializer | None:
+        return None  # threads share objects: nothing is pickled
+
+    def _make_coordinator(self) -> Any:
+        return _ThreadCoordinator(
+            self._processes, self._initializer, self._initargs, False, self._cache
+        )

@@ -1,0 +1,175 @@
+"""The engine of a ``ThreadPool``: ``_ThreadCoordinator`` (layer 5).
+
+Worker threads draw tasks from the calls themselves; nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import _thread
+import collections
+import threading
+from collections.abc import Iterable
+from typing import Any, Callable
+
+from ._exceptions import BrokenPoolError, PoolTerminatedError, _callable_name
+from ._jobs import _Job
+from ._results import _PoolCache
+from ._worker import _run_task
+
+
+class _ThreadCoordinator:
+    """Runs a ThreadPool: worker threads draw tasks from the calls themselves."""
+
+    def __init__(
+        self,
+        processes: int,
+        initializer: Callable[..., Any] | None,
+        initargs: Iterable[Any],
+        wrap_exception: bool,
+        cache: _PoolCache,
+    ) -> None:
+        self._processes = processes
+        self._initializer = initializer
+        self._initargs = initargs
+        self._cache = cache
+        self.pool: list[Any] = []
+        self._cond = threading.Condition(threading.Lock())
+        self._draw_lock = threading.Lock()
+        self._jobs: collections.deque[_Job] = collections.deque()
+        self._accepting = True
+        self._closing = False
+        self._terminating = False
+        self.broken: BrokenPoolError | None = None
+
+    def start_workers(self) -> None:
+        from ..dummy import DummyProcess
+
+        while len(self.pool) < self._processes:
+            t = DummyProcess(target=self._work)
+            t.name = t.name.replace("Process", "PoolWorker")
+            t.daemon = True
+            t.start()
+            self.pool.append(t)
+
+    def start(self) -> None:
+        pass
+
+    def wake(self) -> None:
+        pass
+
+    def submit(self, job: _Job) -> None:
+        with self._cond:
+            if self._accepting:
+                self._jobs.append(job)
+                self._cond.notify()
+                return
+        if self.broken is not None:
+            exc: BaseException = self._broken_error()
+        elif self._terminating:
+            exc = PoolTerminatedError("the pool was terminated")
+        else:
+            exc = ValueError("Pool not running")
+        job.result._abandon(exc)
+
+    def _broken_error(self) -> BrokenPoolError:
+        assert self.broken is not None
+        error = BrokenPoolError(*self.broken.args)
+        error.__cause__ = self.broken.__cause__
+        return error
+
+    def close(self) -> None:
+        with self._cond:
+            self._accepting = False
+            self._closing = True
+            self._cond.notify_all()
+
+    def terminate(self, wait: bool = True) -> None:
+        """Fail pending tasks and stop the threads after their current task (no waiting).
+
+        ``wait=False`` (the pool was garbage-collected, on any thread and maybe
+        inside a result's lock or ``_cond``, see ``_Coordinator._stop_soon``):
+        do it on a new thread, which holds none of them.  ``_thread`` starts it
+        without taking any of ``threading``'s locks.
+        """
+        if not wait:
+            try:
+                _thread.start_new_thread(self.terminate, ())
+            except RuntimeError:
+                pass  # the interpreter is shutting down: the daemon threads go with it
+            return
+        with self._cond:
+            self._accepting = False
+            self._terminating = True
+            jobs = list(self._jobs)
+            self._jobs.clear()
+            self._cond.notify_all()
+        error = lambda: PoolTerminatedError("the pool was terminated before this task finished")
+        for result in list(self._cache.values()):
+            result._abandon(error())
+        for job in jobs:
+            job.result._abandon(error())
+
+    def join(self) -> None:
+        current = threading.current_thread()
+        for t in list(self.pool):
+            if t is not current:
+                t.join()
+
+    def _work(self) -> None:
+        if self._initializer is not None:
+            try:
+                self._initializer(*self._initargs)
+            except BaseException as e:  # noqa: BLE001 - breaks the pool
+                self._break(e)
+                return
+        while True:
+            with self._cond:
+                while not self._jobs and not (self._closing or self._terminating or self.broken):
+                    self._cond.wait()
+                if self._terminating or self.broken is not None or not self._jobs:
+                    return
+                job = self._jobs[0]
+            with self._draw_lock:
+                drawn = job.draw()
+            if drawn is None:
+                with self._cond:
+                    if self._jobs and self._jobs[0] is job:
+                        self._jobs.popleft()
+                job = None  # type: ignore[assignment]  # (it holds the call's inputs and results)
+                continue
+            # The call may have more tasks: wake an idle thread to draw the next one
+            # (submit() woke only one, so that a call of one task wakes one thread).
+            with self._cond:
+                self._cond.notify()
+            index, payload = drawn
+            if job.cancelled:
+                # Cancelled while it was being drawn: the task never runs.
+                job = drawn = payload = None  # type: ignore[assignment]
+                continue
+            try:
+                result: tuple[bool, Any] = (True, _run_task(job.func, job.kind, payload))
+            except BaseException as e:  # noqa: BLE001 - the task's error, like concurrent.futures
+                result = (False, e)
+            job.result._set(index, result)
+            job = drawn = payload = result = None  # type: ignore[assignment]
+
+    def _break(self, exc: BaseException) -> None:
+        name = _callable_name(self._initializer)
+        error = BrokenPoolError(
+            f"the pool's initializer {name} raised {type(exc).__name__}: {exc}. Every "
+            f"pending and future task of this pool fails; fix the initializer (its "
+            f"error is the cause below) and make a new pool."
+        )
+        error.__cause__ = exc
+        with self._cond:
+            if self.broken is not None:
+                return
+            self.broken = error
+            self._accepting = False
+            jobs = list(self._jobs)
+            self._jobs.clear()
+            self._cond.notify_all()
+        for result in list(self._cache.values()):
+            result._abandon(self._broken_error())
+        for job in jobs:
+            job.result._abandon(self._broken_error())
