@@ -91,7 +91,10 @@ def test_sentinel_and_join_timeout(ctx):
     assert wait([p.sentinel], timeout=60) == [p.sentinel]
     p.join(60)
     assert p.exitcode == 0
-    # It stays ready once the child has exited.
+    # Ready for good once the child has exited.  (The server writes the exit
+    # code, which join() reads, then closes its end: EOF may come a moment
+    # after join() returns.)
+    assert wait([p.sentinel], timeout=60) == [p.sentinel]
     assert wait([p.sentinel], timeout=0) == [p.sentinel]
 
 
