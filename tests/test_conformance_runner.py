@@ -152,6 +152,12 @@ ProcessPoolForkExecutorDeadlockTest.test_crash_big_data) ... Fatal Python error:
 0.45s ok
 test_hang (test.test_concurrent_futures.test_deadlock.ProcessPoolForkExecutorDeadlockTest.\
 test_hang) ...
+test_hang_gh83386 (test.test_concurrent_futures.test_shutdown.ProcessPoolForkProcessPoolShutdownTest.\
+test_hang_gh83386)
+shutdown(wait=False) doesn't hang at exit with running futures. ... skipped 'Hangs'
+0.00s test_hang_gh94440 (test.test_concurrent_futures.test_shutdown.\
+ProcessPoolForkProcessPoolShutdownTest.test_hang_gh94440)
+shutdown(wait=True) doesn't hang when a future was submitted and ... 0.01s ok
 """
 
 # 3.9/3.10: one module, the class only.
@@ -168,13 +174,17 @@ def test_outcomes_read_futures_logs_with_durations():
         "ProcessPoolForkProcessPoolExecutorTest.test_idle_process_reuse_one": "skipped",
         "ProcessPoolForkExecutorDeadlockTest.test_crash_big_data": "ok",
         "ProcessPoolForkExecutorDeadlockTest.test_hang": "unknown",
+        # A docstring's first line comes between the name and the outcome; a
+        # skipped test's duration, before the next test's name.
+        "ProcessPoolForkProcessPoolShutdownTest.test_hang_gh83386": "skipped",
+        "ProcessPoolForkProcessPoolShutdownTest.test_hang_gh94440": "ok",
     }
     assert common.outcomes(FUTURES_LOG_39) == {
         "ProcessPoolSpawnProcessPoolExecutorTest.test_map": "ok",
         "ProcessPoolSpawnProcessPoolExecutorTest.test_traceback": "ERROR",
     }
     line, classes = common.summarize(FUTURES_LOG_313, "fork", 1)
-    assert line == "fork: ran=5 ok=2 fail=1 error=0 skip=1 unfinished=1 rc=1"
+    assert line == "fork: ran=7 ok=3 fail=1 error=0 skip=2 unfinished=1 rc=1"
     assert classes == [
         "  ProcessPoolForkExecutorDeadlockTest: test_hang:unknown",
         "  ProcessPoolForkProcessPoolExecutorTest: test_killed_child:FAIL",

@@ -28,10 +28,11 @@ PASSED = ("ok", "expected failure")
 
 # "test_name (module.Class.test_name) ... ok" (3.11+) or "(module.Class)" (3.9/3.10);
 # a class whose setUpClass fails shows as "setUpClass (module.Class) ... ERROR" and
-# counts as one error (its tests never run).
-_START = re.compile(r"^(test\w*|setUpClass|tearDownClass) \(([\w.]+)\)")
+# counts as one error (its tests never run).  The concurrent.futures tests print
+# their duration before the outcome ("... 0.12s ok"), or, for a skipped test,
+# before the next test's name ("0.00s test_x (...)").
+_START = re.compile(r"^(?:\d+\.\d+s )?(test\w*|setUpClass|tearDownClass) \(([\w.]+)\)")
 _OUTCOMES = ("ok", "FAIL", "ERROR", "skipped", "expected failure", "unexpected success")
-# The concurrent.futures tests print their duration before the outcome ("... 0.12s ok").
 _OUTCOME = re.compile(r"(?:^|\.\.\. ?)(?:\d+\.\d+s )?(" + "|".join(_OUTCOMES) + r")\b")
 
 
