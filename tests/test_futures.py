@@ -1,0 +1,232 @@
+"""multiprocess.futures.ProcessPoolExecutor: the concurrent.futures face of the Pool's engine.
+
+Every test runs under fork, spawn and forkserver (the ``ctx`` fixture).  Faults are
+per call: a worker that dies fails only its future, with an exception that is both
+the pool's TerminatedWorkerError and concurrent.futures' BrokenProcessPool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import concurrent.futures.process
+import itertools
+import signal
+
+import _futures_helpers as fh
+import _pool_helpers as h
+import pytest
+
+from multiprocess import pool as mpool
+from multiprocess.futures import ProcessPoolExecutor, WorkerDiedError
+
+pytestmark = pytest.mark.timeout(120)
+
+BrokenProcessPool = concurrent.futures.process.BrokenProcessPool
+EXIT_CODES = {"sigkill": -signal.SIGKILL, "segfault": -signal.SIGSEGV, "exit": 1}
+
+
+def blocking_executor(ctx, workers=1):
+    """An executor whose tasks fh.block() wait for ``release``; ``started`` says one runs."""
+    started, release = ctx.Event(), ctx.Event()
+    executor = ProcessPoolExecutor(
+        workers, mp_context=ctx, initializer=fh.init_events, initargs=(started, release)
+    )
+    return executor, started, release
+
+
+def collect(iterator):
+    """Everything an iterator yields, with the exception that ends it last."""
+    out = []
+    try:
+        out.extend(iterator)
+    except Exception as e:  # noqa: BLE001
+        out.append(e)
+    return out
+
+
+def test_submit_returns_real_futures_and_sends_lambdas_and_closures(ctx):
+    k = 10
+    done = []
+    with ProcessPoolExecutor(2, mp_context=ctx) as executor:
+        futures = [executor.submit(lambda x: x + k, i) for i in range(20)]
+        futures.append(executor.submit(h.add, 1, b=2))
+        futures[0].add_done_callback(done.append)
+        assert all(type(f) is concurrent.futures.Future for f in futures)
+        finished = {f.result() for f in concurrent.futures.as_completed(futures, timeout=60)}
+        assert finished == set(range(10, 30)) | {3}
+        _, not_done = concurrent.futures.wait(futures, timeout=60)
+        assert not not_done
+        assert futures[20].result() == 3
+    assert done == [futures[0]]
+
+
+def test_asyncio_awaits_our_futures(ctx):
+    async def main(executor):
+        loop = asyncio.get_running_loop()
+        a = await loop.run_in_executor(executor, h.square, 7)
+        b = await asyncio.wrap_future(executor.submit(lambda: "lambda"))
+        return a, b
+
+    with ProcessPoolExecutor(2, mp_context=ctx) as executor:
+        assert asyncio.run(main(executor)) == (49, "lambda")
+
+
+@pytest.mark.parametrize("chunksize", [1, 3, 50])
+def test_map_yields_results_in_order(ctx, chunksize):
+    with ProcessPoolExecutor(2, mp_context=ctx) as executor:
+        assert list(executor.map(h.square, range(20), chunksize=chunksize)) == [
+            x * x for x in range(20)
+        ]
+        assert list(executor.map(lambda a, b: a - b, range(5), [1] * 9, chunksize=chunksize)) == [
+            -1,
+            0,
+            1,
+            2,
+            3,
+        ]
+        assert list(executor.map(h.square, [], chunksize=chunksize)) == []
+
+
+def test_map_with_buffersize_reads_its_inputs_lazily(ctx):
+    with ProcessPoolExecutor(2, mp_context=ctx) as executor:
+        results = executor.map(h.square, itertools.count(), buffersize=4)
+        assert list(itertools.islice(results, 10)) == [x * x for x in range(10)]
+        results.close()
+
+
+def test_map_raises_at_the_failing_item(ctx):
+    with ProcessPoolExecutor(2, mp_context=ctx) as executor:
+        out = collect(executor.map(_fail_at_3, range(8)))
+        assert out[:3] == [0, 1, 4]
+        assert isinstance(out[3], ValueError) and len(out) == 4
+        assert list(executor.map(h.square, range(3))) == [0, 1, 4]
+
+
+def _fail_at_3(x):
+    if x == 3:
+        raise ValueError("three")
+    return x * x
+
+
+@pytest.mark.parametrize("how", sorted(EXIT_CODES))
+def test_a_worker_that_dies_in_submit_fails_only_its_future(ctx, how):
+    with ProcessPoolExecutor(2, mp_context=ctx) as executor:
+        doomed = executor.submit(h.die_now, how)
+        others = [executor.submit(h.square, i) for i in range(20)]
+        error = doomed.exception(timeout=60)
+        assert isinstance(error, WorkerDiedError)
+        assert isinstance(error, mpool.TerminatedWorkerError)
+        assert isinstance(error, BrokenProcessPool)
+        assert error.exitcode == EXIT_CODES[how]
+        assert [f.result(timeout=60) for f in others] == [i * i for i in range(20)]
+        # A replacement worker runs what comes next.
+        assert executor.submit(h.square, 9).result(timeout=60) == 81
+
+
+@pytest.mark.parametrize("how", sorted(EXIT_CODES))
+def test_a_worker_that_dies_in_map_fails_only_its_chunk(ctx, how):
+    with ProcessPoolExecutor(2, mp_context=ctx) as executor:
+        out = collect(executor.map(h.die_at, range(8), [3] * 8, [how] * 8))
+        assert out[:3] == [0, 1, 4]
+        assert isinstance(out[3], BrokenProcessPool)
+        assert isinstance(out[3], mpool.TerminatedWorkerError)
+        assert list(executor.map(h.square, range(8), chunksize=2)) == [x * x for x in range(8)]
+
+
+def test_an_initializer_that_raises_breaks_the_executor(ctx):
+    executor = ProcessPoolExecutor(1, mp_context=ctx, initializer=h.init_raises)
+    try:
+        try:
+            future = executor.submit(h.square, 2)
+        except BrokenProcessPool:
+            pass  # it broke already
+        else:
+            with pytest.raises(BrokenProcessPool, match="initializer"):
+                future.result(timeout=60)
+        with pytest.raises(BrokenProcessPool):
+            executor.submit(h.square, 2)
+        assert executor._broken
+    finally:
+        executor.shutdown()
+
+
+def test_cancel_and_shutdown_cancel_futures_stop_calls_that_have_not_started(ctx):
+    executor, started, release = blocking_executor(ctx)
+    running = executor.submit(fh.block, "first")
+    assert started.wait(60)
+    queued = [executor.submit(h.square, i) for i in range(10)]
+    assert queued[-1].cancel()
+    executor.shutdown(wait=False, cancel_futures=True)
+    cancelled = [f for f in queued if f.cancelled()]
+    # Only the few calls already handed to the engine (2 per worker) may run.
+    assert len(cancelled) >= 8
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        executor.submit(h.square, 1)
+    release.set()
+    assert running.result(timeout=60) == "first"
+    for f in queued:
+        if not f.cancelled():
+            assert f.result(timeout=60) == queued.index(f) ** 2
+    executor.shutdown(wait=True)
+    assert all(p.exitcode is not None for p in executor._processes.values())
+
+
+@pytest.mark.parametrize("stop", ["terminate_workers", "kill_workers"])
+def test_stopping_the_workers_fails_running_calls_and_cancels_the_rest(ctx, stop):
+    executor, started, _release = blocking_executor(ctx)
+    running = executor.submit(fh.block, "first")
+    assert started.wait(60)
+    processes = list(executor._processes.values())
+    queued = [executor.submit(h.square, i) for i in range(5)]
+    getattr(executor, stop)()
+    assert isinstance(running.exception(timeout=60), BrokenProcessPool)
+    for f in queued:
+        assert f.cancelled() or isinstance(f.exception(timeout=60), BrokenProcessPool)
+    assert all(p.exitcode is not None for p in processes)
+    if stop == "kill_workers":
+        assert [p.exitcode for p in processes] == [-signal.SIGKILL]
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        executor.submit(h.square, 1)
+    executor.shutdown()
+
+
+def test_map_timeout_counts_from_the_call(ctx):
+    executor, _started, release = blocking_executor(ctx)
+    try:
+        results = executor.map(fh.block, [1, 2], timeout=0.5)
+        with pytest.raises(concurrent.futures.TimeoutError):
+            next(results)
+    finally:
+        release.set()
+        executor.shutdown()
+
+
+def test_max_tasks_per_child_replaces_workers(ctx):
+    if ctx.get_start_method() == "fork":
+        with pytest.raises(ValueError, match="incompatible with the 'fork'"):
+            ProcessPoolExecutor(1, mp_context=ctx, max_tasks_per_child=2)
+        return
+    with ProcessPoolExecutor(1, mp_context=ctx, max_tasks_per_child=2) as executor:
+        pids = [executor.submit(h.pid_of).result(timeout=60) for _ in range(4)]
+    assert pids[0] == pids[1] != pids[2] == pids[3]
+
+
+def test_bad_arguments_raise_clear_errors_and_break_nothing(ctx):
+    with pytest.raises(ValueError, match="max_workers must be greater than 0"):
+        ProcessPoolExecutor(0, mp_context=ctx)
+    with pytest.raises(TypeError, match="initializer must be a callable"):
+        ProcessPoolExecutor(1, mp_context=ctx, initializer=3)
+    with pytest.raises(ValueError, match="max_tasks_per_child must be >= 1"):
+        ProcessPoolExecutor(1, mp_context=ctx, max_tasks_per_child=0)
+    with ProcessPoolExecutor(1, mp_context=ctx) as executor:
+        with pytest.raises(ValueError, match="chunksize"):
+            executor.map(h.square, range(3), chunksize=0)
+        with pytest.raises(ValueError, match="buffersize"):
+            executor.map(h.square, range(3), buffersize=0)
+        assert list(executor.map(h.square, range(3))) == [0, 1, 4]
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        executor.submit(h.square, 1)
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        executor.map(h.square, range(3))
+    executor.shutdown()  # again: nothing more to do
