@@ -17,3 +17,10 @@ def block(x):
     if not _events["release"].wait(60):
         raise AssertionError("block(): the test never released this task")
     return x
+
+
+class Dummy:
+    """A result whose lifetime a test watches through a weak reference."""
+
+    def __init__(self, x):
+        self.x = x

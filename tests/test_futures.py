@@ -11,7 +11,9 @@ import asyncio
 import concurrent.futures
 import concurrent.futures.process
 import itertools
+import pickle
 import signal
+import weakref
 
 import _futures_helpers as fh
 import _pool_helpers as h
@@ -101,6 +103,25 @@ def test_map_raises_at_the_failing_item(ctx):
         assert out[:3] == [0, 1, 4]
         assert isinstance(out[3], ValueError) and len(out) == 4
         assert list(executor.map(h.square, range(3))) == [0, 1, 4]
+
+
+def test_map_holds_no_result_it_has_yielded(ctx):
+    with ProcessPoolExecutor(2, mp_context=ctx) as executor:
+        results = executor.map(fh.Dummy, range(4))
+        first = next(results)
+        watched = weakref.ref(first)
+        del first
+        assert [d.x for d in results] == [1, 2, 3]
+        assert watched() is None
+
+
+def test_a_result_that_cannot_be_pickled_fails_its_call_with_a_pickling_error(ctx):
+    with ProcessPoolExecutor(1, mp_context=ctx) as executor:
+        error = executor.submit(h.make_unpicklable).exception(timeout=60)
+        assert isinstance(error, pickle.PicklingError)
+        assert isinstance(error, mpool.MaybeEncodingError)
+        assert "Unpicklable objects refuse to be pickled" in str(error)
+        assert executor.submit(h.square, 5).result(timeout=60) == 25
 
 
 def _fail_at_3(x):

@@ -31,7 +31,9 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import itertools
+import logging
 import os
+import pickle
 import sys
 import threading
 import time
@@ -44,6 +46,7 @@ from .pool import (
     _APPLY,
     _STARMAP,
     BrokenPoolError,
+    MaybeEncodingError,
     PoolTerminatedError,
     TerminatedWorkerError,
     _callable_name,
@@ -89,6 +92,23 @@ def _adopt_broken_process_pool(cls: type, first: tuple[type, ...]) -> None:
 _adopt_broken_process_pool(WorkerDiedError, (TerminatedWorkerError,))
 
 
+class ResultPicklingError(MaybeEncodingError, pickle.PicklingError):
+    """A call's result (or exception) could not be pickled in the worker.
+
+    The pool's ``MaybeEncodingError`` and a ``pickle.PicklingError``, which is
+    what code written for the standard library's executor catches.
+    """
+
+
+def _run_initializer(initializer: Callable[..., Any], *initargs: Any) -> None:
+    """Run the user's initializer in a worker; log its exception as the stdlib's executor does."""
+    try:
+        initializer(*initargs)
+    except BaseException:
+        logging.getLogger("concurrent.futures").critical("Exception in initializer:", exc_info=True)
+        raise
+
+
 def _default_max_workers() -> int:
     # As the standard library on this Python: process_cpu_count() from 3.13.
     count = getattr(os, "process_cpu_count", os.cpu_count)()
@@ -97,6 +117,11 @@ def _default_max_workers() -> int:
 
 def _for_executor(exc: BaseException) -> BaseException:
     """The pool's error as users of ``concurrent.futures`` expect to catch it."""
+    if type(exc) is MaybeEncodingError:
+        error = ResultPicklingError.__new__(ResultPicklingError)
+        error.args, error.__dict__ = exc.args, dict(exc.__dict__)
+        error.__cause__ = exc.__cause__
+        return error
     if type(exc) is TerminatedWorkerError:
         error = WorkerDiedError(exc.args[0], exc.pid, exc.exitcode)
         error.__cause__ = exc.__cause__
@@ -123,7 +148,7 @@ class _FutureResult:
     def __init__(
         self,
         executor: ProcessPoolExecutor,
-        futures: list[concurrent.futures.Future],
+        futures: list[concurrent.futures.Future | None],
         done: Callable[[], None] | None = None,
     ) -> None:
         self._job = next(_job_counter)
@@ -139,7 +164,9 @@ class _FutureResult:
     def _set(self, i: int, obj: tuple[bool, Any]) -> None:
         ok, value = obj
         future = self._futures[i]
-        if not future.done():  # cancelled (a map whose iterator was closed)
+        # Forgotten: a result must live no longer than its Future's holder wants.
+        self._futures[i] = None
+        if future is not None and not future.done():  # done: cancelled (map closed)
             if ok:
                 future.set_result(value)
             else:
@@ -167,7 +194,11 @@ class _FutureResult:
                 return
             self._left = 0
         for future in self._futures:
-            if not future.done() and (future.running() or future.set_running_or_notify_cancel()):
+            if (
+                future is not None
+                and not future.done()
+                and (future.running() or future.set_running_or_notify_cancel())
+            ):
                 future.set_exception(_for_executor(exc))
         self._finish()
 
@@ -260,6 +291,8 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
         self._closed = threading.Event()  # set once the coordinator is told to close
 
         self._cache = _PoolCache()
+        if initializer is not None:
+            initializer, initargs = _run_initializer, (initializer, *initargs)
         coordinator = _Coordinator(
             mp_context,
             lambda ctx, *args, **kwds: ctx.Process(*args, **kwds),
@@ -521,7 +554,11 @@ def _results(
                 chunk = future.result()
             else:
                 chunk = future.result(deadline - time.monotonic())
-            yield from chunk
+            # Hold no result the caller has had: not through the future, nor the list.
+            del future
+            chunk.reverse()
+            while chunk:
+                yield chunk.pop()
     finally:
         for future in pending:
             future.cancel()
