@@ -63,6 +63,13 @@ def test_submit_returns_real_futures_and_sends_lambdas_and_closures(ctx):
     assert done == [futures[0]]
 
 
+def test_every_context_makes_executors_of_its_start_method(ctx):
+    with ctx.ProcessPoolExecutor(1) as executor:
+        assert isinstance(executor, ProcessPoolExecutor)
+        assert executor._mp_context.get_start_method() == ctx.get_start_method()
+        assert executor.submit(lambda: "ok").result(timeout=60) == "ok"
+
+
 def test_asyncio_awaits_our_futures(ctx):
     async def main(executor):
         loop = asyncio.get_running_loop()
