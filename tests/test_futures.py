@@ -13,6 +13,7 @@ import concurrent.futures.process
 import itertools
 import pickle
 import signal
+import threading
 import weakref
 
 import _futures_helpers as fh
@@ -68,6 +69,24 @@ def test_every_context_makes_executors_of_its_start_method(ctx):
         assert isinstance(executor, ProcessPoolExecutor)
         assert executor._mp_context.get_start_method() == ctx.get_start_method()
         assert executor.submit(lambda: "ok").result(timeout=60) == "ok"
+
+
+def test_many_threads_submitting_at_once_get_every_result(ctx):
+    # The window of calls handed to the engine is refilled both by submitters and
+    # by the engine's thread as calls finish: they race for it here.
+    with ProcessPoolExecutor(2, mp_context=ctx) as executor:
+        results = {}
+
+        def submit_many(t):
+            futures = [executor.submit(h.add, t, i) for i in range(500)]
+            results[t] = [f.result(timeout=60) for f in futures]
+
+        threads = [threading.Thread(target=submit_many, args=(t,)) for t in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        assert results == {t: [t + i for i in range(500)] for t in range(4)}
 
 
 def test_asyncio_awaits_our_futures(ctx):

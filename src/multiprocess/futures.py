@@ -44,6 +44,7 @@ from typing import Any, Callable
 from . import context as _context
 from .pool import (
     _APPLY,
+    _MAP,
     _STARMAP,
     BrokenPoolError,
     MaybeEncodingError,
@@ -107,6 +108,10 @@ def _run_initializer(initializer: Callable[..., Any], *initargs: Any) -> None:
     except BaseException:
         logging.getLogger("concurrent.futures").critical("Exception in initializer:", exc_info=True)
         raise
+
+
+# A call handed over and done within this many seconds lets more calls be handed over.
+_SHORT_CALL = 0.01
 
 
 def _default_max_workers() -> int:
@@ -284,7 +289,11 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
         self._queue: collections.deque[tuple[concurrent.futures.Future, Any, Any, Any]] = (
             collections.deque()
         )
-        self._window = 2 * max_workers  # calls handed to the coordinator at once
+        # Calls handed to the coordinator at once: few while calls are long (the
+        # others stay cancellable), more while they are short (throughput).
+        self._min_window = 2 * max_workers
+        self._max_window = max(64, 16 * max_workers)
+        self._window = self._min_window
         self._in_flight = 0
         self._pumping = False
         self._pump_again = False
@@ -394,16 +403,22 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
     def _hand_over(
         self, future: concurrent.futures.Future, fn: Any, args: Any, kwargs: Any
     ) -> None:
-        result = _FutureResult(self, [future], self._call_done)
+        handed = time.monotonic()
+        result = _FutureResult(self, [future], lambda: self._call_done(handed))
         result._call = f"submit({_callable_name(fn)})"
         job = _Job(
             result, fn, _APPLY, [(args, kwargs)], "submit", 1, _serializer_of(self._mp_context)
         )
         self._coordinator.submit(job)
 
-    def _call_done(self) -> None:
+    def _call_done(self, handed: float) -> None:
+        short = time.monotonic() - handed < _SHORT_CALL
         with self._lock:
             self._in_flight -= 1
+            if short:
+                self._window = min(self._window * 2, self._max_window)
+            else:
+                self._window = self._min_window
         self._pump()
 
     # -- map --------------------------------------------------------------------
@@ -435,10 +450,13 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
             if buffersize < 1:
                 raise ValueError("buffersize must be None or > 0")
         deadline = None if timeout is None else time.monotonic() + timeout
-        chunks = _chunked(zip(*iterables), chunksize)
         if buffersize is not None:
+            chunks = _chunked(zip(*iterables), chunksize)
             return self._map_buffered(fn, chunks, buffersize, deadline)
-        chunks = list(chunks)
+        # One iterable: chunks of items for func(x) (no argument tuples to build,
+        # pickle and unpack); several: chunks of argument tuples for func(*args).
+        kind = _MAP if len(iterables) == 1 else _STARMAP
+        chunks = list(_chunked(iterables[0] if kind == _MAP else zip(*iterables), chunksize))
         with self._lock:
             self._check_open()
         futures = [concurrent.futures.Future() for _ in chunks]
@@ -447,7 +465,7 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
             result._call = f"map({_callable_name(fn)})"
             payloads = (_run_chunk(f, c) for f, c in zip(futures, chunks))
             job = _Job(
-                result, fn, _STARMAP, payloads, "map", chunksize, _serializer_of(self._mp_context)
+                result, fn, kind, payloads, "map", chunksize, _serializer_of(self._mp_context)
             )
             self._coordinator.submit(job)
         return _results(collections.deque(futures), deadline)
@@ -531,7 +549,8 @@ def _starmap(fn: Callable[..., Any], chunk: tuple) -> list:
     return [fn(*args) for args in chunk]
 
 
-def _chunked(items: Iterator[tuple], size: int) -> Iterator[tuple]:
+def _chunked(items: Iterable[Any], size: int) -> Iterator[tuple]:
+    items = iter(items)
     while True:
         chunk = tuple(itertools.islice(items, size))
         if not chunk:
