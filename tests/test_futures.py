@@ -89,6 +89,26 @@ def test_many_threads_submitting_at_once_get_every_result(ctx):
         assert results == {t: [t + i for i in range(500)] for t in range(4)}
 
 
+def test_workers_start_as_calls_need_them_except_under_fork(ctx):
+    barrier = ctx.Barrier(3)
+    with ProcessPoolExecutor(
+        5, mp_context=ctx, initializer=fh.init_barrier, initargs=(barrier,)
+    ) as executor:
+        if ctx.get_start_method() == "fork":
+            # As the stdlib: forking later would fork a parent with threads running.
+            assert len(executor._processes) == 5
+            return
+        assert executor._processes == {}
+        # Three calls that can only finish together: three workers, not five.
+        futures = [executor.submit(fh.meet, i) for i in range(3)]
+        assert [f.result(timeout=60) for f in futures] == [0, 1, 2]
+        assert len(executor._processes) == 3
+    with ProcessPoolExecutor(5, mp_context=ctx) as executor:
+        squares = [executor.submit(h.square, i).result(timeout=60) for i in range(5)]
+        assert squares == [0, 1, 4, 9, 16]
+        assert len(executor._processes) == 1  # one call at a time: one worker
+
+
 def test_asyncio_awaits_our_futures(ctx):
     async def main(executor):
         loop = asyncio.get_running_loop()

@@ -171,16 +171,18 @@ class _FutureResult:
         future = self._futures[i]
         # Forgotten: a result must live no longer than its Future's holder wants.
         self._futures[i] = None
+        with self._lock:
+            self._left -= 1
+            finished = self._left == 0
+        if finished:
+            # Before the caller wakes up: a call it submits at once must find
+            # this one counted as done (one idle worker, not a second one).
+            self._finish()
         if future is not None and not future.done():  # done: cancelled (map closed)
             if ok:
                 future.set_result(value)
             else:
                 future.set_exception(_for_executor(value))
-        with self._lock:
-            self._left -= 1
-            finished = self._left == 0
-        if finished:
-            self._finish()
 
     def _tasks_ended(self, count: int) -> None:
         # The inputs ran out early (they raised: that task's future has the error).
@@ -313,6 +315,12 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
             self._cache,
         )
         self._cache.notifier = coordinator.wake
+        # Workers start as calls need them (the stdlib's behaviour), except
+        # under fork, where starting them later would fork a parent that has
+        # threads running: the stdlib starts them all at once there too.
+        self._on_demand = mp_context.get_start_method(allow_none=False) != "fork"
+        if self._on_demand:
+            coordinator._processes = 0
         try:
             coordinator.start_workers()
         except BaseException:
@@ -382,6 +390,7 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
                         if candidate[0].set_running_or_notify_cancel():
                             item = candidate
                             self._in_flight += 1
+                            busy = self._in_flight
                             break
                     if item is None:
                         if self._shutdown_called and not self._queue and not self._closed.is_set():
@@ -393,6 +402,7 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
                         self._pump_again = False
                 if item is not None:
                     self._hand_over(*item)
+                    self._need_workers(busy)
             if close:
                 self._coordinator.close()
         except BaseException:
@@ -410,6 +420,14 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
             result, fn, _APPLY, [(args, kwargs)], "submit", 1, _serializer_of(self._mp_context)
         )
         self._coordinator.submit(job)
+
+    def _need_workers(self, busy: int) -> None:
+        """Have the coordinator start workers (up to max_workers) for ``busy`` calls at once."""
+        coordinator = self._coordinator
+        if self._on_demand and coordinator._processes < min(busy, self._max_workers):
+            # The coordinator starts workers up to this number (see _maintain).
+            coordinator._processes = min(busy, self._max_workers)
+            coordinator.wake()
 
     def _call_done(self, handed: float) -> None:
         short = time.monotonic() - handed < _SHORT_CALL
@@ -460,6 +478,7 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
         with self._lock:
             self._check_open()
         futures = [concurrent.futures.Future() for _ in chunks]
+        self._need_workers(self._in_flight + len(futures))
         if futures:
             result = _FutureResult(self, futures)
             result._call = f"map({_callable_name(fn)})"
