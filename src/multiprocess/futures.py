@@ -122,6 +122,7 @@ def _default_max_workers() -> int:
 
 def _for_executor(exc: BaseException) -> BaseException:
     """The pool's error as users of ``concurrent.futures`` expect to catch it."""
+    error: BaseException
     if type(exc) is MaybeEncodingError:
         error = ResultPicklingError.__new__(ResultPicklingError)
         error.args, error.__dict__ = exc.args, dict(exc.__dict__)
@@ -153,15 +154,15 @@ class _FutureResult:
     def __init__(
         self,
         executor: ProcessPoolExecutor,
-        futures: list[concurrent.futures.Future | None],
+        futures: Iterable[concurrent.futures.Future],
         done: Callable[[], None] | None = None,
     ) -> None:
         self._job = next(_job_counter)
         # Pending calls keep their executor alive (its finalizer would stop them).
         self._executor: ProcessPoolExecutor | None = executor
         self._cache = executor._cache
-        self._futures = futures
-        self._left = len(futures)
+        self._futures: list[concurrent.futures.Future | None] = list(futures)
+        self._left = len(self._futures)
         self._lock = threading.Lock()
         self._done = done
         self._cache[self._job] = self
@@ -262,8 +263,7 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
         *,
         max_tasks_per_child: int | None = None,
     ) -> None:
-        self._shutdown_called = False  # first: __del__ and shutdown() look at it
-        self._coordinator: _Coordinator | None = None
+        self._shutdown_called = False
         if max_workers is None:
             max_workers = _default_max_workers()
         elif max_workers <= 0:
@@ -335,13 +335,11 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
     @property
     def _processes(self) -> dict[int, Any]:
         """The live worker processes by pid (a snapshot)."""
-        coordinator = self._coordinator
-        return {p.pid: p for p in coordinator.pool} if coordinator is not None else {}
+        return {p.pid: p for p in self._coordinator.pool}
 
     @property
     def _broken(self) -> BrokenPoolError | bool:
-        coordinator = self._coordinator
-        return coordinator is not None and coordinator.broken or False
+        return self._coordinator.broken or False
 
     # -- submit -------------------------------------------------------------------
 
@@ -363,9 +361,8 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
         return future
 
     def _check_open(self) -> None:
-        coordinator = self._coordinator
-        if coordinator is not None and coordinator.broken is not None:
-            raise coordinator._broken_error()
+        if self._coordinator.broken is not None:
+            raise self._coordinator._broken_error()
         if self._shutdown_called:
             raise RuntimeError("cannot schedule new futures after shutdown")
 
@@ -474,15 +471,16 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
         # One iterable: chunks of items for func(x) (no argument tuples to build,
         # pickle and unpack); several: chunks of argument tuples for func(*args).
         kind = _MAP if len(iterables) == 1 else _STARMAP
-        chunks = list(_chunked(iterables[0] if kind == _MAP else zip(*iterables), chunksize))
+        items = iterables[0] if kind == _MAP else zip(*iterables)
+        chunk_list = list(_chunked(items, chunksize))
         with self._lock:
             self._check_open()
-        futures = [concurrent.futures.Future() for _ in chunks]
+        futures: list[concurrent.futures.Future] = [concurrent.futures.Future() for _ in chunk_list]
         self._need_workers(self._in_flight + len(futures))
         if futures:
             result = _FutureResult(self, futures)
             result._call = f"map({_callable_name(fn)})"
-            payloads = (_run_chunk(f, c) for f, c in zip(futures, chunks))
+            payloads = (_run_chunk(f, c) for f, c in zip(futures, chunk_list))
             job = _Job(
                 result, fn, kind, payloads, "map", chunksize, _serializer_of(self._mp_context)
             )
@@ -524,8 +522,6 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
             future.cancel()
             future.set_running_or_notify_cancel()
         coordinator = self._coordinator
-        if coordinator is None:
-            return
         self._pump()  # closes the coordinator once the queue is empty
         if wait:
             # The queue drains as calls finish (or fail, if the executor broke);
@@ -549,8 +545,6 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
     def _stop_workers(self, kill: bool) -> None:
         self.shutdown(wait=False, cancel_futures=True)
         coordinator = self._coordinator
-        if coordinator is None:
-            return
         if kill:
             # Marked as stopping first, so that the coordinator replaces none of
             # them, but not woken: it would SIGTERM them before we SIGKILL them.
