@@ -546,12 +546,8 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
         self.shutdown(wait=False, cancel_futures=True)
         coordinator = self._coordinator
         if kill:
-            # Marked as stopping first, so that the coordinator replaces none of
-            # them, but not woken: it would SIGTERM them before we SIGKILL them.
-            # (The engine has no terminate(signal) of its own yet.)
-            with coordinator._cond:
-                coordinator._accepting = False
-                coordinator._terminating = True
+            # SIGKILL first; the engine's terminate() then stops the rest (a
+            # replacement started meanwhile gets its SIGTERM) and fails what ran.
             for process in list(coordinator.pool):
                 if process.exitcode is None:
                     process.kill()
