@@ -11,8 +11,11 @@ import asyncio
 import concurrent.futures
 import concurrent.futures.process
 import itertools
+import os
 import pickle
 import signal
+import subprocess
+import sys
 import threading
 import weakref
 
@@ -303,3 +306,21 @@ def test_bad_arguments_raise_clear_errors_and_break_nothing(ctx):
     with pytest.raises(RuntimeError, match="after shutdown"):
         executor.map(h.square, range(3))
     executor.shutdown()  # again: nothing more to do
+
+
+@pytest.mark.parametrize("mode", ["exit", "no-wait"])
+def test_interpreter_exit_with_a_call_running_neither_hangs_nor_leaves_workers(ctx, mode):
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_futures_exit_script.py")
+    done = subprocess.run(
+        [sys.executable, script, ctx.get_start_method(), mode],
+        capture_output=True,
+        text=True,
+        timeout=120,  # a hang fails here, not the whole run
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    pids = [int(pid) for pid in done.stdout.split()]
+    assert pids
+    for pid in pids:  # reaped by the script before it exited: gone
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
