@@ -30,10 +30,10 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import multiprocessing
-import statistics
 import sys
-import time
 from typing import Any, Callable
+
+from bench_pool import timed  # this folder is on sys.path when run as a script
 
 import multiprocess
 
@@ -53,15 +53,6 @@ N_SUBMIT = 10_000
 
 def tiny(x):
     return x + 1
-
-
-def timed(fn: Callable[[], None], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def executor_map(chunksize: int) -> Callable[[Any], None]:
