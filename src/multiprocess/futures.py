@@ -529,6 +529,9 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
             self._closed.wait()
             coordinator.join()
             self._finalizer()
+            # The coordinator and its stopped threads go with the last reference
+            # (no cycle through the cache's notifier left for the collector).
+            self._cache.notifier = None
 
     def terminate_workers(self) -> None:
         """Stop every worker with SIGTERM (SIGKILL if still there after a grace period).
