@@ -6,7 +6,7 @@ so it shares the Pool's dispatch, serialization (dill through
 :mod:`multiprocess.reduction`: lambdas, closures, ``__main__`` functions) and
 fault handling::
 
-  submit(fn, ...) -> Future --> our queue --(at most 2 x max_workers at once)--> one
+  submit(fn, ...) -> Future --> our queue --(a window of calls at once)--> one
   coordinator job each; its result adapter sets the Future (set_result / set_exception)
 
   map(fn, *its) --> one coordinator job whose tasks are the chunks; each chunk's
@@ -23,7 +23,11 @@ breaks the executor, as the standard library's does.
 Only a window of submitted calls is handed to the coordinator at a time (the
 others wait in our queue, cancellable), so that ``Future.cancel()`` and
 ``shutdown(cancel_futures=True)`` keep their meaning: a call not yet handed
-over never runs.
+over never runs.  The window is 2 calls per worker while calls are long, and
+grows (up to 16 per worker, at least 64) while they are short.  Workers start
+as calls need them, except under fork, where all start with the executor.
+At interpreter exit, calls still running are stopped (the workers killed), not
+waited for: exit never hangs.
 """
 
 from __future__ import annotations
