@@ -211,6 +211,28 @@ class BaseContext:
 
         return Pool(processes, initializer, initargs, maxtasksperchild, context=self.get_context())
 
+    def ProcessPoolExecutor(
+        self,
+        max_workers: int | None = None,
+        initializer: Callable[..., Any] | None = None,
+        initargs: Iterable[Any] = (),
+        *,
+        max_tasks_per_child: int | None = None,
+    ) -> Any:
+        """Return a ``concurrent.futures`` executor whose workers use this context.
+
+        See :class:`multiprocess.futures.ProcessPoolExecutor`.
+        """
+        from .futures import ProcessPoolExecutor
+
+        return ProcessPoolExecutor(
+            max_workers,
+            self.get_context(),
+            initializer,
+            initargs,
+            max_tasks_per_child=max_tasks_per_child,
+        )
+
     # -- configuration ---------------------------------------------------
 
     def freeze_support(self) -> None:

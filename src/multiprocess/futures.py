@@ -1,0 +1,599 @@
+"""``ProcessPoolExecutor``: the ``concurrent.futures`` face of the pool's engine (layer 5).
+
+The executor owns no workers of its own: it is a second face on the
+coordinator that runs :class:`multiprocess.pool.Pool` (``pool._Coordinator``),
+so it shares the Pool's dispatch, serialization (dill through
+:mod:`multiprocess.reduction`: lambdas, closures, ``__main__`` functions) and
+fault handling::
+
+  submit(fn, ...) -> Future --> our queue --(a window of calls at once)--> one
+  coordinator job each; its result adapter sets the Future (set_result / set_exception)
+
+  map(fn, *its) --> one coordinator job whose tasks are the chunks; each chunk's
+  result sets that chunk's Future; the iterator yields them in order
+
+It returns real ``concurrent.futures.Future`` objects, so ``wait``,
+``as_completed``, ``add_done_callback`` and ``asyncio.wrap_future`` work
+unchanged.  Faults are per task, as in the Pool: a worker that dies fails only
+the future it was running, with :class:`WorkerDiedError` (both the pool's
+``TerminatedWorkerError`` and ``concurrent.futures.process.BrokenProcessPool``),
+and a replacement worker runs what comes next.  An initializer that raises
+breaks the executor, as the standard library's does.
+
+Only a window of submitted calls is handed to the coordinator at a time (the
+others wait in our queue, cancellable), so that ``Future.cancel()`` and
+``shutdown(cancel_futures=True)`` keep their meaning: a call not yet handed
+over never runs.  The window is 2 calls per worker while calls are long, and
+grows (up to 16 per worker, at least 64) while they are short.  Workers start
+as calls need them, except under fork, where all start with the executor.
+At interpreter exit, calls still running are stopped (the workers killed), not
+waited for: exit never hangs.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import itertools
+import logging
+import os
+import pickle
+import sys
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import BrokenExecutor
+from typing import Any, Callable
+
+from . import context as _context
+from .pool import (
+    _APPLY,
+    _MAP,
+    _STARMAP,
+    BrokenPoolError,
+    MaybeEncodingError,
+    PoolTerminatedError,
+    TerminatedWorkerError,
+    _callable_name,
+    _Coordinator,
+    _Job,
+    _job_counter,
+    _PoolCache,
+    _PoolFinalizer,
+    _serializer_of,
+)
+
+__all__ = ["ProcessPoolExecutor", "WorkerDiedError"]
+
+
+class WorkerDiedError(TerminatedWorkerError, BrokenExecutor):
+    """The worker process running this call died (killed, crashed, ``os._exit``).
+
+    Only this call's future fails; the executor has started a replacement
+    worker and goes on.  It is the pool's :class:`TerminatedWorkerError`
+    (``pid`` and ``exitcode`` name the worker) and also a
+    ``concurrent.futures.process.BrokenProcessPool``, so that ``except``
+    clauses written for the standard library's executor catch it.
+    """
+
+    def __init__(self, message: str, pid: int | None = None, exitcode: int | None = None):
+        _adopt_broken_process_pool(WorkerDiedError, (TerminatedWorkerError,))
+        super().__init__(message, pid, exitcode)
+
+
+def _adopt_broken_process_pool(cls: type, first: tuple[type, ...]) -> None:
+    """Put ``cls`` under ``BrokenProcessPool`` once ``concurrent.futures.process`` is loaded.
+
+    That module imports the standard ``multiprocessing``, which this package
+    must not import: see ``pool._adopt_broken_process_pool``, which does the
+    same for ``BrokenPoolError``.
+    """
+    module = sys.modules.get("concurrent.futures.process")
+    base = getattr(module, "BrokenProcessPool", None)
+    if isinstance(base, type) and base not in cls.__mro__:
+        cls.__bases__ = (*first, base)
+
+
+_adopt_broken_process_pool(WorkerDiedError, (TerminatedWorkerError,))
+
+
+class ResultPicklingError(MaybeEncodingError, pickle.PicklingError):
+    """A call's result (or exception) could not be pickled in the worker.
+
+    The pool's ``MaybeEncodingError`` and a ``pickle.PicklingError``, which is
+    what code written for the standard library's executor catches.
+    """
+
+
+def _run_initializer(initializer: Callable[..., Any], *initargs: Any) -> None:
+    """Run the user's initializer in a worker; log its exception as the stdlib's executor does."""
+    try:
+        initializer(*initargs)
+    except BaseException:
+        logging.getLogger("concurrent.futures").critical("Exception in initializer:", exc_info=True)
+        raise
+
+
+# A call handed over and done within this many seconds lets more calls be handed over.
+_SHORT_CALL = 0.01
+
+
+def _default_max_workers() -> int:
+    # As the standard library on this Python: process_cpu_count() from 3.13.
+    count = getattr(os, "process_cpu_count", os.cpu_count)()
+    return count or 1
+
+
+def _for_executor(exc: BaseException) -> BaseException:
+    """The pool's error as users of ``concurrent.futures`` expect to catch it."""
+    error: BaseException
+    if type(exc) is MaybeEncodingError:
+        error = ResultPicklingError.__new__(ResultPicklingError)
+        error.args, error.__dict__ = exc.args, dict(exc.__dict__)
+        error.__cause__ = exc.__cause__
+        return error
+    if type(exc) is TerminatedWorkerError:
+        error = WorkerDiedError(exc.args[0], exc.pid, exc.exitcode)
+        error.__cause__ = exc.__cause__
+        return error
+    if isinstance(exc, PoolTerminatedError):
+        error = BrokenPoolError(
+            "the executor's workers were stopped (terminate_workers(), kill_workers() or "
+            "interpreter exit) before this call finished"
+        )
+        error.__cause__ = exc
+        return error
+    return exc
+
+
+class _FutureResult:
+    """Sets Futures from a coordinator job: the result protocol the coordinator calls.
+
+    ``futures[i]`` receives task ``i``'s outcome: the value of a ``submit``,
+    or the list of results of chunk ``i`` of a ``map``.
+    """
+
+    _call = "submit()"
+
+    def __init__(
+        self,
+        executor: ProcessPoolExecutor,
+        futures: Iterable[concurrent.futures.Future],
+        done: Callable[[], None] | None = None,
+    ) -> None:
+        self._job = next(_job_counter)
+        # Pending calls keep their executor alive (its finalizer would stop them).
+        self._executor: ProcessPoolExecutor | None = executor
+        self._cache = executor._cache
+        self._futures: list[concurrent.futures.Future | None] = list(futures)
+        self._left = len(self._futures)
+        self._lock = threading.Lock()
+        self._done = done
+        self._cache[self._job] = self
+
+    def _set(self, i: int, obj: tuple[bool, Any]) -> None:
+        ok, value = obj
+        future = self._futures[i]
+        # Forgotten: a result must live no longer than its Future's holder wants.
+        self._futures[i] = None
+        with self._lock:
+            self._left -= 1
+            finished = self._left == 0
+        if finished:
+            # Before the caller wakes up: a call it submits at once must find
+            # this one counted as done (one idle worker, not a second one).
+            self._finish()
+        if future is not None and not future.done():  # done: cancelled (map closed)
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(_for_executor(value))
+
+    def _tasks_ended(self, count: int) -> None:
+        # The inputs ran out early (they raised: that task's future has the error).
+        with self._lock:
+            missing = len(self._futures) - count
+            if missing <= 0 or self._left <= 0:
+                return
+            self._left -= missing
+            finished = self._left <= 0
+        if finished:
+            self._finish()
+
+    def _abandon(self, exc: BaseException) -> None:
+        with self._lock:
+            if self._left <= 0:
+                return
+            self._left = 0
+        for future in self._futures:
+            if (
+                future is not None
+                and not future.done()
+                and (future.running() or future.set_running_or_notify_cancel())
+            ):
+                future.set_exception(_for_executor(exc))
+        self._finish()
+
+    def _finish(self) -> None:
+        self._cache.forget(self._job)
+        if self._done is not None:
+            self._done()
+        self._executor = None
+
+    def _pending(self) -> str:
+        return ""
+
+
+def _run_chunk(future: concurrent.futures.Future, chunk: tuple) -> tuple:
+    """The payload of a map chunk, or none if its future was cancelled meanwhile."""
+    if future.set_running_or_notify_cancel():
+        return chunk
+    return ()
+
+
+class ProcessPoolExecutor(concurrent.futures.Executor):
+    """An executor that runs calls in worker processes, on the Pool's engine.
+
+    The standard library's API (as of Python 3.14) on every supported Python.
+
+    Args:
+        max_workers: Number of worker processes; None means as many as the
+            standard library would use on this Python (``os.process_cpu_count()``
+            from 3.13, ``os.cpu_count()`` before).
+        mp_context: A ``multiprocess`` context (start method and serializer);
+            None means the default context, or spawn when ``max_tasks_per_child``
+            is given (as the standard library does).
+        initializer: Called as ``initializer(*initargs)`` in each worker when
+            it starts.  If it raises, the executor is broken: pending and later
+            calls fail with ``BrokenProcessPool``.
+        initargs: Arguments of ``initializer``.
+        max_tasks_per_child: Each worker is replaced after this many tasks
+            (None: never).  Not with the fork start method, as in the standard
+            library.
+
+    Raises:
+        ValueError: ``max_workers`` or ``max_tasks_per_child`` is below 1, or
+            ``max_tasks_per_child`` is given with a fork context.
+        TypeError: ``initializer`` is not callable, or ``max_tasks_per_child``
+            is not an int.
+    """
+
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        mp_context: Any = None,
+        initializer: Callable[..., Any] | None = None,
+        initargs: Iterable[Any] = (),
+        *,
+        max_tasks_per_child: int | None = None,
+    ) -> None:
+        self._shutdown_called = False
+        if max_workers is None:
+            max_workers = _default_max_workers()
+        elif max_workers <= 0:
+            raise ValueError("max_workers must be greater than 0")
+        if mp_context is None:
+            default = _context._default_context
+            mp_context = default.get_context("spawn" if max_tasks_per_child else None)
+        if initializer is not None and not callable(initializer):
+            raise TypeError("initializer must be a callable")
+        if max_tasks_per_child is not None:
+            if not isinstance(max_tasks_per_child, int):
+                raise TypeError("max_tasks_per_child must be an integer")
+            if max_tasks_per_child <= 0:
+                raise ValueError("max_tasks_per_child must be >= 1")
+            if mp_context.get_start_method(allow_none=False) == "fork":
+                raise ValueError(
+                    "max_tasks_per_child is incompatible with the 'fork' multiprocessing "
+                    "start method; supply a different mp_context."
+                )
+        self._max_workers = max_workers
+        self._mp_context = mp_context
+        self._max_tasks_per_child = max_tasks_per_child
+
+        self._lock = threading.Lock()
+        self._queue: collections.deque[tuple[concurrent.futures.Future, Any, Any, Any]] = (
+            collections.deque()
+        )
+        # Calls handed to the coordinator at once: few while calls are long (the
+        # others stay cancellable), more while they are short (throughput).
+        self._min_window = 2 * max_workers
+        self._max_window = max(64, 16 * max_workers)
+        self._window = self._min_window
+        self._in_flight = 0
+        self._pumping = False
+        self._pump_again = False
+        self._closed = threading.Event()  # set once the coordinator is told to close
+
+        self._cache = _PoolCache()
+        if initializer is not None:
+            initializer, initargs = _run_initializer, (initializer, *initargs)
+        coordinator = _Coordinator(
+            mp_context,
+            lambda ctx, *args, **kwds: ctx.Process(*args, **kwds),
+            max_workers,
+            initializer,
+            initargs,
+            max_tasks_per_child,
+            True,
+            self._cache,
+        )
+        self._cache.notifier = coordinator.wake
+        # Workers start as calls need them (the stdlib's behaviour), except
+        # under fork, where starting them later would fork a parent that has
+        # threads running: the stdlib starts them all at once there too.
+        self._on_demand = mp_context.get_start_method(allow_none=False) != "fork"
+        if self._on_demand:
+            coordinator._processes = 0
+        try:
+            coordinator.start_workers()
+        except BaseException:
+            coordinator.terminate()
+            raise
+        coordinator.start()
+        self._coordinator = coordinator
+        self._finalizer = _PoolFinalizer(self, coordinator.terminate, exitpriority=15)
+
+    # -- what the standard library's executor exposes (its tests read them) ----
+
+    @property
+    def _processes(self) -> dict[int, Any]:
+        """The live worker processes by pid (a snapshot)."""
+        return {p.pid: p for p in self._coordinator.pool}
+
+    @property
+    def _broken(self) -> BrokenPoolError | bool:
+        return self._coordinator.broken or False
+
+    # -- submit -------------------------------------------------------------------
+
+    def submit(
+        self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+    ) -> concurrent.futures.Future:
+        """Schedule ``fn(*args, **kwargs)`` in a worker; return its ``Future``.
+
+        Raises:
+            RuntimeError: the executor was shut down.
+            BrokenProcessPool: the executor is broken (its initializer raised,
+                or workers kept dying as they started).
+        """
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        with self._lock:
+            self._check_open()
+            self._queue.append((future, fn, args, kwargs))
+        self._pump()
+        return future
+
+    def _check_open(self) -> None:
+        if self._coordinator.broken is not None:
+            raise self._coordinator._broken_error()
+        if self._shutdown_called:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+
+    def _pump(self) -> None:
+        """Hand queued calls to the coordinator while the window has room.
+
+        Runs on the caller's thread (submit) and on the coordinator's (a call
+        finished); one pump at a time, the others only ask it to go round again.
+        """
+        with self._lock:
+            if self._pumping:
+                self._pump_again = True
+                return
+            self._pumping = True
+        close = False
+        try:
+            while True:
+                with self._lock:
+                    item = None
+                    while self._queue and self._in_flight < self._window:
+                        candidate = self._queue.popleft()
+                        if candidate[0].set_running_or_notify_cancel():
+                            item = candidate
+                            self._in_flight += 1
+                            busy = self._in_flight
+                            break
+                    if item is None:
+                        if self._shutdown_called and not self._queue and not self._closed.is_set():
+                            close = True
+                            self._closed.set()
+                        if not self._pump_again:
+                            self._pumping = False
+                            break
+                        self._pump_again = False
+                if item is not None:
+                    self._hand_over(*item)
+                    self._need_workers(busy)
+            if close:
+                self._coordinator.close()
+        except BaseException:
+            with self._lock:
+                self._pumping = False
+            raise
+
+    def _hand_over(
+        self, future: concurrent.futures.Future, fn: Any, args: Any, kwargs: Any
+    ) -> None:
+        handed = time.monotonic()
+        result = _FutureResult(self, [future], lambda: self._call_done(handed))
+        result._call = f"submit({_callable_name(fn)})"
+        job = _Job(
+            result, fn, _APPLY, [(args, kwargs)], "submit", 1, _serializer_of(self._mp_context)
+        )
+        self._coordinator.submit(job)
+
+    def _need_workers(self, busy: int) -> None:
+        """Have the coordinator start workers (up to max_workers) for ``busy`` calls at once."""
+        coordinator = self._coordinator
+        if self._on_demand and coordinator._processes < min(busy, self._max_workers):
+            # The coordinator starts workers up to this number (see _maintain).
+            coordinator._processes = min(busy, self._max_workers)
+            coordinator.wake()
+
+    def _call_done(self, handed: float) -> None:
+        short = time.monotonic() - handed < _SHORT_CALL
+        with self._lock:
+            self._in_flight -= 1
+            if short:
+                self._window = min(self._window * 2, self._max_window)
+            else:
+                self._window = self._min_window
+        self._pump()
+
+    # -- map --------------------------------------------------------------------
+
+    def map(
+        self,
+        fn: Callable[..., Any],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+        buffersize: int | None = None,
+    ) -> Iterator[Any]:
+        """Return an iterator of ``fn(*args)`` for ``args`` in ``zip(*iterables)``.
+
+        The inputs are read at once (or ``buffersize`` chunks ahead, if given)
+        and sent to the workers ``chunksize`` items per task; results come
+        in order.  A call that raised raises from ``next()`` at its place.
+
+        Raises:
+            ValueError: ``chunksize`` or ``buffersize`` is below 1.
+            TimeoutError: (from ``next()``) a result is not ready ``timeout``
+                seconds after the call to ``map``.
+        """
+        if chunksize < 1:
+            raise ValueError("chunksize must be >= 1.")
+        if buffersize is not None:
+            if not isinstance(buffersize, int):
+                raise TypeError("buffersize must be an integer or None")
+            if buffersize < 1:
+                raise ValueError("buffersize must be None or > 0")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if buffersize is not None:
+            chunks = _chunked(zip(*iterables), chunksize)
+            return self._map_buffered(fn, chunks, buffersize, deadline)
+        # One iterable: chunks of items for func(x) (no argument tuples to build,
+        # pickle and unpack); several: chunks of argument tuples for func(*args).
+        kind = _MAP if len(iterables) == 1 else _STARMAP
+        items = iterables[0] if kind == _MAP else zip(*iterables)
+        chunk_list = list(_chunked(items, chunksize))
+        with self._lock:
+            self._check_open()
+        futures: list[concurrent.futures.Future] = [concurrent.futures.Future() for _ in chunk_list]
+        self._need_workers(self._in_flight + len(futures))
+        if futures:
+            result = _FutureResult(self, futures)
+            result._call = f"map({_callable_name(fn)})"
+            payloads = (_run_chunk(f, c) for f, c in zip(futures, chunk_list))
+            job = _Job(
+                result, fn, kind, payloads, "map", chunksize, _serializer_of(self._mp_context)
+            )
+            self._coordinator.submit(job)
+        return _results(collections.deque(futures), deadline)
+
+    def _map_buffered(
+        self,
+        fn: Callable[..., Any],
+        chunks: Iterator[tuple],
+        buffersize: int,
+        deadline: float | None,
+    ) -> Iterator[Any]:
+        pending: collections.deque[concurrent.futures.Future] = collections.deque(
+            self.submit(_starmap, fn, chunk) for chunk in itertools.islice(chunks, buffersize)
+        )
+
+        def more() -> None:
+            for chunk in itertools.islice(chunks, 1):
+                pending.append(self.submit(_starmap, fn, chunk))
+
+        return _results(pending, deadline, more)
+
+    # -- shutting down --------------------------------------------------------------
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Accept no more calls; run (or with ``cancel_futures``, cancel) the queued ones.
+
+        With ``wait`` (the default), return once every call has finished and
+        the workers have exited.  Calling it again does nothing more.
+        """
+        with self._lock:
+            self._shutdown_called = True
+            cancelled = []
+            if cancel_futures:
+                cancelled = list(self._queue)
+                self._queue.clear()
+        for future, *_ in cancelled:
+            future.cancel()
+            future.set_running_or_notify_cancel()
+        coordinator = self._coordinator
+        self._pump()  # closes the coordinator once the queue is empty
+        if wait:
+            # The queue drains as calls finish (or fail, if the executor broke);
+            # the pump that empties it closes the coordinator.
+            self._closed.wait()
+            coordinator.join()
+            self._finalizer()
+            # The coordinator and its stopped threads go with the last reference
+            # (no cycle through the cache's notifier left for the collector).
+            self._cache.notifier = None
+
+    def terminate_workers(self) -> None:
+        """Stop every worker with SIGTERM (SIGKILL if still there after a grace period).
+
+        The executor shuts down: queued calls are cancelled, calls that were
+        running fail with ``BrokenProcessPool``; it cannot be used afterwards.
+        """
+        self._stop_workers(kill=False)
+
+    def kill_workers(self) -> None:
+        """Like :meth:`terminate_workers`, with SIGKILL at once."""
+        self._stop_workers(kill=True)
+
+    def _stop_workers(self, kill: bool) -> None:
+        self.shutdown(wait=False, cancel_futures=True)
+        coordinator = self._coordinator
+        if kill:
+            # SIGKILL first; the engine's terminate() then stops the rest (a
+            # replacement started meanwhile gets its SIGTERM) and fails what ran.
+            for process in list(coordinator.pool):
+                if process.exitcode is None:
+                    process.kill()
+        self._finalizer()
+
+
+def _starmap(fn: Callable[..., Any], chunk: tuple) -> list:
+    return [fn(*args) for args in chunk]
+
+
+def _chunked(items: Iterable[Any], size: int) -> Iterator[tuple]:
+    items = iter(items)
+    while True:
+        chunk = tuple(itertools.islice(items, size))
+        if not chunk:
+            return
+        yield chunk
+
+
+def _results(
+    pending: collections.deque[concurrent.futures.Future],
+    deadline: float | None,
+    more: Callable[[], None] | None = None,
+) -> Iterator[Any]:
+    """Yield the items of each chunk future's list in order; cancel the rest if closed early."""
+    try:
+        while pending:
+            if more is not None:
+                more()
+            future = pending.popleft()
+            if deadline is None:
+                chunk = future.result()
+            else:
+                chunk = future.result(deadline - time.monotonic())
+            # Hold no result the caller has had: not through the future, nor the list.
+            del future
+            chunk.reverse()
+            while chunk:
+                yield chunk.pop()
+    finally:
+        for future in pending:
+            future.cancel()

@@ -1,0 +1,36 @@
+"""Functions that executor workers run in tests/test_futures.py (importable under spawn)."""
+
+from __future__ import annotations
+
+_events: dict = {}
+
+
+def init_events(started, release):
+    """Initializer: keep the test's two events (they cross only at process start)."""
+    _events["started"] = started
+    _events["release"] = release
+
+
+def block(x):
+    """Say this task started, wait until the test releases it, return x."""
+    _events["started"].set()
+    if not _events["release"].wait(60):
+        raise AssertionError("block(): the test never released this task")
+    return x
+
+
+class Dummy:
+    """A result whose lifetime a test watches through a weak reference."""
+
+    def __init__(self, x):
+        self.x = x
+
+
+def init_barrier(barrier):
+    _events["barrier"] = barrier
+
+
+def meet(x):
+    """Return x once as many calls as the barrier's parties run at the same time."""
+    _events["barrier"].wait(60)
+    return x
