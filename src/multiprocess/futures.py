@@ -47,21 +47,17 @@ from typing import Any, Callable
 
 from . import context as _context
 from .pool import (
-    _APPLY,
-    _MAP,
-    _STARMAP,
     BrokenPoolError,
     MaybeEncodingError,
     PoolTerminatedError,
     TerminatedWorkerError,
-    _callable_name,
-    _Coordinator,
-    _Job,
-    _job_counter,
-    _PoolCache,
-    _PoolFinalizer,
-    _serializer_of,
 )
+from .pool._coordinator import _Coordinator
+from .pool._exceptions import _callable_name
+from .pool._jobs import _Job
+from .pool._pool import _PoolFinalizer, _serializer_of
+from .pool._results import _job_counter, _PoolCache
+from .pool._wire import _APPLY, _MAP, _STARMAP
 
 __all__ = ["ProcessPoolExecutor", "WorkerDiedError"]
 
@@ -154,6 +150,9 @@ class _FutureResult:
     """
 
     _call = "submit()"
+    # Never set: a cancelled Future is dropped before its payload is drawn
+    # (see _run_chunk), so the engine always draws this job to its end.
+    _cancelled = False
 
     def __init__(
         self,
