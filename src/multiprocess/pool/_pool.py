@@ -314,7 +314,13 @@ class Pool:
     ) -> MapResult[_T]:
         self._check_running()
         if chunksize is not None:
-            chunksize = _check_chunksize(chunksize, repr)
+            if _as_int(chunksize, "chunksize") == 0:
+                # The stdlib's map returns a list of Nones for 0, without an
+                # error, and code passes it (pathos' own tests do): choose for
+                # the caller, as for None, and return the real results.
+                chunksize = None
+            else:
+                chunksize = _check_chunksize(chunksize, repr)
         if not hasattr(iterable, "__len__"):
             iterable = list(iterable)
         length = len(iterable)  # type: ignore[arg-type]
