@@ -160,6 +160,11 @@ class _CloserAfterFork:
             conn.close()
 
 
+def _close_when_told(go, closer):
+    go.wait()
+    closer.close_all()
+
+
 # Before the fix, 2 in 100 rounds lost a pipe under fork on the 2-core machine
 # (so 300 rounds miss it with odds under 1 in 400); a round takes ~7 ms.
 CLOSE_RACE_ROUNDS = {"fork": 300, "spawn": 3, "forkserver": 3}
@@ -185,7 +190,7 @@ def test_fork_while_another_thread_closes_connections(ctx):
         closer = _CloserAfterFork([r for r, _ in theirs])
         util.register_after_fork(closer, _CloserAfterFork.close_all)
         go = threading.Event()
-        thread = threading.Thread(target=lambda: (go.wait(), closer.close_all()))
+        thread = threading.Thread(target=_close_when_told, args=(go, closer))
         thread.start()
         go.set()
         mine = [ctx.Pipe(duplex=False) for _ in range(6)]
