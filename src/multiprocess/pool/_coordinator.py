@@ -839,14 +839,11 @@ class _Coordinator:
         with self._cond:
             self.broken = error
             self._accepting = False
-            jobs = list(self._jobs)
-            self._jobs.clear()
             self._cond.notify_all()
-        # The coordinator thread kills the workers (see _run and _shutdown).
+        # The coordinator thread ends its loop, stops the workers and only then
+        # fails every task (see _run and _shutdown): the error reaches the
+        # caller after the workers' own reports (a traceback, a log record).
         self._ready.clear()
-        self._fail_pending(self._broken_error)
-        for job in jobs:
-            job.result._abandon(self._broken_error())
         self.wake()
 
     def _internal_error(self, exc: BaseException) -> None:
@@ -863,24 +860,42 @@ class _Coordinator:
             result._abandon(make_error())
 
     def _kill_workers(self) -> None:
-        """SIGTERM every worker, SIGKILL those still there after a grace period, reap all."""
+        """SIGTERM every worker, SIGKILL those still there after a grace period, reap all.
+
+        In a broken pool, workers that were still starting first get the same
+        grace to end on their own: they are dying of the same cause (an
+        initializer that raised, an unguarded main module) and are writing
+        their report of it, which a signal would cut short.
+        """
         workers = list(self._workers.values())
+        pending = [w for w in workers if hasattr(w.process, "sentinel")]
+        if self.broken is not None and not self._terminating:
+            starting = [w for w in pending if not w.ready]
+            for w in workers:
+                if w.ready and w.process.exitcode is None:
+                    w.process.terminate()
+            self._wait_for_exits(starting, time.monotonic() + _TERMINATE_GRACE)
         for w in workers:
             if w.process.exitcode is None:
                 w.process.terminate()
-        deadline = time.monotonic() + _TERMINATE_GRACE
-        pending = [w for w in workers if hasattr(w.process, "sentinel")]
+        pending = self._wait_for_exits(pending, time.monotonic() + _TERMINATE_GRACE)
+        for w in pending:
+            w.process.kill()
+        for w in workers:
+            w.process.join()
+            self._forget_worker(w)
+
+    @staticmethod
+    def _wait_for_exits(workers: list[_Worker], deadline: float) -> list[_Worker]:
+        """Wait until each of ``workers`` exited or ``deadline``; return those still running."""
+        pending = list(workers)
         while pending:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
             gone = set(connection.wait([w.process.sentinel for w in pending], remaining))
             pending = [w for w in pending if w.process.sentinel not in gone]
-        for w in pending:
-            w.process.kill()
-        for w in workers:
-            w.process.join()
-            self._forget_worker(w)
+        return pending
 
     def _shutdown(self) -> None:
         if self._terminating or self.broken is not None:
