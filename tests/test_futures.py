@@ -112,6 +112,21 @@ def test_workers_start_as_calls_need_them_except_under_fork(ctx):
         assert len(executor._processes) == 1  # one call at a time: one worker
 
 
+def test_a_call_never_waits_behind_a_busy_worker_while_another_starts(ctx):
+    # After short calls a worker may hold several at once; not while workers
+    # are still to come: three calls that can only finish together must get
+    # three workers, even right after a short call warmed up the first one.
+    for _ in range(3):
+        barrier = ctx.Barrier(3)
+        with ProcessPoolExecutor(
+            3, mp_context=ctx, initializer=fh.init_barrier, initargs=(barrier,)
+        ) as executor:
+            for i in range(20):
+                assert executor.submit(h.square, i).result(timeout=60) == i * i
+            futures = [executor.submit(fh.meet, i) for i in range(3)]
+            assert [f.result(timeout=60) for f in futures] == [0, 1, 2]
+
+
 def test_asyncio_awaits_our_futures(ctx):
     async def main(executor):
         loop = asyncio.get_running_loop()

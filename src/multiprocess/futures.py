@@ -46,6 +46,7 @@ from concurrent.futures import BrokenExecutor
 from typing import Any, Callable
 
 from . import context as _context
+from ._reusable import get_reusable_executor
 from .pool import (
     BrokenPoolError,
     MaybeEncodingError,
@@ -59,7 +60,7 @@ from .pool._pool import _PoolFinalizer, _serializer_of
 from .pool._results import _job_counter, _PoolCache
 from .pool._wire import _APPLY, _MAP, _STARMAP
 
-__all__ = ["ProcessPoolExecutor", "WorkerDiedError"]
+__all__ = ["ProcessPoolExecutor", "WorkerDiedError", "get_reusable_executor"]
 
 
 class WorkerDiedError(TerminatedWorkerError, BrokenExecutor):
@@ -428,6 +429,21 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
             # The coordinator starts workers up to this number (see _maintain).
             coordinator._processes = min(busy, self._max_workers)
             coordinator.wake()
+
+    def _grow(self, max_workers: int) -> None:
+        """Run up to ``max_workers`` calls at once from now on (more than today's)."""
+        with self._lock:
+            self._max_workers = max_workers
+            self._min_window = 2 * max_workers
+            self._max_window = max(64, 16 * max_workers)
+            self._window = max(self._window, self._min_window)
+            busy = self._in_flight
+        if self._on_demand:
+            self._need_workers(busy)
+        else:
+            self._coordinator._processes = max_workers
+            self._coordinator.wake()
+        self._pump()
 
     def _call_done(self, handed: float) -> None:
         short = time.monotonic() - handed < _SHORT_CALL

@@ -414,16 +414,18 @@ class _Coordinator:
         # what it announced is handled by the loop that follows.
         self._wake_pending = False
 
-    def _room(self, w: _Worker, task: _Task) -> bool:
-        """Whether ``w`` may be sent ``task`` now."""
+    def _room(self, w: _Worker, task: _Task, filling: bool) -> bool:
+        """Whether ``w`` may be sent ``task`` now (``filling``: a worker is starting)."""
         if not w.ready or w.closed_in or w.gone:
             return False
         if not w.outstanding:
             return True  # it is waiting for a task, reading its pipe
         # A busy worker only gets what fits in the pipe's buffer (so that the
         # write cannot block), and only if its tasks are short (else tasks
-        # would queue behind long ones).
-        if len(w.outstanding) >= w.depth:
+        # would queue behind long ones), and only if no worker is starting:
+        # one that is will soon take the task (a call that waits for another
+        # must not wait behind it on a busy worker while a worker comes up).
+        if filling or len(w.outstanding) >= w.depth:
             return False
         size = len(task.body) + _TASK_HEADER.size + 12
         if task.entry.key not in w.functions:
@@ -433,6 +435,7 @@ class _Coordinator:
     def _dispatch(self) -> None:
         ready = self._ready
         workers = list(self._workers.values())
+        filling = len(workers) < self._processes or not all(w.ready for w in workers)
         batches: dict[_Worker, tuple[list[Any], list[int]]] = {}
         while ready:
             task = ready[0]
@@ -444,7 +447,7 @@ class _Coordinator:
                 continue
             best = None
             for w in workers:
-                if self._room(w, task) and (
+                if self._room(w, task, filling) and (
                     best is None or len(w.outstanding) < len(best.outstanding)
                 ):
                     best = w
