@@ -81,8 +81,15 @@ _DYING_SERVER_TIMEOUT = 5.0
 # Preparation data the server applies before preloading (see spawn.prepare).
 # sys_argv: a main module that parses its arguments at import (argparse) sees
 # the program's, as in the parent and in spawned children.
-_SERVER_PREP_KEYS = ("sys_path", "sys_argv", "init_main_from_path", "init_main_from_name")
-_MAIN_PREP_KEYS = ("init_main_from_path", "init_main_from_name")
+_SERVER_PREP_KEYS = (
+    "sys_path",
+    "sys_argv",
+    "multiprocessing_alias",
+    "init_main_from_path",
+    "init_main_from_name",
+)
+# The alias (python -m multiprocess.run) before the main module that imports it.
+_MAIN_PREP_KEYS = ("multiprocessing_alias", "init_main_from_path", "init_main_from_name")
 
 
 class ForkServer:

@@ -216,6 +216,8 @@ def get_preparation_data(name: str) -> dict[str, Any]:
             if ctx._serializer is not None
         },
     )
+    if "multiprocessing" in sys.modules and sys.modules["multiprocessing"].__name__ == __package__:
+        d["multiprocessing_alias"] = True  # python -m multiprocess.run (see _alias)
     d.update(_main_module_data(sys.modules["__main__"]))
     return d
 
@@ -268,6 +270,10 @@ def prepare(data: dict[str, Any]) -> None:
             context._force_start_method(data["start_method"])
         for method, name in data.get("serializers", {}).items():
             context._concrete_contexts[method]._serializer = name
+    if data.get("multiprocessing_alias"):
+        from . import _alias
+
+        _alias.install()
     if "init_main_from_name" in data:
         _fixup_main_from_name(data["init_main_from_name"])
     elif "init_main_from_path" in data:
