@@ -156,3 +156,20 @@ def close_fds_then_hang(_x=None):
     """
     os.closerange(3, 1 << 16)
     signal.pause()
+
+
+_started: list = []
+
+
+def init_started_event(event):
+    """Initializer: keep the test's event, set by announce_then_block."""
+    _started[:] = [event]
+
+
+def announce_then_block(x):
+    """Set the started event, then block for ever (until the worker is killed)."""
+    import threading
+
+    _started[0].set()
+    threading.Event().wait()
+    return x

@@ -23,6 +23,8 @@ import sys
 import types
 from collections.abc import Sequence
 
+__all__ = ["install", "installed"]
+
 _ALIAS = "multiprocessing"
 _OURS = "multiprocess"
 

@@ -24,6 +24,8 @@ import sys
 
 from . import _alias
 
+__all__ = ["main"]
+
 _USAGE = (
     "usage: python -m multiprocess.run script.py [args ...]\n"
     "       python -m multiprocess.run -m module [args ...]\n"

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import warnings
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
@@ -541,3 +542,31 @@ class _HelperProcesses:
 
 
 helper_processes = _HelperProcesses()
+
+
+# How long a wait in the main thread may block before it lets signal handlers run.
+_SIGNAL_SLICE = 0.25
+
+
+def wait_interruptibly(wait: Callable[[float | None], Any], timeout: float | None) -> bool:
+    """Call ``wait(t)`` until it returns true or ``timeout`` passes; return its last answer.
+
+    ``wait`` is a blocking wait with a timeout (an Event's or Condition's
+    ``wait``, or a check after a Thread's ``join``).  In the main thread it
+    is called in slices of at most a quarter of a second: a signal (Ctrl-C,
+    a Jupyter kernel's interrupt) that the OS delivered to another thread
+    only runs its Python handler once the main thread wakes, and a lock
+    wait with no timeout never does.  Elsewhere ``wait(timeout)`` is called once.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return bool(wait(timeout))
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        if deadline is None:
+            step = _SIGNAL_SLICE
+        else:
+            step = min(_SIGNAL_SLICE, deadline - time.monotonic())
+            if step <= 0:
+                return bool(wait(0))
+        if wait(step):
+            return True

@@ -292,7 +292,7 @@ class _Coordinator:
                 if thread is self._feeder and self._terminating:
                     thread.join(_TERMINATE_GRACE)
                 else:
-                    thread.join()
+                    util.wait_interruptibly(_joined(thread), None)
         for p in list(self.pool):
             p.join()
 
@@ -945,3 +945,13 @@ class _Coordinator:
             self._starting.tasks.close()
             self._starting.results.close()
         self._close_fds()
+
+
+def _joined(thread: threading.Thread) -> Callable[[float | None], bool]:
+    """``thread.join`` as a wait that tells whether the thread has ended."""
+
+    def join(timeout: float | None) -> bool:
+        thread.join(timeout)
+        return not thread.is_alive()
+
+    return join

@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Generator, Iterator
 from concurrent.futures import CancelledError
 from typing import TYPE_CHECKING, Any, Callable, Generic, Protocol, TypeVar
 
+from .. import util
 from .._errors import TimeoutError
 from . import _aio
 from ._exceptions import _short_repr
@@ -117,7 +118,7 @@ class ApplyResult(Generic[_T]):
 
     def wait(self, timeout: float | None = None) -> None:
         """Wait until the result is ready, or ``timeout`` seconds have passed."""
-        self._event.wait(timeout)
+        util.wait_interruptibly(self._event.wait, timeout)
 
     def get(self, timeout: float | None = None) -> _T:
         """Return the result, or raise the call's exception.
@@ -335,7 +336,7 @@ class IMapIterator(Generic[_T]):
                 if self._index == self._length:
                     self._pool = None
                     raise StopIteration from None
-                self._cond.wait(timeout)
+                util.wait_interruptibly(lambda t: self._cond.wait_for(self._arrived, t), timeout)
                 try:
                     item = self._items.popleft()
                 except IndexError:
@@ -424,6 +425,10 @@ class IMapIterator(Generic[_T]):
                 self._unsorted[i] = obj
             if self._index == self._length:
                 self._finish()
+
+    def _arrived(self) -> bool:
+        # Called with the lock held: a result to return, or none left to wait for.
+        return bool(self._items) or self._index == self._length
 
     def _finish(self) -> None:
         # Called with the lock held.
