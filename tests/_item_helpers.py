@@ -81,3 +81,7 @@ class FakeBar:
 
     def close(self):
         self.closed = True
+
+
+def plus(a, b):
+    return a + b
