@@ -10,6 +10,7 @@ and the ratio to the same call without ``progress``):
 * ``Pool.map`` of 200,000 tiny tasks (default chunksize), with ``progress=``
   None, a callable, a tqdm-like object, and ``True`` (a real tqdm bar, written
   to /dev/null; skipped without tqdm);
+* the same with chunksize 100 (2,000 chunks: 2,000 updates);
 * ``Pool.imap_unordered`` of 50,000 tasks, chunksize 1 (one progress update per
   task), without progress and with a callable and ``True``;
 * ``ProcessPoolExecutor.map`` of 200,000 tasks in chunks of 1,000, without and
@@ -107,6 +108,19 @@ def main(argv: list[str] | None = None) -> int:
         case("map 200k, progress=tqdm-like", base, lambda: pool.map(tiny, range(n), progress=Bar()))
         if has_tqdm:
             case("map 200k, progress=True", base, lambda: pool.map(tiny, range(n), progress=True))
+        base = timed(lambda: pool.map(tiny, range(n), 100), args.repeat)
+        rows.append(("map 200k chunksize 100, no progress", base, 1.0))
+        case(
+            "map 200k chunksize 100, progress=callable",
+            base,
+            lambda: pool.map(tiny, range(n), 100, progress=Count()),
+        )
+        if has_tqdm:
+            case(
+                "map 200k chunksize 100, progress=True",
+                base,
+                lambda: pool.map(tiny, range(n), 100, progress=True),
+            )
         m = 50_000
         base = timed(lambda: sum(pool.imap_unordered(tiny, range(m))), args.repeat)
         rows.append(("imap_unordered 50k, no progress", base, 1.0))
