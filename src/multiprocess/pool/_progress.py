@@ -129,10 +129,20 @@ class _Progress:
         else:
             ok, value = outcome
             n = len(value) if ok and type(value) is list else self._items_in(index)
-        if n:
-            self.add(n)
+            if not n:
+                return
+        # (add(), inlined: this runs once per task of an imap)
+        with self._lock:
+            if self.closed:
+                return
+            self.done += n
+            try:
+                self._report()
+            except Exception as e:  # noqa: BLE001 - progress must not break the pool
+                self._failed(e)
 
     def add(self, n: int) -> None:
+        """``n`` more items are done."""
         with self._lock:
             if self.closed:
                 return
@@ -204,9 +214,8 @@ class _BarProgress(_Progress):
                 pass
 
     def _report(self) -> None:
-        now = time.monotonic()
-        if now >= self.next_update:
-            self.next_update = now + _BAR_INTERVAL
+        if time.monotonic() >= self.next_update:
+            self.next_update = time.monotonic() + _BAR_INTERVAL
             self._flush()
 
     def _flush(self) -> None:

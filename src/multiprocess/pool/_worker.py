@@ -161,7 +161,8 @@ def _serve(
                 start += flen
             func = functions[key]
             payload: Any = reduction.loads(view[start:])
-            items = _task_items(kind, payload)
+            # A chunk runs from an iterator: if it raises, its items left tell which one.
+            items = iter(payload) if kind == _MAP or kind == _STARMAP else payload
             result: tuple[bool, Any] = (True, _run_task(func, kind, items))
         except Exception as e:  # noqa: BLE001 - the task's error, sent to the caller
             where = None
