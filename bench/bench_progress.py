@@ -4,8 +4,9 @@ Run from the repository root (the package must be importable)::
 
     PYTHONPATH=src python bench/bench_progress.py [--method fork] [--processes 2] [--repeat 7]
 
-Workloads, each timed ``--repeat`` times on one pool (the table shows medians
-and the ratio to the same call without ``progress``):
+Workloads, in groups timed together (each call of a group in turn, ``--repeat``
+rounds, on one pool; the table shows medians and the ratio to the same call
+without ``progress``):
 
 * ``Pool.map`` of 200,000 tiny tasks (default chunksize), with ``progress=``
   None, a callable, a tqdm-like object, and ``True`` (a real tqdm bar, written
@@ -60,13 +61,16 @@ class Bar:
         self.n += n
 
 
-def timed(fn: Callable[[], None], repeat: int) -> float:
-    times = []
+def timed_together(fns: list[Callable[[], Any]], repeat: int) -> list[float]:
+    """Median time of each of ``fns``, run in turn ``repeat`` rounds (so that a change
+    of the machine's load falls on all of them alike)."""
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for fn, spent in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            spent.append(time.perf_counter() - start)
+    return [statistics.median(spent) for spent in times]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,56 +97,68 @@ def main(argv: list[str] | None = None) -> int:
 
     rows: list[tuple[str, float, float]] = []
 
-    def case(name: str, base: float, fn: Callable[[], Any]) -> None:
-        t = timed(quiet(fn), args.repeat)
-        rows.append((name, t, t / base))
+    def group(cases: list[tuple[str, Callable[[], Any]]]) -> None:
+        """Time ``cases`` together; ratios to the first (the call without progress)."""
+        results = timed_together([quiet(fn) for _name, fn in cases], args.repeat)
+        for (name, _fn), t in zip(cases, results):
+            rows.append((name, t, t / results[0]))
 
-    n = 200_000
+    n, m = 200_000, 50_000
     with ctx.Pool(args.processes) as pool:
         pool.map(tiny, range(1000))  # warm up
-        base = timed(lambda: pool.map(tiny, range(n)), args.repeat)
-        rows.append(("map 200k, no progress", base, 1.0))
-        case(
-            "map 200k, progress=callable", base, lambda: pool.map(tiny, range(n), progress=Count())
-        )
-        case("map 200k, progress=tqdm-like", base, lambda: pool.map(tiny, range(n), progress=Bar()))
+        cases: list[tuple[str, Callable[[], Any]]] = [
+            ("map 200k, no progress", lambda: pool.map(tiny, range(n))),
+            ("map 200k, progress=callable", lambda: pool.map(tiny, range(n), progress=Count())),
+            ("map 200k, progress=tqdm-like", lambda: pool.map(tiny, range(n), progress=Bar())),
+        ]
         if has_tqdm:
-            case("map 200k, progress=True", base, lambda: pool.map(tiny, range(n), progress=True))
-        base = timed(lambda: pool.map(tiny, range(n), 100), args.repeat)
-        rows.append(("map 200k chunksize 100, no progress", base, 1.0))
-        case(
-            "map 200k chunksize 100, progress=callable",
-            base,
-            lambda: pool.map(tiny, range(n), 100, progress=Count()),
-        )
-        if has_tqdm:
-            case(
-                "map 200k chunksize 100, progress=True",
-                base,
-                lambda: pool.map(tiny, range(n), 100, progress=True),
+            cases.append(
+                ("map 200k, progress=True", lambda: pool.map(tiny, range(n), progress=True))
             )
-        m = 50_000
-        base = timed(lambda: sum(pool.imap_unordered(tiny, range(m))), args.repeat)
-        rows.append(("imap_unordered 50k, no progress", base, 1.0))
-        case(
-            "imap_unordered 50k, progress=callable",
-            base,
-            lambda: sum(pool.imap_unordered(tiny, range(m), progress=Count())),
-        )
+        group(cases)
+        cases = [
+            ("map 200k chunksize 100, no progress", lambda: pool.map(tiny, range(n), 100)),
+            (
+                "map 200k chunksize 100, progress=callable",
+                lambda: pool.map(tiny, range(n), 100, progress=Count()),
+            ),
+        ]
         if has_tqdm:
-            case(
-                "imap_unordered 50k, progress=True",
-                base,
-                lambda: sum(pool.imap_unordered(tiny, range(m), progress=True)),
+            cases.append(
+                (
+                    "map 200k chunksize 100, progress=True",
+                    lambda: pool.map(tiny, range(n), 100, progress=True),
+                )
             )
+        group(cases)
+        cases = [
+            ("imap_unordered 50k, no progress", lambda: sum(pool.imap_unordered(tiny, range(m)))),
+            (
+                "imap_unordered 50k, progress=callable",
+                lambda: sum(pool.imap_unordered(tiny, range(m), progress=Count())),
+            ),
+        ]
+        if has_tqdm:
+            cases.append(
+                (
+                    "imap_unordered 50k, progress=True",
+                    lambda: sum(pool.imap_unordered(tiny, range(m), progress=True)),
+                )
+            )
+        group(cases)
     with ProcessPoolExecutor(args.processes, mp_context=ctx) as ex:
         list(ex.map(tiny, range(1000), chunksize=100))  # warm up
-        base = timed(lambda: list(ex.map(tiny, range(n), chunksize=1000)), args.repeat)
-        rows.append(("executor map 200k, no progress", base, 1.0))
-        case(
-            "executor map 200k, progress=callable",
-            base,
-            lambda: list(ex.map(tiny, range(n), chunksize=1000, progress=Count())),
+        group(
+            [
+                (
+                    "executor map 200k, no progress",
+                    lambda: list(ex.map(tiny, range(n), chunksize=1000)),
+                ),
+                (
+                    "executor map 200k, progress=callable",
+                    lambda: list(ex.map(tiny, range(n), chunksize=1000, progress=Count())),
+                ),
+            ]
         )
     devnull.close()
 
