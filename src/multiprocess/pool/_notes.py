@@ -52,7 +52,16 @@ def _failed_item(kind: int, payload: Any, items: Any) -> tuple[int, str] | None:
         return None
     if kind == _ONE:
         return 0, _short_item_repr(payload)
-    offset = len(payload) - operator.length_hint(items) - 1
+    return _item_at(kind, payload, len(payload) - operator.length_hint(items) - 1)
+
+
+def _item_at(kind: int, payload: Any, offset: int) -> tuple[int, str] | None:
+    """(offset, short repr) of item ``offset`` of the task, where it is known otherwise
+    (a record of the item each worker runs); None for no item."""
+    if kind == _APPLY:
+        return None
+    if kind == _ONE:
+        return 0, _short_item_repr(payload)
     if not 0 <= offset < len(payload):
         return None
     return offset, _short_item_repr(payload[offset])
