@@ -52,6 +52,7 @@ from .pool import (
     MaybeEncodingError,
     PoolTerminatedError,
     TerminatedWorkerError,
+    _progress,
 )
 from .pool._coordinator import _Coordinator
 from .pool._exceptions import _callable_name
@@ -154,6 +155,8 @@ class _FutureResult:
     # Never set: a cancelled Future is dropped before its payload is drawn
     # (see _run_chunk), so the engine always draws this job to its end.
     _cancelled = False
+    # map(progress=...): a _progress._Progress, told of each chunk that ends.
+    _progress: Any = None
 
     def __init__(
         self,
@@ -172,6 +175,8 @@ class _FutureResult:
         self._cache[self._job] = self
 
     def _set(self, i: int, obj: tuple[bool, Any]) -> None:
+        if self._progress is not None:
+            self._progress.task_done(i, obj)
         ok, value = obj
         future = self._futures[i]
         # Forgotten: a result must live no longer than its Future's holder wants.
@@ -215,6 +220,8 @@ class _FutureResult:
         self._finish()
 
     def _finish(self) -> None:
+        if self._progress is not None:
+            self._progress.close()
         self._cache.forget(self._job)
         if self._done is not None:
             self._done()
@@ -464,15 +471,25 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
         timeout: float | None = None,
         chunksize: int = 1,
         buffersize: int | None = None,
+        progress: _progress.ProgressArg = None,
     ) -> Iterator[Any]:
         """Return an iterator of ``fn(*args)`` for ``args`` in ``zip(*iterables)``.
 
         The inputs are read at once (or ``buffersize`` chunks ahead, if given)
         and sent to the workers ``chunksize`` items per task; results come
-        in order.  A call that raised raises from ``next()`` at its place.
+        in order.  A call that raised raises from ``next()`` at its place,
+        with a note naming the item (``in square(item 17 of map: 'abc')``).
+
+        ``progress``: ``True`` (a tqdm bar, ``pip install multiprocess[progress]``),
+        a tqdm-like object (with ``update(n)``), or a callable
+        ``progress(done, total)``: updated as items are done, from the
+        executor's thread that handles results (see
+        :mod:`multiprocess.pool._progress`).
 
         Raises:
             ValueError: ``chunksize`` or ``buffersize`` is below 1.
+            TypeError: ``progress`` is none of the values above.
+            ImportError: ``progress=True`` and tqdm is not installed.
             TimeoutError: (from ``next()``) a result is not ready ``timeout``
                 seconds after the call to ``map``.
         """
@@ -484,9 +501,20 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
             if buffersize < 1:
                 raise ValueError("buffersize must be None or > 0")
         deadline = None if timeout is None else time.monotonic() + timeout
+        desc = f"map({_callable_name(fn)})"
         if buffersize is not None:
+            total = None
+            if progress is not None and progress is not False:
+                totals = [_progress.total_of(it) for it in iterables]
+                if totals and None not in totals:
+                    total = min(totals)  # type: ignore[type-var]
+            with self._lock:
+                self._check_open()
+            tracker = _progress.start(
+                progress, total=total, kind=_STARMAP, chunksize=chunksize, desc=desc
+            )
             chunks = _chunked(zip(*iterables), chunksize)
-            return self._map_buffered(fn, chunks, buffersize, deadline)
+            return self._map_buffered(fn, chunks, buffersize, deadline, tracker)
         # One iterable: chunks of items for func(x) (no argument tuples to build,
         # pickle and unpack); several: chunks of argument tuples for func(*args).
         kind = _MAP if len(iterables) == 1 else _STARMAP
@@ -494,11 +522,21 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
         chunk_list = list(_chunked(items, chunksize))
         with self._lock:
             self._check_open()
+        tracker = _progress.start(
+            progress,
+            total=sum(len(c) for c in chunk_list) if progress is not None else None,
+            kind=kind,
+            chunksize=chunksize,
+            desc=desc,
+        )
         futures: list[concurrent.futures.Future] = [concurrent.futures.Future() for _ in chunk_list]
         self._need_workers(self._in_flight + len(futures))
+        if not futures and tracker is not None:
+            tracker.close()  # nothing to do
         if futures:
             result = _FutureResult(self, futures)
-            result._call = f"map({_callable_name(fn)})"
+            result._call = desc
+            result._progress = tracker
             payloads = (_run_chunk(f, c) for f, c in zip(futures, chunk_list))
             job = _Job(
                 result, fn, kind, payloads, "map", chunksize, _serializer_of(self._mp_context)
@@ -512,16 +550,24 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
         chunks: Iterator[tuple],
         buffersize: int,
         deadline: float | None,
+        tracker: _progress._Progress | None = None,
     ) -> Iterator[Any]:
+        def submit(chunk: tuple) -> concurrent.futures.Future:
+            future = self.submit(_starmap, fn, chunk)
+            if tracker is not None:
+                size = len(chunk)
+                future.add_done_callback(lambda _future: tracker.add(size))
+            return future
+
         pending: collections.deque[concurrent.futures.Future] = collections.deque(
-            self.submit(_starmap, fn, chunk) for chunk in itertools.islice(chunks, buffersize)
+            submit(chunk) for chunk in itertools.islice(chunks, buffersize)
         )
 
         def more() -> None:
             for chunk in itertools.islice(chunks, 1):
-                pending.append(self.submit(_starmap, fn, chunk))
+                pending.append(submit(chunk))
 
-        return _results(pending, deadline, more)
+        return _results(pending, deadline, more, tracker)
 
     # -- shutting down --------------------------------------------------------------
 
@@ -593,6 +639,7 @@ def _results(
     pending: collections.deque[concurrent.futures.Future],
     deadline: float | None,
     more: Callable[[], None] | None = None,
+    tracker: _progress._Progress | None = None,
 ) -> Iterator[Any]:
     """Yield the items of each chunk future's list in order; cancel the rest if closed early."""
     try:
@@ -612,3 +659,5 @@ def _results(
     finally:
         for future in pending:
             future.cancel()
+        if tracker is not None:
+            tracker.close()

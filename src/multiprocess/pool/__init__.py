@@ -48,8 +48,10 @@ only those above it in this list)::
 
   _exceptions   the exceptions of tasks and pools, and their messages
   _wire         the frames between the pool and its workers, readers and writers
+  _notes        the note that names the item an exception was raised for
   _worker       the loop a worker process runs (``worker``, ``mapstar``)
   _aio          awaiting from asyncio: a loop's future, woken from a pool thread
+  _progress     progress= of the maps: counts items, updates a bar or a callable
   _results      ApplyResult/AsyncResult, MapResult, the imap iterators
   _functions    the pickled functions of the calls in flight, reused
   _jobs         a call (``_Job``) and its pickled tasks (``_Task``)

@@ -38,6 +38,7 @@ from ._exceptions import (
 )
 from ._functions import _PickledFunctions
 from ._jobs import _explain_task_pickling_error, _Job, _Task
+from ._notes import name_item
 from ._results import _PoolCache
 from ._wire import (
     _DEFAULT_SERIALIZER_CODE,
@@ -613,6 +614,8 @@ class _Coordinator:
         elapsed = now - w.busy_since
         w.depth = 32 if elapsed < 0.0002 else 8 if elapsed < 0.001 else 2 if elapsed < 0.01 else 1
         w.busy_since = now
+        if not ok:
+            name_item(value, task.job, task.index)
         task.job.result._set(task.index, (ok, value))
 
     def _on_exit(self, w: _Worker) -> None:

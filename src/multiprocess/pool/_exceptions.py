@@ -27,6 +27,10 @@ class RemoteTraceback(Exception):
     worker's traceback is printed with it.
     """
 
+    # (position in its task, short repr) of the item the function raised for,
+    # when the worker knew it (see _notes): read by the coordinator.
+    item: tuple[int, str] | None = None
+
     def __init__(self, tb: str) -> None:
         self.tb = tb
 
@@ -37,18 +41,24 @@ class RemoteTraceback(Exception):
 class ExceptionWithTraceback:
     """An exception and its formatted traceback, pickled together (worker side)."""
 
-    def __init__(self, exc: BaseException, tb: Any) -> None:
+    def __init__(self, exc: BaseException, tb: Any, item: tuple[int, str] | None = None) -> None:
         text = "".join(traceback.format_exception(type(exc), exc, tb))
         self.exc = exc
         self.tb = f'\n"""\n{text}"""'
+        self.item = item  # which item of the task raised it (see _notes)
 
     def __reduce__(self) -> Any:
-        return rebuild_exc, (self.exc, self.tb)
+        if self.item is None:
+            return rebuild_exc, (self.exc, self.tb)
+        return rebuild_exc, (self.exc, self.tb, self.item)
 
 
-def rebuild_exc(exc: BaseException, tb: str) -> BaseException:
+def rebuild_exc(exc: BaseException, tb: str, item: tuple[int, str] | None = None) -> BaseException:
     """Unpickle an ``ExceptionWithTraceback``: the exception, caused by its traceback."""
-    exc.__cause__ = RemoteTraceback(tb)
+    cause = RemoteTraceback(tb)
+    if item is not None:
+        cause.item = item
+    exc.__cause__ = cause
     return exc
 
 

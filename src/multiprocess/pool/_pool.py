@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # annotations only: typing_extensions is not a dependency
 
 from .. import context as _context
 from .. import reduction, util
+from . import _progress
 from ._coordinator import _Coordinator
 from ._exceptions import _callable_name, _short_repr
 from ._jobs import _chunks, _Job
@@ -262,10 +263,28 @@ class Pool:
         return result
 
     def map(
-        self, func: Callable[[Any], _T], iterable: Iterable[Any], chunksize: int | None = None
+        self,
+        func: Callable[[Any], _T],
+        iterable: Iterable[Any],
+        chunksize: int | None = None,
+        *,
+        progress: _progress.ProgressArg = None,
     ) -> list[_T]:
-        """Return ``[func(x) for x in iterable]``, computed by the workers in chunks."""
-        return self._map_async(func, iterable, _MAP, chunksize, api="map").get()
+        """Return ``[func(x) for x in iterable]``, computed by the workers in chunks.
+
+        An exception that ``func`` raises for an item is raised here, with the
+        worker's traceback as ``__cause__`` and a note naming the item, such as
+        ``in square(item 17 of map: 'abc')``.
+        ``progress``: ``True`` (a tqdm bar), a tqdm-like object, or a callable
+        ``progress(done, total)``, updated as items are done, from the pool's
+        thread that handles results: see :mod:`multiprocess.pool._progress`.
+
+        Raises:
+            TypeError: ``progress`` is not one of the values above.
+            ImportError: ``progress=True`` and tqdm is not installed
+                (``pip install multiprocess[progress]``).
+        """
+        return self._map_async(func, iterable, _MAP, chunksize, api="map", progress=progress).get()
 
     def map_async(
         self,
@@ -274,10 +293,12 @@ class Pool:
         chunksize: int | None = None,
         callback: Callable[[list[_T]], Any] | None = None,
         error_callback: Callable[[BaseException], Any] | None = None,
+        *,
+        progress: _progress.ProgressArg = None,
     ) -> MapResult[_T]:
         """Like ``map()``, returning a ``MapResult`` at once (awaitable in a coroutine)."""
         return self._map_async(
-            func, iterable, _MAP, chunksize, callback, error_callback, "map_async"
+            func, iterable, _MAP, chunksize, callback, error_callback, "map_async", progress
         )
 
     def starmap(
@@ -285,9 +306,16 @@ class Pool:
         func: Callable[..., _T],
         iterable: Iterable[Iterable[Any]],
         chunksize: int | None = None,
+        *,
+        progress: _progress.ProgressArg = None,
     ) -> list[_T]:
-        """Return ``[func(*args) for args in iterable]``, computed by the workers."""
-        return self._map_async(func, iterable, _STARMAP, chunksize, api="starmap").get()
+        """Return ``[func(*args) for args in iterable]``, computed by the workers.
+
+        Errors and ``progress`` as for ``map()`` (the note shows the argument tuple).
+        """
+        return self._map_async(
+            func, iterable, _STARMAP, chunksize, api="starmap", progress=progress
+        ).get()
 
     def starmap_async(
         self,
@@ -296,10 +324,19 @@ class Pool:
         chunksize: int | None = None,
         callback: Callable[[list[_T]], Any] | None = None,
         error_callback: Callable[[BaseException], Any] | None = None,
+        *,
+        progress: _progress.ProgressArg = None,
     ) -> MapResult[_T]:
         """Like ``starmap()``, returning a ``MapResult`` at once (awaitable in a coroutine)."""
         return self._map_async(
-            func, iterable, _STARMAP, chunksize, callback, error_callback, "starmap_async"
+            func,
+            iterable,
+            _STARMAP,
+            chunksize,
+            callback,
+            error_callback,
+            "starmap_async",
+            progress,
         )
 
     def _map_async(
@@ -311,6 +348,7 @@ class Pool:
         callback: Any = None,
         error_callback: Any = None,
         api: str = "map",
+        progress: _progress.ProgressArg = None,
     ) -> MapResult[_T]:
         self._check_running()
         if chunksize is not None:
@@ -330,28 +368,53 @@ class Pool:
                 chunksize += 1
         if length == 0:
             chunksize = 0
+        tracker = _progress.start(
+            progress,
+            total=length,
+            kind=kind,
+            chunksize=chunksize,
+            desc=f"{api}({_callable_name(func)})",
+        )
         result: MapResult[_T] = MapResult(
             self, chunksize, length, callback, error_callback=error_callback
         )
+        if tracker is not None:
+            if chunksize > 0:
+                result._progress = tracker
+            else:
+                tracker.close()  # nothing to do: the call has ended already
         if chunksize > 0:
             self._submit(result, func, kind, _chunks(iterable, chunksize), api, chunksize)
         return result
 
     def imap(
-        self, func: Callable[[Any], _T], iterable: Iterable[Any], chunksize: int = 1
+        self,
+        func: Callable[[Any], _T],
+        iterable: Iterable[Any],
+        chunksize: int = 1,
+        *,
+        progress: _progress.ProgressArg = None,
     ) -> ResultIterator[_T]:
         """Like ``map()``, but yield the results in order as they come; inputs are read lazily.
 
         Iterate with ``for``, or with ``async for`` in a coroutine (see
-        ``IMapIterator.__anext__``).
+        ``IMapIterator.__anext__``).  Errors and ``progress`` as for ``map()``;
+        the total is ``len(iterable)`` if it has one, else None.
         """
-        return self._imap(IMapIterator, func, iterable, chunksize, "imap")
+        return self._imap(IMapIterator, func, iterable, chunksize, "imap", progress)
 
     def imap_unordered(
-        self, func: Callable[[Any], _T], iterable: Iterable[Any], chunksize: int = 1
+        self,
+        func: Callable[[Any], _T],
+        iterable: Iterable[Any],
+        chunksize: int = 1,
+        *,
+        progress: _progress.ProgressArg = None,
     ) -> ResultIterator[_T]:
         """Like ``imap()``, but yield results in the order they complete (``for`` or ``async for``)."""
-        return self._imap(IMapUnorderedIterator, func, iterable, chunksize, "imap_unordered")
+        return self._imap(
+            IMapUnorderedIterator, func, iterable, chunksize, "imap_unordered", progress
+        )
 
     def _imap(
         self,
@@ -360,16 +423,31 @@ class Pool:
         iterable: Iterable[Any],
         chunksize: int,
         api: str,
+        progress: _progress.ProgressArg = None,
     ) -> ResultIterator[_T]:
         self._check_running()
         # The stdlib words the two methods' messages slightly differently.
         chunksize = _check_chunksize(chunksize, "{:n}".format if api == "imap" else repr)
+        kind = _ONE if chunksize == 1 else _MAP
+        tracker = None
+        if progress is not None and progress is not False:
+            tracker = _progress.start(
+                progress,
+                total=_progress.total_of(iterable),
+                kind=kind,
+                chunksize=chunksize,
+                desc=f"{api}({_callable_name(func)})",
+            )
+        result = iterator_class(self)
+        if tracker is not None:
+            result._progress = tracker
         if chunksize == 1:
-            result = iterator_class(self)
             self._submit(result, func, _ONE, iterable, api)
             return result
-        result = iterator_class(self)
-        self._submit(result, func, _MAP, _chunks(iterable, chunksize), api, chunksize)
+        chunks = _chunks(iterable, chunksize)
+        if tracker is not None and tracker.total is None:
+            chunks = tracker.counting(chunks)  # to know the size of the last chunk
+        self._submit(result, func, _MAP, chunks, api, chunksize)
         return _ChunkedIterator(result)
 
     def close(self) -> None:

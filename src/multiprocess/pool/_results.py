@@ -89,6 +89,8 @@ class ApplyResult(Generic[_T]):
     _call = "apply_async()"
     # Set once the awaiting asyncio task was cancelled (see _cancel, _Job.cancelled).
     _cancelled = False
+    # The call's progress= (a _progress._Progress), told of each task that ends.
+    _progress: Any = None
 
     def __init__(self, pool: Any, callback: Any, error_callback: Any) -> None:
         self._pool = pool
@@ -193,6 +195,8 @@ class ApplyResult(Generic[_T]):
         self._run_callbacks()
 
     def _run_callbacks(self) -> None:
+        if self._progress is not None:
+            self._progress.close()  # before the caller wakes up: the bar is closed by then
         callback = self._callback if self._success else self._error_callback
         if callback is not None:
             try:
@@ -256,6 +260,8 @@ class MapResult(ApplyResult[list[_T]]):
             self._number_left = self._planned = length // chunksize + bool(length % chunksize)
 
     def _set(self, i: int, success_result: tuple[bool, Any]) -> None:
+        if self._progress is not None:
+            self._progress.task_done(i, success_result)
         success, result = success_result
         with self._lock:
             if self._number_left <= 0:
@@ -306,6 +312,7 @@ class IMapIterator(Generic[_T]):
 
     _call = "imap()"
     _cancelled = False  # see ApplyResult
+    _progress: Any = None  # see ApplyResult
 
     def __init__(self, pool: Any) -> None:
         self._pool = pool
@@ -410,6 +417,8 @@ class IMapIterator(Generic[_T]):
         pool._coordinator.wake()
 
     def _set(self, i: int, obj: tuple[bool, Any]) -> None:
+        if self._progress is not None:
+            self._progress.task_done(i, obj)
         with self._cond:
             if self._length is not None and i >= self._length:
                 return  # abandoned
@@ -432,6 +441,8 @@ class IMapIterator(Generic[_T]):
 
     def _finish(self) -> None:
         # Called with the lock held.
+        if self._progress is not None:
+            self._progress.close()
         self._cond.notify_all()
         self._wake()
         self._forget()
@@ -465,6 +476,8 @@ class IMapUnorderedIterator(IMapIterator[_T]):
     _call = "imap_unordered()"
 
     def _set(self, i: int, obj: tuple[bool, Any]) -> None:
+        if self._progress is not None:
+            self._progress.task_done(i, obj)
         with self._cond:
             if self._length is not None and self._index >= self._length:
                 return

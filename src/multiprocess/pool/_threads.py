@@ -13,8 +13,9 @@ from typing import Any, Callable
 
 from ._exceptions import BrokenPoolError, PoolTerminatedError, _callable_name
 from ._jobs import _Job
+from ._notes import _failed_item, name_item
 from ._results import _PoolCache
-from ._worker import _run_task
+from ._worker import _run_task, _task_items
 
 
 class _ThreadCoordinator:
@@ -146,12 +147,15 @@ class _ThreadCoordinator:
                 # Cancelled while it was being drawn: the task never runs.
                 job = drawn = payload = None  # type: ignore[assignment]
                 continue
+            items = _task_items(job.kind, payload)
             try:
-                result: tuple[bool, Any] = (True, _run_task(job.func, job.kind, payload))
+                result: tuple[bool, Any] = (True, _run_task(job.func, job.kind, items))
             except BaseException as e:  # noqa: BLE001 - the task's error, like concurrent.futures
+                if isinstance(e, Exception):
+                    name_item(e, job, index, _failed_item(job.kind, payload, items))
                 result = (False, e)
             job.result._set(index, result)
-            job = drawn = payload = result = None  # type: ignore[assignment]
+            job = drawn = payload = items = result = None  # type: ignore[assignment]
 
     def _break(self, exc: BaseException) -> None:
         name = _callable_name(self._initializer)

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from .. import reduction, util
 from ._exceptions import ExceptionWithTraceback, MaybeEncodingError
+from ._notes import _failed_item
 from ._wire import (
     _DEFAULT_SERIALIZER_CODE,
     _FUNCTION_CACHE_SIZE,
@@ -40,6 +41,7 @@ def starmapstar(args: tuple[Callable[..., Any], Iterable[Any]]) -> list[Any]:
 
 
 def _run_task(func: Callable[..., Any], kind: int, payload: Any) -> Any:
+    # A chunk's payload may be an iterator over it: see _task_items.
     if kind == _ONE:
         return func(payload)
     if kind == _MAP:
@@ -48,6 +50,15 @@ def _run_task(func: Callable[..., Any], kind: int, payload: Any) -> Any:
         return list(itertools.starmap(func, payload))
     args, kwds = payload
     return func(*args, **kwds)
+
+
+def _task_items(kind: int, payload: Any) -> Any:
+    """What ``_run_task`` runs: an iterator over a chunk (its items left tell which
+    one raised, see ``_notes._failed_item``), the payload itself otherwise."""
+    return iter(payload) if kind == _MAP or kind == _STARMAP else payload
+
+
+_NOT_RUN: Any = object()
 
 
 class _UnloadableFunction:
@@ -85,8 +96,8 @@ def worker(
             found = serializers[code] = reduction.get_serializer(_SERIALIZER_NAMES.get(code))
         return found
 
-    def wrap(exc: BaseException) -> Any:
-        return ExceptionWithTraceback(exc, exc.__traceback__) if wrap_exception else exc
+    def wrap(exc: BaseException, item: tuple[int, str] | None = None) -> Any:
+        return ExceptionWithTraceback(exc, exc.__traceback__, item) if wrap_exception else exc
 
     def send(code: int, ok: Any, value: Any) -> None:
         try:
@@ -115,7 +126,7 @@ def worker(
 def _serve(
     tasks: Any,
     send: Callable[..., None],
-    wrap: Callable[[BaseException], Any],
+    wrap: Callable[..., Any],
     maxtasks: int | None,
 ) -> None:
     """Run tasks until told to stop, the pipe closes or ``maxtasks`` are done."""
@@ -135,6 +146,7 @@ def _serve(
         view = memoryview(frame)
         key, kind, code, flen = _TASK_HEADER.unpack_from(view)
         start = _TASK_HEADER.size
+        items = _NOT_RUN
         try:
             if flen:
                 # A function we have not seen: keep it, evicting the oldest one
@@ -149,10 +161,15 @@ def _serve(
                 start += flen
             func = functions[key]
             payload: Any = reduction.loads(view[start:])
-            result: tuple[bool, Any] = (True, _run_task(func, kind, payload))
+            # A chunk runs from an iterator: if it raises, its items left tell which one.
+            items = iter(payload) if kind == _MAP or kind == _STARMAP else payload
+            result: tuple[bool, Any] = (True, _run_task(func, kind, items))
         except Exception as e:  # noqa: BLE001 - the task's error, sent to the caller
-            result = (False, wrap(e))
+            where = None
+            if items is not _NOT_RUN and not isinstance(func, _UnloadableFunction):
+                where = _failed_item(kind, payload, items)  # the function raised: for which item
+            result = (False, wrap(e, where))
         send(code, *result)
-        frame = view = func = payload = result = None  # type: ignore[assignment]
+        frame = view = func = payload = items = result = None  # type: ignore[assignment]
         completed += 1
     util.debug("worker exiting after %d tasks", completed)
