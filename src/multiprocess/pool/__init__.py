@@ -68,10 +68,12 @@ sent back by workers) refer to it.
 
 from __future__ import annotations
 
+from .._errors import TaskTimeoutError as TaskTimeoutError
 from .._errors import TimeoutError as TimeoutError
 from ._exceptions import BrokenPoolError as BrokenPoolError
 from ._exceptions import ExceptionWithTraceback as ExceptionWithTraceback
 from ._exceptions import MaybeEncodingError as MaybeEncodingError
+from ._exceptions import MemoryLimitError as MemoryLimitError
 from ._exceptions import PoolTerminatedError as PoolTerminatedError
 from ._exceptions import RemoteTraceback as RemoteTraceback
 from ._exceptions import ResultUnpicklingError as ResultUnpicklingError
@@ -103,6 +105,7 @@ for _public in (
     IMapUnorderedIterator,
     MapResult,
     MaybeEncodingError,
+    MemoryLimitError,
     Pool,
     PoolTerminatedError,
     RemoteTraceback,

@@ -47,6 +47,7 @@ class _Job:
         "kind",
         "result",
         "serializer",
+        "timeout",
     )
 
     def __init__(
@@ -58,6 +59,7 @@ class _Job:
         api: str,
         chunksize: int = 1,
         serializer: reduction.Serializer | None = None,
+        timeout: float | None = None,
     ) -> None:
         self.id = result._job
         self.result = result
@@ -71,6 +73,7 @@ class _Job:
         self._started = False
         self.done = False
         self.fentry: _PickledFunction | None = None
+        self.timeout = timeout  # seconds an item may run (None: no limit)
 
     @property
     def cancelled(self) -> bool:
@@ -129,13 +132,32 @@ class _Job:
 
 
 class _Task:
-    __slots__ = ("body", "entry", "index", "job")
+    __slots__ = ("body", "entry", "index", "job", "redo")
 
     def __init__(self, job: _Job, index: int, body: bytes, entry: _PickledFunction) -> None:
         self.job = job
         self.index = index
         self.body = body  # the pickled payload
         self.entry = entry  # the pickled function
+        # Set on a task that re-runs what is left of a chunk after one of its
+        # items failed (see _Coordinator._isolate): which items, and the chunk.
+        self.redo: _Redo | None = None
+
+
+class _Redo:
+    """What a re-run task carries: where its items sit in the original chunk.
+
+    ``offsets[i]`` is the place in the chunk of the task's item ``i``;
+    ``values`` (shared by every re-run of the chunk) holds the results known
+    so far, ``_ItemFailed`` for the items that failed, ``_MISSING`` for the
+    others.
+    """
+
+    __slots__ = ("offsets", "values")
+
+    def __init__(self, offsets: list[int], values: list[Any]) -> None:
+        self.offsets = offsets
+        self.values = values
 
 
 def _explain_task_pickling_error(

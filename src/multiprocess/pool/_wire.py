@@ -27,6 +27,9 @@ _APPLY = 0  # payload: (args, kwds)
 _ONE = 1  # payload: one item; func(item)  (imap and imap_unordered, chunksize 1)
 _MAP = 2  # payload: a chunk of items; [func(x) for x in chunk]
 _STARMAP = 3  # payload: a chunk of argument tuples; [func(*a) for a in chunk]
+# Or'ed into the kind of a task that has a task_timeout: the worker writes
+# when each item starts into its record (see _record).
+_TIMED = 0x80
 
 # call id, kind, serializer code, length of the function bytes that follow (0: none)
 _TASK_HEADER = struct.Struct("!QBBI")

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import collections
 import itertools
+import time
 from collections.abc import Iterable
 from typing import Any, Callable
 
 from .. import reduction, util
 from ._exceptions import ExceptionWithTraceback, MaybeEncodingError
+from ._record import ITEM, SEQ, STARTED, _worker_view
 from ._wire import (
     _DEFAULT_SERIALIZER_CODE,
     _FUNCTION_CACHE_SIZE,
@@ -25,6 +27,7 @@ from ._wire import (
     _SERIALIZER_NAMES,
     _STARMAP,
     _TASK_HEADER,
+    _TIMED,
     _FrameReader,
 )
 
@@ -50,6 +53,60 @@ def _run_task(func: Callable[..., Any], kind: int, payload: Any) -> Any:
     return func(*args, **kwds)
 
 
+def _run_tracked(
+    func: Callable[..., Any], kind: int, payload: Any, rec: memoryview, at: int
+) -> Any:
+    """``_run_task`` in a worker process: each item's index goes into the record first.
+
+    ``rec[at]`` is the ``ITEM`` field of the worker's slot: a store per item,
+    so that the coordinator knows which item of a chunk a worker that died
+    was running (see ``_record``).  A plain loop: this is the hot path.
+    """
+    if kind == _MAP:
+        out: list[Any] = []
+        append = out.append
+        for k, item in enumerate(payload):
+            rec[at] = k
+            append(func(item))
+        return out
+    if kind == _STARMAP:
+        outs: list[Any] = []
+        append = outs.append
+        for k, args in enumerate(payload):
+            rec[at] = k
+            append(func(*args))
+        return outs
+    rec[at] = 0
+    if kind == _ONE:
+        return func(payload)
+    args, kwds = payload
+    return func(*args, **kwds)
+
+
+def _run_timed(func: Callable[..., Any], kind: int, payload: Any, rec: memoryview, at: int) -> Any:
+    """``_run_tracked`` for a task with a timeout: also when each item started.
+
+    ``rec[at + 1]`` is the ``STARTED`` field, written before ``ITEM``.
+    """
+    clock = time.monotonic_ns
+    started = at + 1
+    if kind == _MAP or kind == _STARMAP:
+        out: list[Any] = []
+        append = out.append
+        star = kind == _STARMAP
+        for k, item in enumerate(payload):
+            rec[started] = clock()
+            rec[at] = k
+            append(func(*item) if star else func(item))
+        return out
+    rec[started] = clock()
+    rec[at] = 0
+    if kind == _ONE:
+        return func(payload)
+    args, kwds = payload
+    return func(*args, **kwds)
+
+
 class _UnloadableFunction:
     """Stands in for a call's function that could not be unpickled in the worker."""
 
@@ -67,6 +124,8 @@ def worker(
     initargs: Iterable[Any] = (),
     maxtasks: int | None = None,
     wrap_exception: bool = True,
+    record: Any = None,
+    slot: int = -1,
 ) -> None:
     """The loop a pool's worker process runs.
 
@@ -76,6 +135,8 @@ def worker(
         initializer, initargs: Called once, before the first task.
         maxtasks: Exit after this many tasks (None: never).
         wrap_exception: Send exceptions with their traceback (as ``__cause__``).
+        record, slot: The pool's shared record of its workers and this
+            worker's slot in it (see ``_record``); None: untracked.
     """
     serializers: dict[int, reduction.Serializer] = {}
 
@@ -107,7 +168,7 @@ def worker(
                 send(_DEFAULT_SERIALIZER_CODE, None, ExceptionWithTraceback(e, e.__traceback__))
                 return
         results.send_bytes(_MSG_READY)
-        _serve(tasks, send, wrap, maxtasks)
+        _serve(tasks, send, wrap, maxtasks, *_worker_view(record, slot))
     except BrokenPipeError:
         util.debug("worker's parent has gone -- exiting")
 
@@ -117,8 +178,13 @@ def _serve(
     send: Callable[..., None],
     wrap: Callable[[BaseException], Any],
     maxtasks: int | None,
+    rec: memoryview,
+    base: int,
 ) -> None:
-    """Run tasks until told to stop, the pipe closes or ``maxtasks`` are done."""
+    """Run tasks until told to stop, the pipe closes or ``maxtasks`` are done.
+
+    ``rec[base:]`` is this worker's slot of the pool's record (see ``_record``).
+    """
 
     functions: collections.OrderedDict[int, Any] = collections.OrderedDict()
     reader = _FrameReader(tasks.fileno())
@@ -135,6 +201,10 @@ def _serve(
         view = memoryview(frame)
         key, kind, code, flen = _TASK_HEADER.unpack_from(view)
         start = _TASK_HEADER.size
+        # A new task: its item and start reset before its number (see _record).
+        rec[base + ITEM] = -1
+        rec[base + STARTED] = 0
+        rec[base + SEQ] = completed + 1
         try:
             if flen:
                 # A function we have not seen: keep it, evicting the oldest one
@@ -149,10 +219,15 @@ def _serve(
                 start += flen
             func = functions[key]
             payload: Any = reduction.loads(view[start:])
-            result: tuple[bool, Any] = (True, _run_task(func, kind, payload))
+            if kind & _TIMED:
+                value = _run_timed(func, kind & ~_TIMED, payload, rec, base + ITEM)
+            else:
+                value = _run_tracked(func, kind, payload, rec, base + ITEM)
+            result: tuple[bool, Any] = (True, value)
         except Exception as e:  # noqa: BLE001 - the task's error, sent to the caller
             result = (False, wrap(e))
+        rec[base + STARTED] = 0  # no timed item runs (the coordinator reads it live)
         send(code, *result)
-        frame = view = func = payload = result = None  # type: ignore[assignment]
+        frame = view = func = payload = result = value = None  # type: ignore[assignment]
         completed += 1
     util.debug("worker exiting after %d tasks", completed)
