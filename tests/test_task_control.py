@@ -18,7 +18,6 @@ import pytest
 import multiprocess as mp
 from multiprocess import pool as mpool
 from multiprocess.futures import ProcessPoolExecutor, WorkerDiedError
-from multiprocess.pool._limits import _parse_size, _rss_reader
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -327,10 +326,44 @@ def test_thread_pool_refuses_timeouts():
     ],
 )
 def test_size_strings(text, size):
+    from multiprocess.pool._limits import _parse_size
+
     assert _parse_size(text, "memory_limit") == size
 
 
 def test_memory_limit_without_proc_or_psutil(monkeypatch, tmp_path):
+    from multiprocess.pool._limits import _rss_reader
+
     monkeypatch.setitem(__import__("sys").modules, "psutil", None)
     with pytest.raises(RuntimeError, match=r"multiprocess\[psutil\]"):
         _rss_reader(proc=str(tmp_path))
+
+
+# -- races -------------------------------------------------------------------------------
+
+
+def test_timeouts_never_fire_on_items_that_finish(ctx):
+    """Many short timed items, pipelined to busy workers: the record of an item
+    that ended (or of a task not started yet) must never read as a late item."""
+    with ctx.Pool(2, task_timeout=30) as p:
+        for chunksize in (1, 7, 500):
+            assert p.map(h.square, range(20_000), chunksize) == [x * x for x in range(20_000)]
+        assert sum(p.imap_unordered(h.square, range(5_000))) == sum(x * x for x in range(5_000))
+    with ProcessPoolExecutor(2, mp_context=ctx, task_timeout=30) as ex:
+        assert list(ex.map(h.square, range(5_000), chunksize=50)) == [x * x for x in range(5_000)]
+        futures = [ex.submit(h.square, x) for x in range(2_000)]
+        assert [f.result(60) for f in futures] == [x * x for x in range(2_000)]
+
+
+def test_many_deaths_inside_chunks_reuse_the_record(ctx):
+    """Workers die over and over on chosen items; each replacement takes the
+    dead worker's slot in the record, and every other item still comes back."""
+    targets = tuple(range(3, 60, 7))
+    with ctx.Pool(2) as p:
+        out = collect(p.imap(functools.partial(h.die_at, target=targets), range(60), chunksize=5))
+        assert len(p._pool) == 2
+    for x, value in enumerate(out):
+        if x in targets:
+            assert isinstance(value, mpool.TerminatedWorkerError), (x, value)
+        else:
+            assert value == x * x, (x, value)

@@ -699,9 +699,14 @@ class _Coordinator:
         # Which task it had started last, and which item of it (see _record).
         seq, item, _started = self._records.read(w.slot)
         running = seq == w.first_seq()
-        if w.fault is not None and not running:
-            # Killed by the pool (a timeout, its memory) after it had finished
-            # the task in question and before it started the next one.
+        fault = w.fault
+        if fault is not None and (
+            not running
+            or (fault[0] == "timeout" and w.outstanding and w.outstanding[0][0] is not fault[1])
+        ):
+            # Killed by the pool (an item's timeout, its memory) after it had
+            # finished the task in question, before it started the next one or
+            # just as it did: that one is not at fault, and runs again elsewhere.
             was_read = False
         self._forget_worker(w)
         util.debug("pool worker %s exited with %s", w.pid, exitcode)
