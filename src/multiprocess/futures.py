@@ -28,6 +28,13 @@ grows (up to 16 per worker, at least 64) while they are short.  Workers start
 as calls need them, except under fork, where all start with the executor.
 At interpreter exit, calls still running are stopped (the workers killed), not
 waited for: exit never hangs.
+
+Task control is the engine's: ``task_timeout=`` (on the executor, on ``map``,
+and per call through ``schedule``) kills the worker of a call that runs too
+long and fails that call with :class:`multiprocess.TaskTimeoutError`;
+``memory_limit=`` and ``max_memory_per_child=`` bound the workers' resident
+memory.  Inside a ``map`` chunk these faults, and a worker's death, fail the
+one item they hit: the iterator yields the items before it, then raises.
 """
 
 from __future__ import annotations

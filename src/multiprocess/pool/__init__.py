@@ -17,7 +17,7 @@ worker processes and knows which worker holds which task::
        pid and exit code or signal), hand its other tasks to other workers, start a replacement
 
 Faults never hang the caller.  A worker that dies fails exactly the task it was
-running; results that cannot be pickled in the worker (:class:`MaybeEncodingError`)
+running (inside a chunk, the item it was running: see ``_record``); results that cannot be pickled in the worker (:class:`MaybeEncodingError`)
 or unpickled in the parent (:class:`ResultUnpicklingError`) fail their task; an
 initializer that raises, or workers that keep dying while they start, break the
 pool (:class:`BrokenPoolError` for every pending and future task) instead of
@@ -48,11 +48,13 @@ only those above it in this list)::
 
   _exceptions   the exceptions of tasks and pools, and their messages
   _wire         the frames between the pool and its workers, readers and writers
+  _record       each worker's record in shared memory: which item it runs, since when
   _worker       the loop a worker process runs (``worker``, ``mapstar``)
   _aio          awaiting from asyncio: a loop's future, woken from a pool thread
   _results      ApplyResult/AsyncResult, MapResult, the imap iterators
   _functions    the pickled functions of the calls in flight, reused
   _jobs         a call (``_Job``) and its pickled tasks (``_Task``)
+  _limits       task_timeout and memory sizes as given, a worker's resident memory
   _coordinator  the engine of a process pool
   _threads      the engine of a thread pool
   _pool         the faces: Pool and ThreadPool

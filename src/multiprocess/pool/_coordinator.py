@@ -49,11 +49,12 @@ from ._exceptions import (
     _worker_death_error,
 )
 from ._functions import _PickledFunctions
-from ._jobs import _explain_task_pickling_error, _Job, _Redo, _Task
+from ._jobs import _ChunkResults, _explain_task_pickling_error, _Job, _Redo, _Task
 from ._limits import _format_size, _rss_reader
 from ._record import _Records
 from ._results import _ItemFailed, _PartialChunk, _PoolCache
 from ._wire import (
+    _APPLY,
     _DEFAULT_SERIALIZER_CODE,
     _FUNCTION_CACHE_SIZE,
     _MAP,
@@ -65,6 +66,7 @@ from ._wire import (
     _STARMAP,
     _TASK_HEADER,
     _TIMED,
+    _TRACKED,
     _frame_parts,
     _NonBlockingFrameReader,
     _write_some,
@@ -86,8 +88,12 @@ _UNREACHABLE_GRACE = 5.0
 # How often the resident memory of busy workers is read while a memory_limit
 # is set (seconds): a worker may go that long above the limit before it is killed.
 _MEMORY_POLL = 0.1
-# Marks the results of a chunk not known yet (see _Redo).
+# Marks the results of a chunk not known yet (see _ChunkResults).
 _MISSING = object()
+# Items slower than this (seconds, on average over a task) get tracked in the
+# record (see _Job.track): the store it costs per item is then negligible
+# (without it, a worker's death inside a chunk costs a re-run of each item).
+_TRACK_SLOW_ITEMS = 50e-6
 # Short reprs of items for error messages.
 _REPR = reprlib.Repr()
 _REPR.maxstring = 60
@@ -248,6 +254,8 @@ class _Coordinator:
     def submit(self, job: _Job) -> None:
         if job.timeout is not None:
             self._watching = True
+        if self._memory_limit is not None:
+            job.track = True  # a worker killed for its memory: which item was it?
         with self._cond:
             if self._accepting:
                 self._jobs.append(job)
@@ -536,7 +544,9 @@ class _Coordinator:
                 w.functions.popitem(last=False)
             w.functions[entry.key] = None
         code = _SERIALIZER_CODES.get(job.serializer.name, _DEFAULT_SERIALIZER_CODE)  # type: ignore[union-attr]
-        kind = job.kind if job.timeout is None else job.kind | _TIMED
+        kind = job.kind
+        if job.track:
+            kind |= _TRACKED if job.timeout is None else _TIMED
         header = _TASK_HEADER.pack(entry.key, kind, code, len(fbytes))
         size = _frame_parts(batch, (header, fbytes, task.body))
         if not w.outstanding:
@@ -670,10 +680,16 @@ class _Coordinator:
         elapsed = now - w.busy_since
         w.depth = 32 if elapsed < 0.0002 else 8 if elapsed < 0.001 else 2 if elapsed < 0.01 else 1
         w.busy_since = now
+        job = task.job
+        if not job.track and elapsed > _TRACK_SLOW_ITEMS * job.chunksize:
+            # More slow tasks than workers: not just each worker's first task
+            # of the call (which loads the function, and maybe its module).
+            job.slow += 1
+            job.track = job.slow > self._processes
         if self._soft_memory_limit is not None:
             self._check_soft_limit(w)
         if task.redo is None:
-            task.job.result._set(task.index, (ok, value))
+            job.result._set(task.index, (ok, value))
         else:
             self._redo_done(task, ok, value)
 
@@ -838,25 +854,27 @@ class _Coordinator:
     def _task_died(self, w: _Worker, task: _Task, item: int, exitcode: int | None) -> None:
         """``w`` died running ``task`` (item ``item`` of it; -1: unknown): fail it.
 
-        In a chunk whose item is known, that item alone fails (``_isolate``).
+        In a chunk, only the item it was running fails (``_isolate``).
         """
         job = task.job
         fault = w.fault
         if fault is not None and fault[0] == "timeout" and fault[1] is task:
             item = fault[2]  # the item that ran past its deadline
-        chunked = job.kind == _MAP or job.kind == _STARMAP
-        if chunked and item >= 0:
+        if job.kind == _MAP or job.kind == _STARMAP:
             self._isolate(w, task, item, exitcode)
             return
         self._functions.release(task.entry)
-        error = self._death_error(w, task, None if chunked else 0, exitcode)
-        self._deliver(task, (False, error))
+        self._deliver(task, (False, self._death_error(w, task, 0, exitcode)))
 
     def _isolate(self, w: _Worker, task: _Task, k: int, exitcode: int | None) -> None:
-        """Fail item ``k`` of the chunk ``task``; run its other items again in a new task.
+        """The worker ``w`` died running item ``k`` of the chunk ``task`` (-1: unknown).
 
-        Their results died with the worker: the items before ``k`` run a
-        second time, those after it for the first time (at least once each).
+        Item ``k`` fails alone, and the chunk's other items run again in a
+        new task: their results died with the worker, so the items before
+        ``k`` run a second time, those after it a first time.  If ``k`` is
+        unknown (the task was not tracked, see ``_Job.track``), each item runs
+        again as a task of its own: the one that kills its worker again is
+        then known, and fails alone (it ran twice, as may those before it).
         """
         job = task.job
         try:
@@ -865,63 +883,81 @@ class _Coordinator:
             self._functions.release(task.entry)
             self._deliver(task, (False, self._death_error(w, task, None, exitcode)))
             return
-        if k >= len(items):
-            k = len(items) - 1
-        if task.redo is None:
-            offsets = list(range(len(items)))
-            values: list[Any] = [_MISSING] * len(items)
+        if k < 0 and len(items) == 1:
+            k = 0
+        k = min(k, len(items) - 1)
+        redo = task.redo
+        chunk = redo.chunk if redo is not None else _ChunkResults(len(items), _MISSING)
+        offsets = redo.offsets if redo is not None else list(range(len(items)))
+        if k >= 0:
+            chunk.values[offsets[k]] = _ItemFailed(self._death_error(w, task, k, exitcode, items))
+            chunk.left -= 1
+            rest = [i for i in range(len(items)) if i != k]
+            groups = [rest] if rest else []
         else:
-            offsets, values = task.redo.offsets, task.redo.values
-        values[offsets[k]] = _ItemFailed(self._death_error(w, task, k, exitcode, items))
-        rest = [i for i in range(len(items)) if i != k]
-        if not rest:
+            groups = [[i] for i in range(len(items))]
+        if not groups:
             self._functions.release(task.entry)
-            self._deliver_chunk(job, task.index, values)
+            self._chunk_done(job, task.index, chunk)
             return
-        try:
-            body = job.serializer.dumps(tuple(items[i] for i in rest))  # type: ignore[union-attr]
-        except Exception as e:  # noqa: BLE001 - they crossed once; if not now, they fail
-            self._functions.release(task.entry)
-            self._deliver(task, (False, e))
-            return
-        # The new task keeps the function reference of the one it replaces.
-        redo = _Task(job, task.index, body, task.entry)
-        redo.redo = _Redo([offsets[i] for i in rest], values)
-        self._sent_bytes -= len(body)  # not the feeder's: out of its budget
-        self._ready.appendleft(redo)
+        for n, group in enumerate(reversed(groups)):
+            try:
+                body = job.serializer.dumps(tuple(items[i] for i in group))  # type: ignore[union-attr]
+            except Exception as e:  # noqa: BLE001 - they crossed once; if not now, they fail
+                body = None
+                error: BaseException = e
+            if n:
+                self._functions.retain(task.entry)  # the first takes the dead task's
+            again = _Task(job, task.index, body or b"", task.entry)
+            again.redo = _Redo([offsets[i] for i in group], chunk)
+            if body is None:
+                self._functions.release(task.entry)
+                self._deliver(again, (False, error))
+                continue
+            self._sent_bytes -= len(body)  # not the feeder's: out of its budget
+            self._ready.appendleft(again)
 
     def _redo_done(self, task: _Task, ok: bool, value: Any) -> None:
         """The result of a re-run of part of a chunk: complete the chunk's results."""
-        if not ok:
-            # An item raised: as in the standard library, the chunk fails as one.
-            task.job.result._set(task.index, (False, value))
-            return
         redo = task.redo
         assert redo is not None
+        chunk = redo.chunk
+        if chunk.done:
+            return
+        if not ok:
+            # An item raised: as in the standard library, the chunk fails as one.
+            chunk.done = True
+            task.job.result._set(task.index, (False, value))
+            return
         for offset, result in zip(redo.offsets, value):
-            redo.values[offset] = result
-        self._deliver_chunk(task.job, task.index, redo.values)
+            chunk.values[offset] = result
+        chunk.left -= len(redo.offsets)
+        self._chunk_done(task.job, task.index, chunk)
 
     def _deliver(self, task: _Task, outcome: tuple[bool, Any]) -> None:
-        """Set the outcome of a whole task (the part of a chunk it re-runs, if one)."""
+        """Fail a whole task (the part of a chunk it re-runs, if one)."""
         redo = task.redo
-        if redo is None or outcome[0]:
+        if redo is None:
             task.job.result._set(task.index, outcome)
             return
         for offset in redo.offsets:
-            redo.values[offset] = _ItemFailed(outcome[1])
-        self._deliver_chunk(task.job, task.index, redo.values)
+            redo.chunk.values[offset] = _ItemFailed(outcome[1])
+        redo.chunk.left -= len(redo.offsets)
+        self._chunk_done(task.job, task.index, redo.chunk)
 
     @staticmethod
-    def _deliver_chunk(job: _Job, index: int, values: list[Any]) -> None:
-        """Set the results of chunk ``index``, some of whose items failed alone."""
-        chunk = _PartialChunk(values)
+    def _chunk_done(job: _Job, index: int, chunk: _ChunkResults) -> None:
+        """Set the results of chunk ``index`` once complete; some of its items failed alone."""
+        if chunk.left > 0 or chunk.done:
+            return
+        chunk.done = True
+        values = _PartialChunk(chunk.values)
         set_chunk = getattr(job.result, "_set_chunk", None)
         if set_chunk is not None:
-            set_chunk(index, chunk)
+            set_chunk(index, values)
         else:
             # map(): raises the first error, as for any failed chunk.
-            job.result._set(index, (False, chunk.first_error()))
+            job.result._set(index, (False, values.first_error()))
 
     def _death_error(
         self,
@@ -934,12 +970,13 @@ class _Coordinator:
         """The error of ``task`` (its item ``k`` in a chunk) whose worker ``w`` died."""
         where, item_repr = self._describe_item(task, k, items)
         fault = w.fault
+        others = "the pool's other tasks" if task.job.kind == _APPLY else "the call's other items"
         if fault is not None and fault[0] == "timeout":
             limit = fault[3]
             error: BaseException = TaskTimeoutError(
                 f"{where} ({item_repr}) was still running after its task_timeout of "
                 f"{limit:g} s: the pool killed its worker (pid {w.pid}) and started a "
-                f"replacement; the other items go on"
+                f"replacement; {others} go on"
             )
             error.timeout = limit  # type: ignore[attr-defined]
             error.index = self._index_in_call(task, k)  # type: ignore[attr-defined]
@@ -950,8 +987,8 @@ class _Coordinator:
             return MemoryLimitError(
                 f"{where} ({item_repr}) made its worker (pid {w.pid}) go above the pool's "
                 f"memory_limit of {_format_size(limit)}: its resident memory reached "
-                f"{_format_size(size)}. The pool killed it and started a replacement; the "
-                f"other items go on. Raise memory_limit, or make the item use less memory.",
+                f"{_format_size(size)}. The pool killed it and started a replacement; "
+                f"{others} go on. Raise memory_limit, or make the item use less memory.",
                 w.pid,
                 exitcode,
                 limit,

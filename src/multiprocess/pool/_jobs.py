@@ -47,7 +47,9 @@ class _Job:
         "kind",
         "result",
         "serializer",
+        "slow",
         "timeout",
+        "track",
     )
 
     def __init__(
@@ -74,6 +76,11 @@ class _Job:
         self.done = False
         self.fentry: _PickledFunction | None = None
         self.timeout = timeout  # seconds an item may run (None: no limit)
+        # Its workers record each item of a chunk as it starts (see _record):
+        # with a timeout or a memory limit, or once its items prove slow
+        # (``slow`` counts its tasks whose items took long on average).
+        self.track = timeout is not None
+        self.slow = 0
 
     @property
     def cancelled(self) -> bool:
@@ -148,16 +155,30 @@ class _Redo:
     """What a re-run task carries: where its items sit in the original chunk.
 
     ``offsets[i]`` is the place in the chunk of the task's item ``i``;
-    ``values`` (shared by every re-run of the chunk) holds the results known
-    so far, ``_ItemFailed`` for the items that failed, ``_MISSING`` for the
-    others.
+    ``chunk`` is shared by every re-run of the chunk.
     """
 
-    __slots__ = ("offsets", "values")
+    __slots__ = ("chunk", "offsets")
 
-    def __init__(self, offsets: list[int], values: list[Any]) -> None:
+    def __init__(self, offsets: list[int], chunk: _ChunkResults) -> None:
         self.offsets = offsets
-        self.values = values
+        self.chunk = chunk
+
+
+class _ChunkResults:
+    """The results of a chunk being completed by re-runs of its items (see ``_Redo``).
+
+    ``values`` holds the results known so far, ``_ItemFailed`` for the items
+    that failed alone, and a placeholder for the others; ``left`` counts
+    those; ``done`` is set once the chunk's result was given to the caller.
+    """
+
+    __slots__ = ("done", "left", "values")
+
+    def __init__(self, size: int, missing: Any) -> None:
+        self.values = [missing] * size
+        self.left = size
+        self.done = False
 
 
 def _explain_task_pickling_error(

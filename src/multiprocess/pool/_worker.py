@@ -28,6 +28,7 @@ from ._wire import (
     _STARMAP,
     _TASK_HEADER,
     _TIMED,
+    _TRACKED,
     _FrameReader,
 )
 
@@ -56,11 +57,12 @@ def _run_task(func: Callable[..., Any], kind: int, payload: Any) -> Any:
 def _run_tracked(
     func: Callable[..., Any], kind: int, payload: Any, rec: memoryview, at: int
 ) -> Any:
-    """``_run_task`` in a worker process: each item's index goes into the record first.
+    """``_run_task`` for a tracked task: each item's index goes into the record first.
 
-    ``rec[at]`` is the ``ITEM`` field of the worker's slot: a store per item,
-    so that the coordinator knows which item of a chunk a worker that died
-    was running (see ``_record``).  A plain loop: this is the hot path.
+    ``rec[at]`` is the ``ITEM`` field of the worker's slot: a store per item
+    (some 50 ns: which is why only tracked tasks pay it, see ``_TRACKED``), so
+    that the coordinator knows which item of a chunk a worker that died was
+    running (see ``_record``).
     """
     if kind == _MAP:
         out: list[Any] = []
@@ -219,10 +221,12 @@ def _serve(
                 start += flen
             func = functions[key]
             payload: Any = reduction.loads(view[start:])
-            if kind & _TIMED:
-                value = _run_timed(func, kind & ~_TIMED, payload, rec, base + ITEM)
+            if kind < _TRACKED:
+                value = _run_task(func, kind, payload)
+            elif kind & _TIMED:
+                value = _run_timed(func, kind & 0x3F, payload, rec, base + ITEM)
             else:
-                value = _run_tracked(func, kind, payload, rec, base + ITEM)
+                value = _run_tracked(func, kind & 0x3F, payload, rec, base + ITEM)
             result: tuple[bool, Any] = (True, value)
         except Exception as e:  # noqa: BLE001 - the task's error, sent to the caller
             result = (False, wrap(e))
