@@ -12,7 +12,8 @@ The fields of a slot:
 
 - ``SEQ``: the number of the task the worker started last, counting from 1
   the task frames it has read (the coordinator counts the frames it sent to
-  that worker, so it knows which task that is).
+  that worker, so it knows which task that is); negative for a task whose
+  items are not tracked (see below).
 - ``ITEM``: the index, inside that task's chunk, of the item the worker is
   running (0 for a one-item task), or -1 before the first item (while it
   unpickles the task).  Items run in order, so it is also how many items of
@@ -21,8 +22,11 @@ The fields of a slot:
   with a ``task_timeout`` only (the flag ``_TIMED`` in the task's frame);
   0 when the worker is not running a timed item.
 
-A worker writes ``ITEM`` and ``STARTED`` before ``SEQ`` when a task starts,
-so that a reader that sees the new ``SEQ`` sees them reset.  Reads of the
+A store into shared memory costs some 50 ns, as much as a tiny function: so
+only tracked tasks (the flag ``_TRACKED`` or ``_TIMED``: see ``_Job.track``)
+write ``ITEM`` for each item; the others write ``SEQ`` alone, once.  A
+tracked task resets ``ITEM`` before it writes ``SEQ``, so that a reader that
+sees the new ``SEQ`` sees the reset.  Reads of the
 live record are advisory (an item may end as it is read); after a worker's
 death they are exact.
 """
@@ -64,12 +68,17 @@ class _Records:
             self.free.append(slot)
 
     def read(self, slot: int) -> tuple[int, int, int]:
-        """``(seq, item, started)`` of ``slot`` (``(0, -1, 0)`` for an untracked worker)."""
+        """``(seq, item, started)`` of ``slot`` (``(0, -1, 0)`` for a worker without one).
+
+        ``seq`` is positive, ``item`` -1 when the task's items are not tracked.
+        """
         if slot < 0:
             return 0, -1, 0
         base = slot * _FIELDS
         view = self.view
         seq = view[base + SEQ]
+        if seq < 0:
+            return -seq, -1, 0
         return seq, view[base + ITEM], view[base + STARTED]
 
 

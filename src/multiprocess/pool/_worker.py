@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from .. import reduction, util
 from ._exceptions import ExceptionWithTraceback, MaybeEncodingError
-from ._record import ITEM, SEQ, STARTED, _worker_view
+from ._record import ITEM, SEQ, _worker_view
 from ._wire import (
     _DEFAULT_SERIALIZER_CODE,
     _FUNCTION_CACHE_SIZE,
@@ -88,25 +88,29 @@ def _run_tracked(
 def _run_timed(func: Callable[..., Any], kind: int, payload: Any, rec: memoryview, at: int) -> Any:
     """``_run_tracked`` for a task with a timeout: also when each item started.
 
-    ``rec[at + 1]`` is the ``STARTED`` field, written before ``ITEM``.
+    ``rec[at + 1]`` is the ``STARTED`` field, written before ``ITEM``, and
+    back to 0 once the task ends (the coordinator reads it live).
     """
     clock = time.monotonic_ns
     started = at + 1
-    if kind == _MAP or kind == _STARMAP:
-        out: list[Any] = []
-        append = out.append
-        star = kind == _STARMAP
-        for k, item in enumerate(payload):
-            rec[started] = clock()
-            rec[at] = k
-            append(func(*item) if star else func(item))
-        return out
-    rec[started] = clock()
-    rec[at] = 0
-    if kind == _ONE:
-        return func(payload)
-    args, kwds = payload
-    return func(*args, **kwds)
+    try:
+        if kind == _MAP or kind == _STARMAP:
+            out: list[Any] = []
+            append = out.append
+            star = kind == _STARMAP
+            for k, item in enumerate(payload):
+                rec[started] = clock()
+                rec[at] = k
+                append(func(*item) if star else func(item))
+            return out
+        rec[started] = clock()
+        rec[at] = 0
+        if kind == _ONE:
+            return func(payload)
+        args, kwds = payload
+        return func(*args, **kwds)
+    finally:
+        rec[started] = 0
 
 
 class _UnloadableFunction:
@@ -203,10 +207,13 @@ def _serve(
         view = memoryview(frame)
         key, kind, code, flen = _TASK_HEADER.unpack_from(view)
         start = _TASK_HEADER.size
-        # A new task: its item and start reset before its number (see _record).
-        rec[base + ITEM] = -1
-        rec[base + STARTED] = 0
-        rec[base + SEQ] = completed + 1
+        # A new task: its number (negative: its items are not tracked), after
+        # its item is reset if they are (see _record).
+        if kind < _TRACKED:
+            rec[base + SEQ] = -1 - completed
+        else:
+            rec[base + ITEM] = -1
+            rec[base + SEQ] = completed + 1
         try:
             if flen:
                 # A function we have not seen: keep it, evicting the oldest one
@@ -230,7 +237,6 @@ def _serve(
             result: tuple[bool, Any] = (True, value)
         except Exception as e:  # noqa: BLE001 - the task's error, sent to the caller
             result = (False, wrap(e))
-        rec[base + STARTED] = 0  # no timed item runs (the coordinator reads it live)
         send(code, *result)
         frame = view = func = payload = result = value = None  # type: ignore[assignment]
         completed += 1
