@@ -254,7 +254,7 @@ class _Coordinator:
     def submit(self, job: _Job) -> None:
         if job.timeout is not None:
             self._watching = True
-        if self._memory_limit is not None:
+        if self._memory_limit is not None and job.chunksize > 1:
             job.track = True  # a worker killed for its memory: which item was it?
         with self._cond:
             if self._accepting:
@@ -681,7 +681,7 @@ class _Coordinator:
         w.depth = 32 if elapsed < 0.0002 else 8 if elapsed < 0.001 else 2 if elapsed < 0.01 else 1
         w.busy_since = now
         job = task.job
-        if not job.track and elapsed > _TRACK_SLOW_ITEMS * job.chunksize:
+        if not job.track and job.chunksize > 1 and elapsed > _TRACK_SLOW_ITEMS * job.chunksize:
             # More slow tasks than workers: not just each worker's first task
             # of the call (which loads the function, and maybe its module).
             job.slow += 1
