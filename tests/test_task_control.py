@@ -381,3 +381,24 @@ def test_many_deaths_inside_chunks_reuse_the_record(ctx):
             assert isinstance(value, mpool.TerminatedWorkerError), (x, value)
         else:
             assert value == x * x, (x, value)
+
+
+def test_executor_grown_past_its_record_still_times_out(ctx):
+    """An executor grown in place (get_reusable_executor) has more workers than
+    the record it started with: the added ones get slots in another array."""
+    from multiprocess.futures import get_reusable_executor
+
+    ex = get_reusable_executor(max_workers=1, mp_context=ctx)
+    try:
+        assert ex.submit(h.square, 2).result(60) == 4
+        assert get_reusable_executor(max_workers=3, mp_context=ctx) is ex
+        futures = [ex.schedule(h.hang, (i,), task_timeout=0.5) for i in range(3)]
+        for future in futures:
+            assert isinstance(future.exception(60), mp.TaskTimeoutError)
+        results = ex.map(functools.partial(h.die_at, target=4), range(9), chunksize=3)
+        assert [next(results) for _ in range(4)] == [0, 1, 4, 9]
+        with pytest.raises(WorkerDiedError):
+            next(results)
+    finally:
+        ex.kill_workers()
+        ex.shutdown()

@@ -1087,8 +1087,7 @@ class _Coordinator:
                     self._initargs,
                     self._maxtasks,
                     self._wrap_exception,
-                    self._records.array,
-                    slot,
+                    *self._records.for_worker(slot),
                 ),
             )
             process.name = process.name.replace("Process", "PoolWorker")

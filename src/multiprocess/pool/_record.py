@@ -43,29 +43,50 @@ _FIELDS = 4  # one spare: a slot is 32 bytes
 
 
 class _Records:
-    """The parent's side: the shared array, its free slots, and reads."""
+    """The parent's side: the shared arrays, their free slots, and reads.
 
-    __slots__ = ("array", "free", "view")
+    One array of ``slots`` slots at first; an executor that grows past it
+    (``get_reusable_executor``) gets another array of the same size for the
+    workers it adds, as a worker's array cannot change once it runs.
+    """
+
+    __slots__ = ("arrays", "free", "per", "views")
 
     def __init__(self, slots: int) -> None:
-        self.array = sharedctypes.RawArray(ctypes.c_int64, slots * _FIELDS)
-        self.view = memoryview(self.array).cast("B").cast("q")
-        self.free = list(range(slots - 1, -1, -1))
+        self.per = max(slots, 1)
+        self.arrays: list[Any] = []
+        self.views: list[memoryview] = []
+        self.free: list[int] = []
+        self._add_array()
+
+    def _add_array(self) -> None:
+        array = sharedctypes.RawArray(ctypes.c_int64, self.per * _FIELDS)
+        first = len(self.arrays) * self.per
+        self.arrays.append(array)
+        self.views.append(memoryview(array).cast("B").cast("q"))
+        self.free.extend(range(first + self.per - 1, first - 1, -1))
 
     def take(self) -> int:
-        """A free slot for a new worker, reset; -1 if none is free (it runs untracked)."""
+        """A free slot for a new worker, reset (its number across the arrays)."""
         if not self.free:
-            return -1
+            self._add_array()
         slot = self.free.pop()
-        base = slot * _FIELDS
-        self.view[base + SEQ] = 0
-        self.view[base + ITEM] = -1
-        self.view[base + STARTED] = 0
+        view, base = self._where(slot)
+        view[base + SEQ] = 0
+        view[base + ITEM] = -1
+        view[base + STARTED] = 0
         return slot
 
     def give_back(self, slot: int) -> None:
         if slot >= 0:
             self.free.append(slot)
+
+    def _where(self, slot: int) -> tuple[memoryview, int]:
+        return self.views[slot // self.per], (slot % self.per) * _FIELDS
+
+    def for_worker(self, slot: int) -> tuple[Any, int]:
+        """The array and the index in it that the worker of ``slot`` is given."""
+        return self.arrays[slot // self.per], slot % self.per
 
     def read(self, slot: int) -> tuple[int, int, int]:
         """``(seq, item, started)`` of ``slot`` (``(0, -1, 0)`` for a worker without one).
@@ -74,8 +95,7 @@ class _Records:
         """
         if slot < 0:
             return 0, -1, 0
-        base = slot * _FIELDS
-        view = self.view
+        view, base = self._where(slot)
         seq = view[base + SEQ]
         if seq < 0:
             return -seq, -1, 0
