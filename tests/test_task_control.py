@@ -45,8 +45,11 @@ def runs(log):
         return collections.Counter(int(line) for line in f)
 
 
-def parent_rss():
-    return h.rss_of_self()
+def worker_rss(ctx):
+    """The resident memory of a fresh worker of this start method (a forked one
+    counts the parent's pages, a spawned one does not): limits are set above it."""
+    with ctx.Pool(1) as p:
+        return p.apply(h.rss_of_self)
 
 
 # -- timeouts: Pool ---------------------------------------------------------------
@@ -188,7 +191,7 @@ def test_pool_plain_exception_still_fails_its_whole_chunk(ctx):
 
 @linux_only
 def test_pool_item_above_memory_limit_is_killed(ctx):
-    limit = parent_rss() + 200 * MiB
+    limit = worker_rss(ctx) + 200 * MiB
     work = functools.partial(h.allocate_at, target=2, nbytes=400 * MiB)
     with ctx.Pool(2, memory_limit=limit) as p:
         out = collect(p.imap(work, range(8), chunksize=4))
@@ -206,7 +209,7 @@ def test_pool_item_above_memory_limit_is_killed(ctx):
 
 @linux_only
 def test_pool_soft_memory_limit_recycles_workers(ctx):
-    limit = parent_rss() + 100 * MiB
+    limit = worker_rss(ctx) + 100 * MiB
     with ctx.Pool(1, max_memory_per_child=limit) as p:
         out = p.map(functools.partial(h.leak, nbytes=150 * MiB), range(4), chunksize=1)
         assert [value for value, _pid in out] == [0, 1, 4, 9]
@@ -260,7 +263,7 @@ def test_executor_sigkill_inside_a_chunk(ctx):
 
 @linux_only
 def test_executor_memory_limits(ctx):
-    limit = parent_rss() + 200 * MiB
+    limit = worker_rss(ctx) + 200 * MiB
     with ProcessPoolExecutor(2, mp_context=ctx, memory_limit=limit) as ex:
         future = ex.submit(h.allocate_at, 2, 2, 400 * MiB)
         error = future.exception(60)
@@ -268,7 +271,7 @@ def test_executor_memory_limits(ctx):
         assert error.limit == limit and error.size > limit
         assert "allocate_at" in str(error)
         assert ex.submit(h.square, 3).result(60) == 9
-    soft = parent_rss() + 100 * MiB
+    soft = worker_rss(ctx) + 100 * MiB
     with ProcessPoolExecutor(1, mp_context=ctx, max_memory_per_child=soft) as ex:
         out = [ex.submit(h.leak, i, 150 * MiB).result(60) for i in range(3)]
         assert [value for value, _pid in out] == [0, 1, 4]
