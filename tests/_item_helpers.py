@@ -85,3 +85,15 @@ class FakeBar:
 
 def plus(a, b):
     return a + b
+
+
+def die_or_raise(x):
+    """The worker kills itself (SIGKILL) for 2; ValueError for 5; x otherwise."""
+    import os
+    import signal
+
+    if x == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+    if x == 5:
+        raise ValueError("five")
+    return x

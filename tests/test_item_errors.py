@@ -43,16 +43,16 @@ def check_worker_error(exc, note, message):
     assert len(notes_of(exc)) == 1
 
 
-def pool_calls(p, func, items, chunksize):
+def pool_calls(p, func, items, chunksize, **kw):
     """Each map-like call of ``p`` on ``items``, as (api, a thunk that runs it to the end)."""
     pairs = [(x, 1) for x in items]
     return [
-        ("map", lambda: p.map(func, items, chunksize)),
-        ("map_async", lambda: p.map_async(func, items, chunksize).get(60)),
-        ("imap", lambda: list(p.imap(func, items, chunksize))),
-        ("imap_unordered", lambda: list(p.imap_unordered(func, items, chunksize))),
-        ("starmap", lambda: p.starmap(h.add, pairs, chunksize)),
-        ("starmap_async", lambda: p.starmap_async(h.add, pairs, chunksize).get(60)),
+        ("map", lambda: p.map(func, items, chunksize, **kw)),
+        ("map_async", lambda: p.map_async(func, items, chunksize, **kw).get(60)),
+        ("imap", lambda: list(p.imap(func, items, chunksize, **kw))),
+        ("imap_unordered", lambda: list(p.imap_unordered(func, items, chunksize, **kw))),
+        ("starmap", lambda: p.starmap(h.add, pairs, chunksize, **kw)),
+        ("starmap_async", lambda: p.starmap_async(h.add, pairs, chunksize, **kw).get(60)),
     ]
 
 
@@ -172,3 +172,29 @@ def test_the_note_before_3_11_is_in_the_message_only_when_safe(exc, text):
         assert exc.args == args
     again = pickle.loads(pickle.dumps(exc))
     assert type(again) is type(exc) and str(again) == text
+
+
+def test_the_note_names_the_item_when_the_worker_records_it(ctx):
+    # With a task_timeout, a worker records each item it starts (see
+    # pool._record): the note then comes from the record, not the iterator.
+    with ctx.Pool(2) as p:
+        for api, run in pool_calls(p, h.square, list(range(40)), 7, task_timeout=60):
+            if api.startswith("starmap"):
+                with pytest.raises(KeyError) as info:
+                    run()
+                shows(info.value, f"in add(item 13 of {api}: (13, 1))")
+                continue
+            with pytest.raises(ValueError) as info:
+                run()
+            check_worker_error(info.value, f"in square(item 17 of {api}: 17)", "cannot square 17")
+
+
+@pytest.mark.parametrize("task_timeout", [None, 60], ids=["untracked", "tracked"])
+def test_the_note_names_the_item_of_a_chunk_re_run_after_a_death(ctx, task_timeout):
+    # Item 2 kills its worker: the chunk's other items run again as a new
+    # task (or one task each), where item 5 raises: its note has its own index.
+    with ctx.Pool(2) as p:
+        with pytest.raises(ValueError) as info:
+            p.map(h.die_or_raise, range(8), chunksize=8, task_timeout=task_timeout)
+        shows(info.value, "in die_or_raise(item 5 of map: 5)")
+        assert p.map(h.square, range(5), 2) == [0, 1, 4, 9, 16]

@@ -13,7 +13,13 @@ from __future__ import annotations
 
 from . import context as _context
 from . import reduction as _reduction
-from ._errors import AuthenticationError, BufferTooShort, ProcessError, TimeoutError
+from ._errors import (
+    AuthenticationError,
+    BufferTooShort,
+    ProcessError,
+    TaskTimeoutError,
+    TimeoutError,
+)
 
 __version__ = "0.70.19.1.dev0"
 
@@ -68,6 +74,7 @@ __all__ = [
     "JoinableQueue",
     "Lock",
     "Manager",
+    "MemoryLimitError",
     "Pipe",
     "Pool",
     "Process",
@@ -78,6 +85,7 @@ __all__ = [
     "RawValue",
     "Semaphore",
     "SimpleQueue",
+    "TaskTimeoutError",
     "TimeoutError",
     "Value",
     "active_children",
@@ -98,3 +106,13 @@ __all__ = [
     "set_serializer",
     "set_start_method",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # MemoryLimitError is a pool exception (layer 5): imported when first asked
+    # for, so that importing the package does not import the pool.
+    if name == "MemoryLimitError":
+        from .pool import MemoryLimitError
+
+        return MemoryLimitError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

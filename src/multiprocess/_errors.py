@@ -6,7 +6,15 @@ They are re-exported by :mod:`multiprocess`, :mod:`multiprocess.context` and
 
 from __future__ import annotations
 
-__all__ = ["AuthenticationError", "BufferTooShort", "ProcessError", "TimeoutError"]
+import builtins
+
+__all__ = [
+    "AuthenticationError",
+    "BufferTooShort",
+    "ProcessError",
+    "TaskTimeoutError",
+    "TimeoutError",
+]
 
 
 class ProcessError(Exception):
@@ -26,3 +34,19 @@ class TimeoutError(ProcessError):
 
 class AuthenticationError(ProcessError):
     """The HMAC authkey challenge between two peers failed."""
+
+
+class TaskTimeoutError(ProcessError, builtins.TimeoutError):
+    """A pool task (one item of a ``map``) ran longer than its ``task_timeout``.
+
+    The pool killed the worker process running it and started a replacement;
+    the other items of the call go on.  The message names the function, the
+    item's index in the call, a short repr of the item and the limit; the
+    attributes ``timeout`` (seconds), ``index`` (the item's index in the call,
+    None for ``apply``) and ``pid`` (the worker killed) say the same.
+
+    It is the builtin ``TimeoutError`` (which ``except TimeoutError`` catches
+    without an import) and a :class:`ProcessError`; it is not this package's
+    own ``multiprocess.TimeoutError``, which ``AsyncResult.get(timeout)``
+    raises while the result may still come.
+    """

@@ -23,7 +23,13 @@ from types import ModuleType
 from typing import Any, Callable
 
 from . import process, reduction, util
-from ._errors import AuthenticationError, BufferTooShort, ProcessError, TimeoutError
+from ._errors import (
+    AuthenticationError,
+    BufferTooShort,
+    ProcessError,
+    TaskTimeoutError,
+    TimeoutError,
+)
 from ._spawning import assert_spawning, get_spawning_popen, set_spawning_popen
 
 __all__ = [
@@ -39,6 +45,7 @@ __all__ = [
     "ProcessError",
     "SpawnContext",
     "SpawnProcess",
+    "TaskTimeoutError",
     "TimeoutError",
     "assert_spawning",
     "get_spawning_popen",
@@ -56,6 +63,14 @@ class BaseContext:
     BufferTooShort = BufferTooShort
     TimeoutError = TimeoutError
     AuthenticationError = AuthenticationError
+    TaskTimeoutError = TaskTimeoutError
+
+    @property
+    def MemoryLimitError(self) -> type:
+        """The pool's :class:`multiprocess.pool.MemoryLimitError` (imported on first use)."""
+        from .pool import MemoryLimitError
+
+        return MemoryLimitError
 
     current_process = staticmethod(process.current_process)
     parent_process = staticmethod(process.parent_process)
@@ -205,11 +220,24 @@ class BaseContext:
         initializer: Callable[..., Any] | None = None,
         initargs: Iterable[Any] = (),
         maxtasksperchild: int | None = None,
+        *,
+        task_timeout: float | None = None,
+        max_memory_per_child: int | str | None = None,
+        memory_limit: int | str | None = None,
     ) -> Any:
-        """Return a pool of worker processes."""
+        """Return a pool of worker processes (see :class:`multiprocess.pool.Pool`)."""
         from .pool import Pool
 
-        return Pool(processes, initializer, initargs, maxtasksperchild, context=self.get_context())
+        return Pool(
+            processes,
+            initializer,
+            initargs,
+            maxtasksperchild,
+            context=self.get_context(),
+            task_timeout=task_timeout,
+            max_memory_per_child=max_memory_per_child,
+            memory_limit=memory_limit,
+        )
 
     def ProcessPoolExecutor(
         self,
@@ -218,6 +246,9 @@ class BaseContext:
         initargs: Iterable[Any] = (),
         *,
         max_tasks_per_child: int | None = None,
+        task_timeout: float | None = None,
+        max_memory_per_child: int | str | None = None,
+        memory_limit: int | str | None = None,
     ) -> Any:
         """Return a ``concurrent.futures`` executor whose workers use this context.
 
@@ -231,6 +262,9 @@ class BaseContext:
             initializer,
             initargs,
             max_tasks_per_child=max_tasks_per_child,
+            task_timeout=task_timeout,
+            max_memory_per_child=max_memory_per_child,
+            memory_limit=memory_limit,
         )
 
     # -- configuration ---------------------------------------------------

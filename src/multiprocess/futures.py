@@ -28,6 +28,13 @@ grows (up to 16 per worker, at least 64) while they are short.  Workers start
 as calls need them, except under fork, where all start with the executor.
 At interpreter exit, calls still running are stopped (the workers killed), not
 waited for: exit never hangs.
+
+Task control is the engine's: ``task_timeout=`` (on the executor, on ``map``,
+and per call through ``schedule``) kills the worker of a call that runs too
+long and fails that call with :class:`multiprocess.TaskTimeoutError`;
+``memory_limit=`` and ``max_memory_per_child=`` bound the workers' resident
+memory.  Inside a ``map`` chunk these faults, and a worker's death, fail the
+one item they hit: the iterator yields the items before it, then raises.
 """
 
 from __future__ import annotations
@@ -57,8 +64,9 @@ from .pool import (
 from .pool._coordinator import _Coordinator
 from .pool._exceptions import _callable_name
 from .pool._jobs import _Job
+from .pool._limits import _check_timeout, _parse_size, _resolve_timeout
 from .pool._pool import _PoolFinalizer, _serializer_of
-from .pool._results import _job_counter, _PoolCache
+from .pool._results import _ItemFailed, _job_counter, _PartialChunk, _PoolCache
 from .pool._wire import _APPLY, _MAP, _STARMAP
 
 __all__ = ["ProcessPoolExecutor", "WorkerDiedError", "get_reusable_executor"]
@@ -230,6 +238,13 @@ class _FutureResult:
     def _pending(self) -> str:
         return ""
 
+    def _set_chunk(self, i: int, chunk: _PartialChunk) -> None:
+        """Chunk ``i`` of a map came back with items that failed alone: see ``_results``."""
+        for value in chunk:
+            if type(value) is _ItemFailed:
+                value.error = _for_executor(value.error)
+        self._set(i, (True, chunk))
+
 
 def _run_chunk(future: concurrent.futures.Future, chunk: tuple) -> tuple:
     """The payload of a map chunk, or none if its future was cancelled meanwhile."""
@@ -257,6 +272,17 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
         max_tasks_per_child: Each worker is replaced after this many tasks
             (None: never).  Not with the fork start method, as in the standard
             library.
+        task_timeout: Seconds each call (each item of a ``map``, also inside
+            a chunk) may run, unless ``map`` or ``schedule`` gives its own.
+            A call still running then has its worker killed (and replaced)
+            and fails with :class:`multiprocess.TaskTimeoutError`; the others
+            go on.  None: no limit.
+        max_memory_per_child: A worker whose resident memory is above this
+            after a call is replaced before it takes another (bytes, or a
+            string such as ``"512MiB"`` or ``"2GB"``).
+        memory_limit: A worker whose resident memory goes above this is
+            killed at once (checked every 0.1 s while it runs a call) and its
+            call fails with :class:`multiprocess.MemoryLimitError` (same forms).
 
     Raises:
         ValueError: ``max_workers`` or ``max_tasks_per_child`` is below 1, or
@@ -273,8 +299,15 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
         initargs: Iterable[Any] = (),
         *,
         max_tasks_per_child: int | None = None,
+        task_timeout: float | None = None,
+        max_memory_per_child: int | str | None = None,
+        memory_limit: int | str | None = None,
     ) -> None:
         self._shutdown_called = False
+        seconds = _check_timeout(task_timeout)
+        self._task_timeout = None if seconds is None or seconds == float("inf") else seconds
+        memory_limit = _parse_size(memory_limit, "memory_limit")
+        max_memory_per_child = _parse_size(max_memory_per_child, "max_memory_per_child")
         if max_workers is None:
             max_workers = _default_max_workers()
         elif max_workers <= 0:
@@ -299,9 +332,9 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
         self._max_tasks_per_child = max_tasks_per_child
 
         self._lock = threading.Lock()
-        self._queue: collections.deque[tuple[concurrent.futures.Future, Any, Any, Any]] = (
-            collections.deque()
-        )
+        self._queue: collections.deque[
+            tuple[concurrent.futures.Future, Any, Any, Any, float | None]
+        ] = collections.deque()
         # Calls handed to the coordinator at once: few while calls are long (the
         # others stay cancellable), more while they are short (throughput).
         self._min_window = 2 * max_workers
@@ -324,6 +357,9 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
             max_tasks_per_child,
             True,
             self._cache,
+            task_timeout=self._task_timeout,
+            memory_limit=memory_limit,
+            max_memory_per_child=max_memory_per_child,
         )
         self._cache.notifier = coordinator.wake
         # Workers start as calls need them (the stdlib's behaviour), except
@@ -364,10 +400,39 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
             BrokenProcessPool: the executor is broken (its initializer raised,
                 or workers kept dying as they started).
         """
+        return self._schedule(fn, args, kwargs, self._task_timeout)
+
+    def schedule(
+        self,
+        fn: Callable[..., Any],
+        args: Iterable[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        task_timeout: float | None = None,
+    ) -> concurrent.futures.Future:
+        """Schedule ``fn(*args, **kwargs)`` as ``submit`` does, with a ``task_timeout``.
+
+        ``task_timeout`` (seconds) overrides the executor's for this call
+        (``math.inf``: none).  A call still running after it has its worker
+        killed and replaced, and its future fails with
+        :class:`multiprocess.TaskTimeoutError`.  (``submit`` passes its own
+        keyword arguments to ``fn``, hence this method.)
+
+        Raises:
+            RuntimeError: the executor was shut down.
+            BrokenProcessPool: the executor is broken.
+            TypeError, ValueError: ``task_timeout`` is not a positive number.
+        """
+        timeout = _resolve_timeout(task_timeout, self._task_timeout)
+        return self._schedule(fn, tuple(args), dict(kwargs or {}), timeout)
+
+    def _schedule(
+        self, fn: Callable[..., Any], args: Any, kwargs: Any, timeout: float | None
+    ) -> concurrent.futures.Future:
         future: concurrent.futures.Future = concurrent.futures.Future()
         with self._lock:
             self._check_open()
-            self._queue.append((future, fn, args, kwargs))
+            self._queue.append((future, fn, args, kwargs, timeout))
         self._pump()
         return future
 
@@ -419,13 +484,25 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
             raise
 
     def _hand_over(
-        self, future: concurrent.futures.Future, fn: Any, args: Any, kwargs: Any
+        self,
+        future: concurrent.futures.Future,
+        fn: Any,
+        args: Any,
+        kwargs: Any,
+        timeout: float | None,
     ) -> None:
         handed = time.monotonic()
         result = _FutureResult(self, [future], lambda: self._call_done(handed))
         result._call = f"submit({_callable_name(fn)})"
         job = _Job(
-            result, fn, _APPLY, [(args, kwargs)], "submit", 1, _serializer_of(self._mp_context)
+            result,
+            fn,
+            _APPLY,
+            [(args, kwargs)],
+            "submit",
+            1,
+            _serializer_of(self._mp_context),
+            timeout,
         )
         self._coordinator.submit(job)
 
@@ -472,6 +549,7 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
         chunksize: int = 1,
         buffersize: int | None = None,
         progress: _progress.ProgressArg = None,
+        task_timeout: float | None = None,
     ) -> Iterator[Any]:
         """Return an iterator of ``fn(*args)`` for ``args`` in ``zip(*iterables)``.
 
@@ -485,6 +563,10 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
         ``progress(done, total)``: updated as items are done, from the
         executor's thread that handles results (see
         :mod:`multiprocess.pool._progress`).
+
+        ``task_timeout`` (seconds) limits each call, also inside a chunk,
+        and overrides the executor's (``math.inf``: none); with
+        ``buffersize``, it limits each chunk as a whole.
 
         Raises:
             ValueError: ``chunksize`` or ``buffersize`` is below 1.
@@ -500,6 +582,7 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
                 raise TypeError("buffersize must be an integer or None")
             if buffersize < 1:
                 raise ValueError("buffersize must be None or > 0")
+        item_timeout = _resolve_timeout(task_timeout, self._task_timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         desc = f"map({_callable_name(fn)})"
         if buffersize is not None:
@@ -514,7 +597,7 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
                 progress, total=total, kind=_STARMAP, chunksize=chunksize, desc=desc
             )
             chunks = _chunked(zip(*iterables), chunksize)
-            return self._map_buffered(fn, chunks, buffersize, deadline, tracker)
+            return self._map_buffered(fn, chunks, buffersize, deadline, item_timeout, tracker)
         # One iterable: chunks of items for func(x) (no argument tuples to build,
         # pickle and unpack); several: chunks of argument tuples for func(*args).
         kind = _MAP if len(iterables) == 1 else _STARMAP
@@ -539,7 +622,14 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
             result._progress = tracker
             payloads = (_run_chunk(f, c) for f, c in zip(futures, chunk_list))
             job = _Job(
-                result, fn, kind, payloads, "map", chunksize, _serializer_of(self._mp_context)
+                result,
+                fn,
+                kind,
+                payloads,
+                "map",
+                chunksize,
+                _serializer_of(self._mp_context),
+                item_timeout,
             )
             self._coordinator.submit(job)
         return _results(collections.deque(futures), deadline)
@@ -550,10 +640,11 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
         chunks: Iterator[tuple],
         buffersize: int,
         deadline: float | None,
+        timeout: float | None,
         tracker: _progress._Progress | None = None,
     ) -> Iterator[Any]:
         def submit(chunk: tuple) -> concurrent.futures.Future:
-            future = self.submit(_starmap, fn, chunk)
+            future = self._schedule(_starmap, (fn, chunk), {}, timeout)
             if tracker is not None:
                 size = len(chunk)
                 future.add_done_callback(lambda _future: tracker.add(size))
@@ -654,6 +745,15 @@ def _results(
             # Hold no result the caller has had: not through the future, nor the list.
             del future
             chunk.reverse()
+            if type(chunk) is _PartialChunk:
+                while chunk:
+                    value = chunk.pop()
+                    if type(value) is _ItemFailed:
+                        # An item that failed alone (a worker that died or
+                        # timed out on it): as any call's error, it ends the
+                        # iteration, after the items before it.
+                        raise value.error
+                    yield value
             while chunk:
                 yield chunk.pop()
     finally:

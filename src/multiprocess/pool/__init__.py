@@ -17,7 +17,7 @@ worker processes and knows which worker holds which task::
        pid and exit code or signal), hand its other tasks to other workers, start a replacement
 
 Faults never hang the caller.  A worker that dies fails exactly the task it was
-running; results that cannot be pickled in the worker (:class:`MaybeEncodingError`)
+running (inside a chunk, the item it was running: see ``_record``); results that cannot be pickled in the worker (:class:`MaybeEncodingError`)
 or unpickled in the parent (:class:`ResultUnpicklingError`) fail their task; an
 initializer that raises, or workers that keep dying while they start, break the
 pool (:class:`BrokenPoolError` for every pending and future task) instead of
@@ -49,12 +49,14 @@ only those above it in this list)::
   _exceptions   the exceptions of tasks and pools, and their messages
   _wire         the frames between the pool and its workers, readers and writers
   _notes        the note that names the item an exception was raised for
+  _record       each worker's record in shared memory: which item it runs, since when
   _worker       the loop a worker process runs (``worker``, ``mapstar``)
   _aio          awaiting from asyncio: a loop's future, woken from a pool thread
   _progress     progress= of the maps: counts items, updates a bar or a callable
   _results      ApplyResult/AsyncResult, MapResult, the imap iterators
   _functions    the pickled functions of the calls in flight, reused
   _jobs         a call (``_Job``) and its pickled tasks (``_Task``)
+  _limits       task_timeout and memory sizes as given, a worker's resident memory
   _coordinator  the engine of a process pool
   _threads      the engine of a thread pool
   _pool         the faces: Pool and ThreadPool
@@ -70,10 +72,12 @@ sent back by workers) refer to it.
 
 from __future__ import annotations
 
+from .._errors import TaskTimeoutError as TaskTimeoutError
 from .._errors import TimeoutError as TimeoutError
 from ._exceptions import BrokenPoolError as BrokenPoolError
 from ._exceptions import ExceptionWithTraceback as ExceptionWithTraceback
 from ._exceptions import MaybeEncodingError as MaybeEncodingError
+from ._exceptions import MemoryLimitError as MemoryLimitError
 from ._exceptions import PoolTerminatedError as PoolTerminatedError
 from ._exceptions import RemoteTraceback as RemoteTraceback
 from ._exceptions import ResultUnpicklingError as ResultUnpicklingError
@@ -105,6 +109,7 @@ for _public in (
     IMapUnorderedIterator,
     MapResult,
     MaybeEncodingError,
+    MemoryLimitError,
     Pool,
     PoolTerminatedError,
     RemoteTraceback,

@@ -12,6 +12,15 @@ writing a large result is seen by its sentinel like any other death.
 A worker is sent a second task before finishing the first only when its
 recent tasks were short and the frames fit in the pipe's buffer, so that long
 tasks are never queued behind each other.
+
+Task control reads each worker's record in shared memory (``_record``): the
+number of the task it started last, the item of the chunk it runs and, for a
+task with a ``task_timeout``, since when.  A worker that dies (or that the
+pool kills: an item past its timeout, a worker above ``memory_limit``) while
+running item k of a chunk fails item k alone: the chunk's other items run
+again in a new task (``_isolate``), so items before k may run twice.  The poll
+wakes for the nearest item deadline, and every ``_MEMORY_POLL`` seconds while
+a ``memory_limit`` is set and a worker is busy.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
+import reprlib
 import select
 import threading
 import time
@@ -27,8 +37,10 @@ from collections.abc import Iterable
 from typing import Any, Callable
 
 from .. import connection, reduction, spawn, util
+from .._errors import TaskTimeoutError
 from ._exceptions import (
     BrokenPoolError,
+    MemoryLimitError,
     PoolTerminatedError,
     ResultUnpicklingError,
     _callable_name,
@@ -37,17 +49,25 @@ from ._exceptions import (
     _worker_death_error,
 )
 from ._functions import _PickledFunctions
-from ._jobs import _explain_task_pickling_error, _Job, _Task
+from ._jobs import _ChunkResults, _explain_task_pickling_error, _Job, _Redo, _Task
+from ._limits import _format_size, _rss_reader
 from ._notes import name_item
-from ._results import _PoolCache
+from ._record import _Records
+from ._results import _ItemFailed, _PartialChunk, _PoolCache
 from ._wire import (
+    _APPLY,
     _DEFAULT_SERIALIZER_CODE,
     _FUNCTION_CACHE_SIZE,
+    _MAP,
     _MSG_READY,
     _MSG_STARTED,
+    _ONE,
     _READ_SIZE,
     _SERIALIZER_CODES,
+    _STARMAP,
     _TASK_HEADER,
+    _TIMED,
+    _TRACKED,
     _frame_parts,
     _NonBlockingFrameReader,
     _write_some,
@@ -66,6 +86,19 @@ _TERMINATE_GRACE = 1.0
 # How long a worker may run on once its result pipe has closed (it normally
 # exits at that very moment) before the pool kills it: see _end_unreachable.
 _UNREACHABLE_GRACE = 5.0
+# How often the resident memory of busy workers is read while a memory_limit
+# is set (seconds): a worker may go that long above the limit before it is killed.
+_MEMORY_POLL = 0.1
+# Marks the results of a chunk not known yet (see _ChunkResults).
+_MISSING = object()
+# Items slower than this (seconds, on average over a task) get tracked in the
+# record (see _Job.track): the store it costs per item is then negligible
+# (without it, a worker's death inside a chunk costs a re-run of each item).
+_TRACK_SLOW_ITEMS = 50e-6
+# Short reprs of items for error messages.
+_REPR = reprlib.Repr()
+_REPR.maxstring = 60
+_REPR.maxother = 60
 
 
 class _Worker:
@@ -76,6 +109,7 @@ class _Worker:
         "busy_since",
         "closed_in",
         "depth",
+        "fault",
         "functions",
         "gone",
         "gone_at",
@@ -87,6 +121,7 @@ class _Worker:
         "reader",
         "ready",
         "results",
+        "slot",
         "started",
         "task_r",
         "tasks",
@@ -119,6 +154,14 @@ class _Worker:
         self.gone = False  # its result pipe reached EOF
         self.gone_at = 0.0  # when (time.monotonic())
         self.killed_why: str | None = None  # the pool killed it, unreachable: why
+        self.slot = -1  # its slot in the pool's record (see _record)
+        # The pool killed it for a task: ("timeout", task, item, seconds) or
+        # ("memory", limit, size) (see _Coordinator._watch).
+        self.fault: tuple[Any, ...] | None = None
+
+    def first_seq(self) -> int:
+        """The number of ``outstanding[0]`` among the tasks sent to it (the record's SEQ)."""
+        return self.assigned - len(self.outstanding) + 1
 
 
 class _Coordinator:
@@ -140,6 +183,10 @@ class _Coordinator:
         maxtasks: int | None,
         wrap_exception: bool,
         cache: _PoolCache,
+        *,
+        task_timeout: float | None = None,
+        memory_limit: int | None = None,
+        max_memory_per_child: int | None = None,
     ) -> None:
         self._ctx = ctx
         self._process_factory = process_factory
@@ -183,6 +230,16 @@ class _Coordinator:
         self._thread: threading.Thread | None = None
         self._feeder: threading.Thread | None = None
         self._starting: _Worker | None = None
+
+        # Task control (see the module docstring).  The record has a slot per
+        # worker that may run at once; _watching turns on the watch of running
+        # items (_watch) once a call has a timeout or a memory limit is set.
+        self._records = _Records(max(processes, 1))
+        self._memory_limit = memory_limit
+        self._soft_memory_limit = max_memory_per_child
+        self._rss = _rss_reader() if memory_limit or max_memory_per_child else None
+        self._watching = task_timeout is not None or memory_limit is not None
+        self._next_memory_check = 0.0
         # Forked children (our workers included) must not keep our ends of the
         # pipes open, or a worker would not see EOF when the parent dies.
         util.register_after_fork(self, _Coordinator._close_in_child)
@@ -196,6 +253,10 @@ class _Coordinator:
         self._feeder.start()
 
     def submit(self, job: _Job) -> None:
+        if job.timeout is not None:
+            self._watching = True
+        if self._memory_limit is not None and job.chunksize > 1:
+            job.track = True  # a worker killed for its memory: which item was it?
         with self._cond:
             if self._accepting:
                 self._jobs.append(job)
@@ -384,8 +445,11 @@ class _Coordinator:
                 self._check_finished()
                 if not self._workers and self._stopping_workers:
                     break
+                timeout = self._end_unreachable()
+                if self._watching:
+                    timeout = self._watch(timeout)
                 # Result pipes, worker sentinels and the wake-up pipe, together.
-                ready = {fd for fd, _event in self._poller.poll(self._end_unreachable())}
+                ready = {fd for fd, _event in self._poller.poll(timeout)}
                 if self._wake_r in ready:
                     self._drain_wakeups()
                 exited = []
@@ -481,7 +545,10 @@ class _Coordinator:
                 w.functions.popitem(last=False)
             w.functions[entry.key] = None
         code = _SERIALIZER_CODES.get(job.serializer.name, _DEFAULT_SERIALIZER_CODE)  # type: ignore[union-attr]
-        header = _TASK_HEADER.pack(entry.key, job.kind, code, len(fbytes))
+        kind = job.kind
+        if job.track:
+            kind |= _TRACKED if job.timeout is None else _TIMED
+        header = _TASK_HEADER.pack(entry.key, kind, code, len(fbytes))
         size = _frame_parts(batch, (header, fbytes, task.body))
         if not w.outstanding:
             w.busy_since = time.monotonic()
@@ -614,9 +681,20 @@ class _Coordinator:
         elapsed = now - w.busy_since
         w.depth = 32 if elapsed < 0.0002 else 8 if elapsed < 0.001 else 2 if elapsed < 0.01 else 1
         w.busy_since = now
+        job = task.job
+        if not job.track and job.chunksize > 1 and elapsed > _TRACK_SLOW_ITEMS * job.chunksize:
+            # More slow tasks than workers: not just each worker's first task
+            # of the call (which loads the function, and maybe its module).
+            job.slow += 1
+            job.track = job.slow > self._processes
+        if self._soft_memory_limit is not None:
+            self._check_soft_limit(w)
         if not ok:
-            name_item(value, task.job, task.index)
-        task.job.result._set(task.index, (ok, value))
+            name_item(value, job, task.index, offsets=task.redo and task.redo.offsets)
+        if task.redo is None:
+            job.result._set(task.index, (ok, value))
+        else:
+            self._redo_done(task, ok, value)
 
     def _on_exit(self, w: _Worker) -> None:
         """``w`` has exited: account for its tasks and forget it."""
@@ -637,20 +715,31 @@ class _Coordinator:
             process.join(_TERMINATE_GRACE)
         exitcode = process.exitcode
         was_read = bool(w.outstanding) and self._was_read(w)
+        # Which task it had started last, and which item of it (see _record).
+        seq, item, _started = self._records.read(w.slot)
+        running = seq == w.first_seq()
+        fault = w.fault
+        if fault is not None and (
+            not running
+            or (fault[0] == "timeout" and w.outstanding and w.outstanding[0][0] is not fault[1])
+        ):
+            # Killed by the pool (an item's timeout, its memory) after it had
+            # finished the task in question, before it started the next one or
+            # just as it did: that one is not at fault, and runs again elsewhere.
+            was_read = False
         self._forget_worker(w)
         util.debug("pool worker %s exited with %s", w.pid, exitcode)
         outstanding = w.outstanding
+        victim = None
         if outstanding and w.ready and not self._terminating and was_read:
-            task, _size = outstanding.popleft()
-            self._functions.release(task.entry)
-            task.job.result._set(
-                task.index, (False, _worker_death_error(w.pid, exitcode, w.killed_why))
-            )
+            victim, _size = outstanding.popleft()
         # The others never started: they go to other workers, in order.
         for task, _size in reversed(outstanding):
             self._sent_bytes -= len(task.body)
             self._ready.appendleft(task)
         outstanding.clear()
+        if victim is not None:
+            self._task_died(w, victim, item if running else -1, exitcode)
         if (
             not w.ready
             and self.broken is None
@@ -690,6 +779,271 @@ class _Coordinator:
             pass
         return left < written
 
+    # -- task control: timeouts, memory limits, faults inside chunks -------------
+
+    def _watch(self, timeout: int | None) -> int | None:
+        """Kill workers whose item ran past its timeout, or that went above
+        ``memory_limit``; return the poll timeout (ms) that wakes for the next check.
+
+        An item's start is in the worker's record; a timed task whose start
+        is not visible yet cannot end before ``now + its timeout``, which is
+        when the loop looks again.
+        """
+        now_ns = time.monotonic_ns()
+        wake_ns: int | None = None
+        check_memory = False
+        if self._memory_limit is not None:
+            now = time.monotonic()
+            check_memory = now >= self._next_memory_check
+            if check_memory:
+                self._next_memory_check = now + _MEMORY_POLL
+        busy = False
+        for w in self._workers.values():
+            outstanding = w.outstanding
+            if not outstanding or w.fault is not None or w.killed_why is not None:
+                continue
+            busy = True
+            if check_memory and w.pid is not None:
+                size = self._rss(w.pid)  # type: ignore[misc]
+                if size is not None and size > self._memory_limit:  # type: ignore[operator]
+                    self._kill_for(w, ("memory", self._memory_limit, size))
+                    continue
+            seq, item, started = self._records.read(w.slot)
+            running = seq - w.first_seq()
+            for position, (task, _size) in enumerate(outstanding):
+                limit = task.job.timeout
+                if limit is None:
+                    continue
+                limit_ns = int(limit * 1e9)
+                if position == running and started:
+                    deadline = started + limit_ns
+                    if deadline <= now_ns:
+                        self._kill_for(w, ("timeout", task, item, limit))
+                        break
+                else:
+                    deadline = now_ns + limit_ns
+                if wake_ns is None or deadline < wake_ns:
+                    wake_ns = deadline
+        if wake_ns is not None:
+            ms = (wake_ns - now_ns) // 1_000_000 + 1
+            timeout = ms if timeout is None else min(timeout, ms)
+        if busy and self._memory_limit is not None:
+            ms = int((self._next_memory_check - time.monotonic()) * 1000) + 1
+            timeout = ms if timeout is None else min(timeout, max(ms, 1))
+        return timeout
+
+    def _kill_for(self, w: _Worker, fault: tuple[Any, ...]) -> None:
+        """Kill ``w`` for what it runs (its sentinel then fails the item: see _task_died)."""
+        w.fault = fault
+        util.debug("pool worker %s killed: %s", w.pid, fault[0])
+        with contextlib.suppress(OSError, ValueError):
+            w.process.kill()
+
+    def _check_soft_limit(self, w: _Worker) -> None:
+        """``w`` finished a task: above ``max_memory_per_child``, it takes no other."""
+        w.depth = 1  # one task at a time, so that it is checked between any two
+        if w.closed_in or w.pid is None:
+            return
+        size = self._rss(w.pid)  # type: ignore[misc]
+        if size is None or size <= self._soft_memory_limit:  # type: ignore[operator]
+            return
+        util.debug("pool worker %s uses %s, above max_memory_per_child: replacing it", w.pid, size)
+        w.closed_in = True  # it exits after the tasks it holds (a stop frame follows them)
+        stop: list[Any] = []
+        _frame_parts(stop, ())
+        with contextlib.suppress(OSError):
+            self._write(w, stop)
+
+    def _task_died(self, w: _Worker, task: _Task, item: int, exitcode: int | None) -> None:
+        """``w`` died running ``task`` (item ``item`` of it; -1: unknown): fail it.
+
+        In a chunk, only the item it was running fails (``_isolate``).
+        """
+        job = task.job
+        fault = w.fault
+        if fault is not None and fault[0] == "timeout" and fault[1] is task:
+            item = fault[2]  # the item that ran past its deadline
+        if job.kind == _MAP or job.kind == _STARMAP:
+            self._isolate(w, task, item, exitcode)
+            return
+        self._functions.release(task.entry)
+        self._deliver(task, (False, self._death_error(w, task, 0, exitcode)))
+
+    def _isolate(self, w: _Worker, task: _Task, k: int, exitcode: int | None) -> None:
+        """The worker ``w`` died running item ``k`` of the chunk ``task`` (-1: unknown).
+
+        Item ``k`` fails alone, and the chunk's other items run again in a
+        new task: their results died with the worker, so the items before
+        ``k`` run a second time, those after it a first time.  If ``k`` is
+        unknown (the task was not tracked, see ``_Job.track``), each item runs
+        again as a task of its own: the one that kills its worker again is
+        then known, and fails alone (it ran twice, as may those before it).
+        """
+        job = task.job
+        try:
+            items = tuple(reduction.loads(task.body))
+        except Exception:  # noqa: BLE001 - unreadable here: the whole task fails
+            self._functions.release(task.entry)
+            self._deliver(task, (False, self._death_error(w, task, None, exitcode)))
+            return
+        if k < 0 and len(items) == 1:
+            k = 0
+        k = min(k, len(items) - 1)
+        redo = task.redo
+        chunk = redo.chunk if redo is not None else _ChunkResults(len(items), _MISSING)
+        offsets = redo.offsets if redo is not None else list(range(len(items)))
+        if k >= 0:
+            chunk.values[offsets[k]] = _ItemFailed(self._death_error(w, task, k, exitcode, items))
+            chunk.left -= 1
+            rest = [i for i in range(len(items)) if i != k]
+            groups = [rest] if rest else []
+        else:
+            groups = [[i] for i in range(len(items))]
+        if not groups:
+            self._functions.release(task.entry)
+            self._chunk_done(job, task.index, chunk)
+            return
+        for n, group in enumerate(reversed(groups)):
+            try:
+                body = job.serializer.dumps(tuple(items[i] for i in group))  # type: ignore[union-attr]
+            except Exception as e:  # noqa: BLE001 - they crossed once; if not now, they fail
+                body = None
+                error: BaseException = e
+            if n:
+                self._functions.retain(task.entry)  # the first takes the dead task's
+            again = _Task(job, task.index, body or b"", task.entry)
+            again.redo = _Redo([offsets[i] for i in group], chunk)
+            if body is None:
+                self._functions.release(task.entry)
+                self._deliver(again, (False, error))
+                continue
+            self._sent_bytes -= len(body)  # not the feeder's: out of its budget
+            self._ready.appendleft(again)
+
+    def _redo_done(self, task: _Task, ok: bool, value: Any) -> None:
+        """The result of a re-run of part of a chunk: complete the chunk's results."""
+        redo = task.redo
+        assert redo is not None
+        chunk = redo.chunk
+        if chunk.done:
+            return
+        if not ok:
+            # An item raised: as in the standard library, the chunk fails as one.
+            chunk.done = True
+            task.job.result._set(task.index, (False, value))
+            return
+        for offset, result in zip(redo.offsets, value):
+            chunk.values[offset] = result
+        chunk.left -= len(redo.offsets)
+        self._chunk_done(task.job, task.index, chunk)
+
+    def _deliver(self, task: _Task, outcome: tuple[bool, Any]) -> None:
+        """Fail a whole task (the part of a chunk it re-runs, if one)."""
+        redo = task.redo
+        if redo is None:
+            task.job.result._set(task.index, outcome)
+            return
+        for offset in redo.offsets:
+            redo.chunk.values[offset] = _ItemFailed(outcome[1])
+        redo.chunk.left -= len(redo.offsets)
+        self._chunk_done(task.job, task.index, redo.chunk)
+
+    @staticmethod
+    def _chunk_done(job: _Job, index: int, chunk: _ChunkResults) -> None:
+        """Set the results of chunk ``index`` once complete; some of its items failed alone."""
+        if chunk.left > 0 or chunk.done:
+            return
+        chunk.done = True
+        values = _PartialChunk(chunk.values)
+        set_chunk = getattr(job.result, "_set_chunk", None)
+        if set_chunk is not None:
+            set_chunk(index, values)
+        else:
+            # map(): raises the first error, as for any failed chunk.
+            job.result._set(index, (False, values.first_error()))
+
+    def _death_error(
+        self,
+        w: _Worker,
+        task: _Task,
+        k: int | None,
+        exitcode: int | None,
+        items: tuple[Any, ...] | None = None,
+    ) -> BaseException:
+        """The error of ``task`` (its item ``k`` in a chunk) whose worker ``w`` died."""
+        where, item_repr = self._describe_item(task, k, items)
+        fault = w.fault
+        others = "the pool's other tasks" if task.job.kind == _APPLY else "the call's other items"
+        if fault is not None and fault[0] == "timeout":
+            limit = fault[3]
+            error: BaseException = TaskTimeoutError(
+                f"{where} ({item_repr}) was still running after its task_timeout of "
+                f"{limit:g} s: the pool killed its worker (pid {w.pid}) and started a "
+                f"replacement; {others} go on"
+            )
+            error.timeout = limit  # type: ignore[attr-defined]
+            error.index = self._index_in_call(task, k)  # type: ignore[attr-defined]
+            error.pid = w.pid  # type: ignore[attr-defined]
+            return error
+        if fault is not None and fault[0] == "memory":
+            limit, size = fault[1], fault[2]
+            return MemoryLimitError(
+                f"{where} ({item_repr}) made its worker (pid {w.pid}) go above the pool's "
+                f"memory_limit of {_format_size(limit)}: its resident memory reached "
+                f"{_format_size(size)}. The pool killed it and started a replacement; "
+                f"{others} go on. Raise memory_limit, or make the item use less memory.",
+                w.pid,
+                exitcode,
+                limit,
+                size,
+            )
+        error = _worker_death_error(w.pid, exitcode, w.killed_why)
+        if k is not None:
+            error.args = (f"{error.args[0]} It was running {where} ({item_repr}).",)
+        return error
+
+    @staticmethod
+    def _index_in_call(task: _Task, k: int | None) -> int | None:
+        """The index in the whole call of item ``k`` of ``task`` (None: an apply)."""
+        job = task.job
+        if job.kind == _ONE:
+            return task.index
+        if job.kind == _MAP or job.kind == _STARMAP:
+            offset = k or 0
+            if task.redo is not None:
+                offset = task.redo.offsets[offset]
+            return task.index * job.chunksize + offset
+        return None
+
+    def _describe_item(
+        self, task: _Task, k: int | None, items: tuple[Any, ...] | None
+    ) -> tuple[str, str]:
+        """("item 17 of map(square)", "'abc'") for error messages."""
+        job = task.job
+        call = f"{job.api}({_callable_name(job.func)})"
+        index = self._index_in_call(task, k)
+        try:
+            if index is None:
+                args, kwds = reduction.loads(task.body)
+                shown = ", ".join(
+                    [_REPR.repr(a) for a in args]
+                    + [f"{n}={_REPR.repr(v)}" for n, v in kwds.items()]
+                )
+                return f"the call {call}", f"arguments ({shown})"
+            if k is None:
+                return f"{job.describe(task.index)}", "the worker died before it started an item"
+            if items is None:
+                items = (
+                    (reduction.loads(task.body),)
+                    if job.kind == _ONE
+                    else tuple(reduction.loads(task.body))
+                )
+                if job.kind == _ONE:
+                    k = 0
+            return f"item {index} of {call}", _REPR.repr(items[k])
+        except Exception as e:  # noqa: BLE001 - the message must not fail
+            return f"a task of {call}", f"its input could not be shown: {e!r}"
+
     def _maintain(self) -> None:
         """Replace workers that exited, while there is or may be work."""
         if self._terminating or self.broken is not None or self._stopping_workers:
@@ -723,7 +1077,9 @@ class _Coordinator:
     def _start_worker(self) -> None:
         task_r, task_w = connection.Pipe(duplex=False)
         result_r, result_w = connection.Pipe(duplex=False)
+        slot = -1
         try:
+            slot = self._records.take()
             process = self._process_factory(
                 self._ctx,
                 target=worker,
@@ -734,11 +1090,13 @@ class _Coordinator:
                     self._initargs,
                     self._maxtasks,
                     self._wrap_exception,
+                    *self._records.for_worker(slot),
                 ),
             )
             process.name = process.name.replace("Process", "PoolWorker")
             process.daemon = True
             w = _Worker(process, task_w, result_r)
+            w.slot = slot
             self.pool.append(process)
             self._starting = w
             try:
@@ -751,6 +1109,7 @@ class _Coordinator:
         except BaseException:
             for conn in (task_w, result_r, task_r):
                 conn.close()
+            self._records.give_back(slot)
             raise
         finally:
             result_w.close()
@@ -786,6 +1145,8 @@ class _Coordinator:
         for conn in (w.tasks, w.results, w.task_r):
             if conn is not None:
                 conn.close()
+        self._records.give_back(w.slot)
+        w.slot = -1
         try:
             self.pool.remove(w.process)
         except ValueError:

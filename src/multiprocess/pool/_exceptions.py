@@ -113,6 +113,32 @@ class TerminatedWorkerError(ProcessError, RuntimeError):
         return type(self), (self.args[0], self.pid, self.exitcode)
 
 
+class MemoryLimitError(TerminatedWorkerError):
+    """The worker running this task went above the pool's ``memory_limit`` and was killed.
+
+    The message names the limit, the resident size the worker reached, the
+    function and the item; the attributes ``limit`` and ``size`` (bytes) say
+    the same, and ``pid`` and ``exitcode`` name the worker, as for any
+    :class:`TerminatedWorkerError`.  Only this task (this item of a chunk)
+    fails; the pool has started a replacement worker.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        pid: int | None = None,
+        exitcode: int | None = None,
+        limit: int | None = None,
+        size: int | None = None,
+    ):
+        super().__init__(message, pid, exitcode)
+        self.limit = limit
+        self.size = size
+
+    def __reduce__(self) -> Any:
+        return type(self), (self.args[0], self.pid, self.exitcode, self.limit, self.size)
+
+
 class BrokenPoolError(ProcessError, BrokenExecutor):
     """The pool cannot run tasks any more.
 

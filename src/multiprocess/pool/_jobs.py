@@ -47,6 +47,9 @@ class _Job:
         "kind",
         "result",
         "serializer",
+        "slow",
+        "timeout",
+        "track",
     )
 
     def __init__(
@@ -58,6 +61,7 @@ class _Job:
         api: str,
         chunksize: int = 1,
         serializer: reduction.Serializer | None = None,
+        timeout: float | None = None,
     ) -> None:
         self.id = result._job
         self.result = result
@@ -71,6 +75,12 @@ class _Job:
         self._started = False
         self.done = False
         self.fentry: _PickledFunction | None = None
+        self.timeout = timeout  # seconds an item may run (None: no limit)
+        # Its workers record each item of a chunk as it starts (see _record):
+        # with a timeout or a memory limit, or once its items prove slow
+        # (``slow`` counts its tasks whose items took long on average).
+        self.track = timeout is not None
+        self.slow = 0
 
     @property
     def cancelled(self) -> bool:
@@ -129,13 +139,46 @@ class _Job:
 
 
 class _Task:
-    __slots__ = ("body", "entry", "index", "job")
+    __slots__ = ("body", "entry", "index", "job", "redo")
 
     def __init__(self, job: _Job, index: int, body: bytes, entry: _PickledFunction) -> None:
         self.job = job
         self.index = index
         self.body = body  # the pickled payload
         self.entry = entry  # the pickled function
+        # Set on a task that re-runs what is left of a chunk after one of its
+        # items failed (see _Coordinator._isolate): which items, and the chunk.
+        self.redo: _Redo | None = None
+
+
+class _Redo:
+    """What a re-run task carries: where its items sit in the original chunk.
+
+    ``offsets[i]`` is the place in the chunk of the task's item ``i``;
+    ``chunk`` is shared by every re-run of the chunk.
+    """
+
+    __slots__ = ("chunk", "offsets")
+
+    def __init__(self, offsets: list[int], chunk: _ChunkResults) -> None:
+        self.offsets = offsets
+        self.chunk = chunk
+
+
+class _ChunkResults:
+    """The results of a chunk being completed by re-runs of its items (see ``_Redo``).
+
+    ``values`` holds the results known so far, ``_ItemFailed`` for the items
+    that failed alone, and a placeholder for the others; ``left`` counts
+    those; ``done`` is set once the chunk's result was given to the caller.
+    """
+
+    __slots__ = ("done", "left", "values")
+
+    def __init__(self, size: int, missing: Any) -> None:
+        self.values = [missing] * size
+        self.left = size
+        self.done = False
 
 
 def _explain_task_pickling_error(

@@ -93,11 +93,18 @@ def _append_note(exc: BaseException, note: str) -> None:
         exc.args = (f"{args[0]}\n{note}",)
 
 
-def name_item(exc: BaseException, job: Any, index: int, where: Any = None) -> None:
+def name_item(
+    exc: BaseException,
+    job: Any,
+    index: int,
+    where: Any = None,
+    offsets: list[int] | None = None,
+) -> None:
     """Note on ``exc``, the error of task ``index`` of ``job``, which item raised it.
 
     ``where`` is what ``_failed_item`` found (a thread pool passes it); by
-    default it is what the worker sent with the exception.  Only an exception
+    default it is what the worker sent with the exception.  ``offsets`` maps
+    the items of a task that re-runs part of a chunk to their places in it.  Only an exception
     that the function raised for an item gets a note; faults of the pool (a
     dead worker, a result that could not be pickled) are not the item's.
     """
@@ -109,5 +116,7 @@ def name_item(exc: BaseException, job: Any, index: int, where: Any = None) -> No
         if where is None:
             return
     offset, item_repr = where
+    if offsets is not None:
+        offset = offsets[offset]
     position = index if job.kind == _ONE else index * job.chunksize + offset
     add_note(exc, item_note(job.func, job.api, position, item_repr))

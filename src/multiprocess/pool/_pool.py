@@ -22,6 +22,7 @@ from . import _progress
 from ._coordinator import _Coordinator
 from ._exceptions import _callable_name, _short_repr
 from ._jobs import _chunks, _Job
+from ._limits import _check_timeout, _parse_size, _resolve_timeout
 from ._results import (
     ApplyResult,
     IMapIterator,
@@ -107,9 +108,22 @@ class Pool:
             (None: never).
         context: The context whose start method and serializer the pool uses
             (None: the default context).
+        task_timeout: Seconds each item may run (each task of ``apply``,
+            each item of ``map``, also inside a chunk), unless a call gives
+            its own ``task_timeout``.  An item still running then has its
+            worker killed (and replaced) and fails with
+            :class:`TaskTimeoutError`; the other items go on.  None: no limit.
+        max_memory_per_child: A worker whose resident memory is above this
+            after a task is replaced before it takes another (bytes, or a
+            string such as ``"512MiB"`` or ``"2GB"``).
+        memory_limit: A worker whose resident memory goes above this is
+            killed at once (checked every 0.1 s while it runs a task) and its
+            item fails with :class:`MemoryLimitError` (same forms).
 
     A worker that dies fails the task it was running with
-    :class:`TerminatedWorkerError` and is replaced.  Use the pool as a context
+    :class:`TerminatedWorkerError` and is replaced; inside a chunk, only the
+    item it was running fails, and the chunk's other items run again (those
+    before it may thus run twice).  Use the pool as a context
     manager, or ``close()`` and ``join()`` it; leaving the ``with`` block
     calls ``terminate()``.
     """
@@ -128,10 +142,17 @@ class Pool:
         initargs: Iterable[Any] = (),
         maxtasksperchild: int | None = None,
         context: Any = None,
+        *,
+        task_timeout: float | None = None,
+        max_memory_per_child: int | str | None = None,
+        memory_limit: int | str | None = None,
     ) -> None:
         # Set first: __del__ looks at them even if __init__ fails.
         self._pool: list[Any] = []
         self._state = INIT
+        self._task_timeout = self._check_pool_timeout(task_timeout)
+        self._memory_limit = _parse_size(memory_limit, "memory_limit")
+        self._max_memory_per_child = _parse_size(max_memory_per_child, "max_memory_per_child")
 
         self._ctx = context or _context._default_context.get_context()
         self._maxtasksperchild = maxtasksperchild
@@ -184,7 +205,19 @@ class Pool:
             self._maxtasksperchild,
             self._wrap_exception,
             self._cache,
+            task_timeout=self._task_timeout,
+            memory_limit=self._memory_limit,
+            max_memory_per_child=self._max_memory_per_child,
         )
+
+    @staticmethod
+    def _check_pool_timeout(task_timeout: Any) -> float | None:
+        seconds = _check_timeout(task_timeout)
+        return None if seconds is None or seconds == float("inf") else seconds
+
+    def _timeout(self, task_timeout: Any) -> float | None:
+        """The timeout of a call's items: its own, else the pool's (checked here, at the call)."""
+        return _resolve_timeout(task_timeout, self._task_timeout)
 
     # Globals bound as defaults: __del__ may run while the interpreter shuts down.
     def __del__(self, _warn: Callable[..., None] = warnings.warn, RUN: str = RUN) -> None:
@@ -222,10 +255,13 @@ class Pool:
         payloads: Iterable[Any],
         api: str,
         chunksize: int = 1,
+        timeout: float | None = None,
     ) -> None:
         serializer = self._call_serializer()
         result._call = f"{api}({_callable_name(func)})"
-        self._coordinator.submit(_Job(result, func, kind, payloads, api, chunksize, serializer))
+        self._coordinator.submit(
+            _Job(result, func, kind, payloads, api, chunksize, serializer, timeout)
+        )
 
     def _call_serializer(self) -> reduction.Serializer | None:
         # Looked up at each call, so that set_serializer() applies at once.
@@ -238,9 +274,15 @@ class Pool:
         func: Callable[..., _T],
         args: Iterable[Any] = (),
         kwds: dict[str, Any] = {},  # noqa: B006 - the standard library's signature
+        *,
+        task_timeout: float | None = None,
     ) -> _T:
-        """Call ``func(*args, **kwds)`` in a worker and return the result."""
-        return self.apply_async(func, args, kwds).get()
+        """Call ``func(*args, **kwds)`` in a worker and return the result.
+
+        ``task_timeout`` (seconds) overrides the pool's for this call
+        (``math.inf``: none); past it, the call fails with ``TaskTimeoutError``.
+        """
+        return self.apply_async(func, args, kwds, task_timeout=task_timeout).get()
 
     def apply_async(
         self,
@@ -249,17 +291,21 @@ class Pool:
         kwds: dict[str, Any] = {},  # noqa: B006 - the standard library's signature
         callback: Callable[[_T], Any] | None = None,
         error_callback: Callable[[BaseException], Any] | None = None,
+        *,
+        task_timeout: float | None = None,
     ) -> ApplyResult[_T]:
         """Start ``func(*args, **kwds)`` in a worker; return an ``AsyncResult``.
 
         ``callback(result)`` or ``error_callback(exception)`` is called in a
         pool thread when the call completes; keep them short.  In a coroutine,
-        ``await`` the result (see ``ApplyResult.__await__``).
+        ``await`` the result (see ``ApplyResult.__await__``).  ``task_timeout``
+        (seconds) overrides the pool's for this call (``math.inf``: none).
         """
         self._check_running()
+        timeout = self._timeout(task_timeout)
         payload = (tuple(args), dict(kwds))
         result: ApplyResult[_T] = ApplyResult(self, callback, error_callback)
-        self._submit(result, func, _APPLY, [payload], "apply_async")
+        self._submit(result, func, _APPLY, [payload], "apply_async", 1, timeout)
         return result
 
     def map(
@@ -269,6 +315,7 @@ class Pool:
         chunksize: int | None = None,
         *,
         progress: _progress.ProgressArg = None,
+        task_timeout: float | None = None,
     ) -> list[_T]:
         """Return ``[func(x) for x in iterable]``, computed by the workers in chunks.
 
@@ -278,13 +325,17 @@ class Pool:
         ``progress``: ``True`` (a tqdm bar), a tqdm-like object, or a callable
         ``progress(done, total)``, updated as items are done, from the pool's
         thread that handles results: see :mod:`multiprocess.pool._progress`.
+        ``task_timeout`` (seconds) limits each item, also inside a chunk, and
+        overrides the pool's (``math.inf``: none).
 
         Raises:
             TypeError: ``progress`` is not one of the values above.
             ImportError: ``progress=True`` and tqdm is not installed
                 (``pip install multiprocess[progress]``).
         """
-        return self._map_async(func, iterable, _MAP, chunksize, api="map", progress=progress).get()
+        return self._map_async(
+            func, iterable, _MAP, chunksize, api="map", progress=progress, task_timeout=task_timeout
+        ).get()
 
     def map_async(
         self,
@@ -295,10 +346,19 @@ class Pool:
         error_callback: Callable[[BaseException], Any] | None = None,
         *,
         progress: _progress.ProgressArg = None,
+        task_timeout: float | None = None,
     ) -> MapResult[_T]:
         """Like ``map()``, returning a ``MapResult`` at once (awaitable in a coroutine)."""
         return self._map_async(
-            func, iterable, _MAP, chunksize, callback, error_callback, "map_async", progress
+            func,
+            iterable,
+            _MAP,
+            chunksize,
+            callback,
+            error_callback,
+            "map_async",
+            progress,
+            task_timeout,
         )
 
     def starmap(
@@ -308,13 +368,21 @@ class Pool:
         chunksize: int | None = None,
         *,
         progress: _progress.ProgressArg = None,
+        task_timeout: float | None = None,
     ) -> list[_T]:
         """Return ``[func(*args) for args in iterable]``, computed by the workers.
 
-        Errors and ``progress`` as for ``map()`` (the note shows the argument tuple).
+        Errors, ``progress`` and ``task_timeout`` as for ``map()`` (the note
+        shows the argument tuple).
         """
         return self._map_async(
-            func, iterable, _STARMAP, chunksize, api="starmap", progress=progress
+            func,
+            iterable,
+            _STARMAP,
+            chunksize,
+            api="starmap",
+            progress=progress,
+            task_timeout=task_timeout,
         ).get()
 
     def starmap_async(
@@ -326,6 +394,7 @@ class Pool:
         error_callback: Callable[[BaseException], Any] | None = None,
         *,
         progress: _progress.ProgressArg = None,
+        task_timeout: float | None = None,
     ) -> MapResult[_T]:
         """Like ``starmap()``, returning a ``MapResult`` at once (awaitable in a coroutine)."""
         return self._map_async(
@@ -337,6 +406,7 @@ class Pool:
             error_callback,
             "starmap_async",
             progress,
+            task_timeout,
         )
 
     def _map_async(
@@ -349,8 +419,10 @@ class Pool:
         error_callback: Any = None,
         api: str = "map",
         progress: _progress.ProgressArg = None,
+        task_timeout: float | None = None,
     ) -> MapResult[_T]:
         self._check_running()
+        timeout = self._timeout(task_timeout)
         if chunksize is not None:
             if _as_int(chunksize, "chunksize") == 0:
                 # The stdlib's map returns a list of Nones for 0, without an
@@ -384,7 +456,7 @@ class Pool:
             else:
                 tracker.close()  # nothing to do: the call has ended already
         if chunksize > 0:
-            self._submit(result, func, kind, _chunks(iterable, chunksize), api, chunksize)
+            self._submit(result, func, kind, _chunks(iterable, chunksize), api, chunksize, timeout)
         return result
 
     def imap(
@@ -394,14 +466,17 @@ class Pool:
         chunksize: int = 1,
         *,
         progress: _progress.ProgressArg = None,
+        task_timeout: float | None = None,
     ) -> ResultIterator[_T]:
         """Like ``map()``, but yield the results in order as they come; inputs are read lazily.
 
         Iterate with ``for``, or with ``async for`` in a coroutine (see
-        ``IMapIterator.__anext__``).  Errors and ``progress`` as for ``map()``;
-        the total is ``len(iterable)`` if it has one, else None.
+        ``IMapIterator.__anext__``).  Errors, ``progress`` and ``task_timeout``
+        as for ``map()``; the total is ``len(iterable)`` if it has one, else
+        None.  An item that fails alone inside a chunk (timed out, or its
+        worker died) raises its error at its place, and iterating further goes on.
         """
-        return self._imap(IMapIterator, func, iterable, chunksize, "imap", progress)
+        return self._imap(IMapIterator, func, iterable, chunksize, "imap", progress, task_timeout)
 
     def imap_unordered(
         self,
@@ -410,10 +485,17 @@ class Pool:
         chunksize: int = 1,
         *,
         progress: _progress.ProgressArg = None,
+        task_timeout: float | None = None,
     ) -> ResultIterator[_T]:
         """Like ``imap()``, but yield results in the order they complete (``for`` or ``async for``)."""
         return self._imap(
-            IMapUnorderedIterator, func, iterable, chunksize, "imap_unordered", progress
+            IMapUnorderedIterator,
+            func,
+            iterable,
+            chunksize,
+            "imap_unordered",
+            progress,
+            task_timeout,
         )
 
     def _imap(
@@ -424,10 +506,12 @@ class Pool:
         chunksize: int,
         api: str,
         progress: _progress.ProgressArg = None,
+        task_timeout: float | None = None,
     ) -> ResultIterator[_T]:
         self._check_running()
         # The stdlib words the two methods' messages slightly differently.
         chunksize = _check_chunksize(chunksize, "{:n}".format if api == "imap" else repr)
+        timeout = self._timeout(task_timeout)
         kind = _ONE if chunksize == 1 else _MAP
         tracker = None
         if progress is not None and progress is not False:
@@ -442,12 +526,12 @@ class Pool:
         if tracker is not None:
             result._progress = tracker
         if chunksize == 1:
-            self._submit(result, func, _ONE, iterable, api)
+            self._submit(result, func, _ONE, iterable, api, 1, timeout)
             return result
         chunks = _chunks(iterable, chunksize)
         if tracker is not None and tracker.total is None:
             chunks = tracker.counting(chunks)  # to know the size of the last chunk
-        self._submit(result, func, _MAP, chunks, api, chunksize)
+        self._submit(result, func, _MAP, chunks, api, chunksize, timeout)
         return _ChunkedIterator(result)
 
     def close(self) -> None:
@@ -501,8 +585,25 @@ class ThreadPool(Pool):
         processes: int | None = None,
         initializer: Callable[..., Any] | None = None,
         initargs: Iterable[Any] = (),
+        *,
+        task_timeout: float | None = None,
     ) -> None:
+        """As ``Pool``; ``task_timeout`` must be None (see ``_timeout``)."""
+        self._timeout(task_timeout)
         Pool.__init__(self, processes, initializer, initargs)
+
+    def _timeout(self, task_timeout: Any) -> float | None:
+        # A thread cannot be stopped from outside (it may hold locks the whole
+        # process needs): a timeout would be a promise the pool cannot keep.
+        if task_timeout is not None:
+            _check_timeout(task_timeout)
+            raise ValueError(
+                "task_timeout is not supported by ThreadPool: a running thread cannot be "
+                "stopped. Use a process Pool (multiprocess.Pool) to time out tasks, or "
+                "wait with a timeout (AsyncResult.get(timeout), IMapIterator.next(timeout)), "
+                "which gives up waiting but lets the task run on."
+            )
+        return None
 
     def _call_serializer(self) -> reduction.Serializer | None:
         return None  # threads share objects: nothing is pickled

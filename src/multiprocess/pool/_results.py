@@ -63,6 +63,49 @@ class _PoolCache(dict):
 _job_counter = itertools.count()
 
 
+class _ItemFailed:
+    """In a ``_PartialChunk``: the item at this place failed with ``error``."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+class _PartialChunk(list):
+    """The results of a chunk some of whose items failed alone (a worker died,
+    timed out or went over its memory limit on them), ``_ItemFailed`` at their places.
+
+    A plain exception raised by an item still fails its whole chunk, as in the
+    standard library; this is only for faults the pool isolates per item (see
+    ``_Coordinator._isolate``).  Results that can hold one (the chunked imap
+    iterators, the executor's map) get it through ``_set_chunk``; the others
+    (``MapResult``) fail with the first error.
+    """
+
+    def first_error(self) -> BaseException:
+        return next(v.error for v in self if type(v) is _ItemFailed)
+
+
+class _PartialChunkIterator:
+    """Iterates a ``_PartialChunk``: a failed item raises its error at its
+    place, and ``next()`` goes on with the following items."""
+
+    __slots__ = ("_it",)
+
+    def __init__(self, chunk: _PartialChunk) -> None:
+        self._it = iter(chunk)
+
+    def __iter__(self) -> _PartialChunkIterator:
+        return self
+
+    def __next__(self) -> Any:
+        value = next(self._it)
+        if type(value) is _ItemFailed:
+            raise value.error
+        return value
+
+
 def _report_callback_error(callback: Any) -> None:
     # A callback runs in a pool thread: its exception cannot reach the caller,
     # and must not stop the pool.  Print it as an unhandled thread error would be.
@@ -439,6 +482,10 @@ class IMapIterator(Generic[_T]):
         # Called with the lock held: a result to return, or none left to wait for.
         return bool(self._items) or self._index == self._length
 
+    def _set_chunk(self, i: int, chunk: _PartialChunk) -> None:
+        """Chunk ``i`` came back with items that failed alone (see ``_PartialChunk``)."""
+        self._set(i, (True, chunk))
+
     def _finish(self) -> None:
         # Called with the lock held.
         if self._progress is not None:
@@ -512,7 +559,7 @@ class _ChunkedIterator(Generic[_T]):
             if self._ended:
                 raise StopIteration
             try:
-                self._items = iter(next(self._chunks))
+                self._items = _items_of(next(self._chunks))
             except BaseException:
                 self._ended = True
                 raise
@@ -528,10 +575,18 @@ class _ChunkedIterator(Generic[_T]):
             if self._ended:
                 raise StopAsyncIteration
             try:
-                self._items = iter(await self._chunks.__anext__())
+                self._items = _items_of(await self._chunks.__anext__())
             except BaseException:
                 self._ended = True
                 raise
+
+
+def _items_of(chunk: list[Any]) -> Iterator[Any]:
+    """The items of a chunk's results.  A chunk with items that failed alone
+    raises their errors at their places, and the iteration goes on after them."""
+    if type(chunk) is _PartialChunk:
+        return _PartialChunkIterator(chunk)
+    return iter(chunk)
 
 
 class ResultIterator(Protocol[_T_co]):

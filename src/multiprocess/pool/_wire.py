@@ -27,6 +27,12 @@ _APPLY = 0  # payload: (args, kwds)
 _ONE = 1  # payload: one item; func(item)  (imap and imap_unordered, chunksize 1)
 _MAP = 2  # payload: a chunk of items; [func(x) for x in chunk]
 _STARMAP = 3  # payload: a chunk of argument tuples; [func(*a) for a in chunk]
+# Or'ed into the kind of a task whose items the worker records as it starts
+# each one (see _record): their index, and with _TIMED also when (the task
+# has a task_timeout).  Without either, a chunk runs as list(map(...)): the
+# record costs no time per item.
+_TRACKED = 0x40
+_TIMED = 0x80
 
 # call id, kind, serializer code, length of the function bytes that follow (0: none)
 _TASK_HEADER = struct.Struct("!QBBI")

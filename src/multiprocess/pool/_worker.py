@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import collections
 import itertools
+import time
 from collections.abc import Iterable
 from typing import Any, Callable
 
 from .. import reduction, util
 from ._exceptions import ExceptionWithTraceback, MaybeEncodingError
-from ._notes import _failed_item
+from ._notes import _failed_item, _item_at
+from ._record import ITEM, SEQ, _worker_view
 from ._wire import (
     _DEFAULT_SERIALIZER_CODE,
     _FUNCTION_CACHE_SIZE,
@@ -26,6 +28,8 @@ from ._wire import (
     _SERIALIZER_NAMES,
     _STARMAP,
     _TASK_HEADER,
+    _TIMED,
+    _TRACKED,
     _FrameReader,
 )
 
@@ -61,6 +65,65 @@ def _task_items(kind: int, payload: Any) -> Any:
 _NOT_RUN: Any = object()
 
 
+def _run_tracked(
+    func: Callable[..., Any], kind: int, payload: Any, rec: memoryview, at: int
+) -> Any:
+    """``_run_task`` for a tracked task: each item's index goes into the record first.
+
+    ``rec[at]`` is the ``ITEM`` field of the worker's slot: a store per item
+    (some 50 ns: which is why only tracked tasks pay it, see ``_TRACKED``), so
+    that the coordinator knows which item of a chunk a worker that died was
+    running (see ``_record``).
+    """
+    if kind == _MAP:
+        out: list[Any] = []
+        append = out.append
+        for k, item in enumerate(payload):
+            rec[at] = k
+            append(func(item))
+        return out
+    if kind == _STARMAP:
+        outs: list[Any] = []
+        append = outs.append
+        for k, args in enumerate(payload):
+            rec[at] = k
+            append(func(*args))
+        return outs
+    rec[at] = 0
+    if kind == _ONE:
+        return func(payload)
+    args, kwds = payload
+    return func(*args, **kwds)
+
+
+def _run_timed(func: Callable[..., Any], kind: int, payload: Any, rec: memoryview, at: int) -> Any:
+    """``_run_tracked`` for a task with a timeout: also when each item started.
+
+    ``rec[at + 1]`` is the ``STARTED`` field, written before ``ITEM``, and
+    back to 0 once the task ends (the coordinator reads it live).
+    """
+    clock = time.monotonic_ns
+    started = at + 1
+    try:
+        if kind == _MAP or kind == _STARMAP:
+            out: list[Any] = []
+            append = out.append
+            star = kind == _STARMAP
+            for k, item in enumerate(payload):
+                rec[started] = clock()
+                rec[at] = k
+                append(func(*item) if star else func(item))
+            return out
+        rec[started] = clock()
+        rec[at] = 0
+        if kind == _ONE:
+            return func(payload)
+        args, kwds = payload
+        return func(*args, **kwds)
+    finally:
+        rec[started] = 0
+
+
 class _UnloadableFunction:
     """Stands in for a call's function that could not be unpickled in the worker."""
 
@@ -78,6 +141,8 @@ def worker(
     initargs: Iterable[Any] = (),
     maxtasks: int | None = None,
     wrap_exception: bool = True,
+    record: Any = None,
+    slot: int = -1,
 ) -> None:
     """The loop a pool's worker process runs.
 
@@ -87,6 +152,8 @@ def worker(
         initializer, initargs: Called once, before the first task.
         maxtasks: Exit after this many tasks (None: never).
         wrap_exception: Send exceptions with their traceback (as ``__cause__``).
+        record, slot: The pool's shared record of its workers and this
+            worker's slot in it (see ``_record``); None: untracked.
     """
     serializers: dict[int, reduction.Serializer] = {}
 
@@ -118,7 +185,7 @@ def worker(
                 send(_DEFAULT_SERIALIZER_CODE, None, ExceptionWithTraceback(e, e.__traceback__))
                 return
         results.send_bytes(_MSG_READY)
-        _serve(tasks, send, wrap, maxtasks)
+        _serve(tasks, send, wrap, maxtasks, *_worker_view(record, slot))
     except BrokenPipeError:
         util.debug("worker's parent has gone -- exiting")
 
@@ -128,8 +195,13 @@ def _serve(
     send: Callable[..., None],
     wrap: Callable[..., Any],
     maxtasks: int | None,
+    rec: memoryview,
+    base: int,
 ) -> None:
-    """Run tasks until told to stop, the pipe closes or ``maxtasks`` are done."""
+    """Run tasks until told to stop, the pipe closes or ``maxtasks`` are done.
+
+    ``rec[base:]`` is this worker's slot of the pool's record (see ``_record``).
+    """
 
     functions: collections.OrderedDict[int, Any] = collections.OrderedDict()
     reader = _FrameReader(tasks.fileno())
@@ -147,6 +219,13 @@ def _serve(
         key, kind, code, flen = _TASK_HEADER.unpack_from(view)
         start = _TASK_HEADER.size
         items = _NOT_RUN
+        # A new task: its number (negative: its items are not tracked), after
+        # its item is reset if they are (see _record).
+        if kind < _TRACKED:
+            rec[base + SEQ] = -1 - completed
+        else:
+            rec[base + ITEM] = -1
+            rec[base + SEQ] = completed + 1
         try:
             if flen:
                 # A function we have not seen: keep it, evicting the oldest one
@@ -161,15 +240,26 @@ def _serve(
                 start += flen
             func = functions[key]
             payload: Any = reduction.loads(view[start:])
-            # A chunk runs from an iterator: if it raises, its items left tell which one.
-            items = iter(payload) if kind == _MAP or kind == _STARMAP else payload
-            result: tuple[bool, Any] = (True, _run_task(func, kind, items))
+            if kind < _TRACKED:
+                items = _task_items(kind, payload)
+                value = _run_task(func, kind, items)
+            elif kind & _TIMED:
+                items = payload
+                value = _run_timed(func, kind & 0x3F, payload, rec, base + ITEM)
+            else:
+                items = payload
+                value = _run_tracked(func, kind & 0x3F, payload, rec, base + ITEM)
+            result: tuple[bool, Any] = (True, value)
         except Exception as e:  # noqa: BLE001 - the task's error, sent to the caller
             where = None
             if items is not _NOT_RUN and not isinstance(func, _UnloadableFunction):
-                where = _failed_item(kind, payload, items)  # the function raised: for which item
+                # The function raised: for which item (the record knows, if tracked).
+                if kind < _TRACKED:
+                    where = _failed_item(kind, payload, items)
+                else:
+                    where = _item_at(kind & 0x3F, payload, rec[base + ITEM])
             result = (False, wrap(e, where))
         send(code, *result)
-        frame = view = func = payload = items = result = None  # type: ignore[assignment]
+        frame = view = func = payload = items = result = value = None  # type: ignore[assignment]
         completed += 1
     util.debug("worker exiting after %d tasks", completed)

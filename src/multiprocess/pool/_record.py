@@ -1,0 +1,113 @@
+"""Each worker's record in shared memory: what it is running, since when (layer 5).
+
+The pool makes one ``RawArray`` of int64 with a slot of ``_FIELDS`` numbers
+per worker; each worker is given a slot index (a replacement reuses the slot
+of the worker it replaces) and writes to it as it starts each task and each
+item of a chunk: plain stores into shared memory, no system call per item.
+The coordinator reads the slots when it needs them: to attribute a worker's
+death to the item it was running, to see when a running item passes its
+``task_timeout``, and to say which item a worker killed for its memory ran.
+
+The fields of a slot:
+
+- ``SEQ``: the number of the task the worker started last, counting from 1
+  the task frames it has read (the coordinator counts the frames it sent to
+  that worker, so it knows which task that is); negative for a task whose
+  items are not tracked (see below).
+- ``ITEM``: the index, inside that task's chunk, of the item the worker is
+  running (0 for a one-item task), or -1 before the first item (while it
+  unpickles the task).  Items run in order, so it is also how many items of
+  the task are done.
+- ``STARTED``: ``time.monotonic_ns()`` when that item started, for tasks
+  with a ``task_timeout`` only (the flag ``_TIMED`` in the task's frame);
+  0 when the worker is not running a timed item.
+
+A store into shared memory costs some 50 ns, as much as a tiny function: so
+only tracked tasks (the flag ``_TRACKED`` or ``_TIMED``: see ``_Job.track``)
+write ``ITEM`` for each item; the others write ``SEQ`` alone, once.  A
+tracked task resets ``ITEM`` before it writes ``SEQ``, so that a reader that
+sees the new ``SEQ`` sees the reset.  Reads of the
+live record are advisory (an item may end as it is read); after a worker's
+death they are exact.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from typing import Any
+
+from .. import sharedctypes
+
+SEQ, ITEM, STARTED = 0, 1, 2
+_FIELDS = 4  # one spare: a slot is 32 bytes
+
+
+class _Records:
+    """The parent's side: the shared arrays, their free slots, and reads.
+
+    One array of ``slots`` slots at first; an executor that grows past it
+    (``get_reusable_executor``) gets another array of the same size for the
+    workers it adds, as a worker's array cannot change once it runs.
+    """
+
+    __slots__ = ("arrays", "free", "per", "views")
+
+    def __init__(self, slots: int) -> None:
+        self.per = max(slots, 1)
+        self.arrays: list[Any] = []
+        self.views: list[memoryview] = []
+        self.free: list[int] = []
+        self._add_array()
+
+    def _add_array(self) -> None:
+        array = sharedctypes.RawArray(ctypes.c_int64, self.per * _FIELDS)
+        first = len(self.arrays) * self.per
+        self.arrays.append(array)
+        self.views.append(memoryview(array).cast("B").cast("q"))
+        self.free.extend(range(first + self.per - 1, first - 1, -1))
+
+    def take(self) -> int:
+        """A free slot for a new worker, reset (its number across the arrays)."""
+        if not self.free:
+            self._add_array()
+        slot = self.free.pop()
+        view, base = self._where(slot)
+        view[base + SEQ] = 0
+        view[base + ITEM] = -1
+        view[base + STARTED] = 0
+        return slot
+
+    def give_back(self, slot: int) -> None:
+        if slot >= 0:
+            self.free.append(slot)
+
+    def _where(self, slot: int) -> tuple[memoryview, int]:
+        return self.views[slot // self.per], (slot % self.per) * _FIELDS
+
+    def for_worker(self, slot: int) -> tuple[Any, int]:
+        """The array and the index in it that the worker of ``slot`` is given."""
+        return self.arrays[slot // self.per], slot % self.per
+
+    def read(self, slot: int) -> tuple[int, int, int]:
+        """``(seq, item, started)`` of ``slot`` (``(0, -1, 0)`` for a worker without one).
+
+        ``seq`` is positive, ``item`` -1 when the task's items are not tracked.
+        """
+        if slot < 0:
+            return 0, -1, 0
+        view, base = self._where(slot)
+        seq = view[base + SEQ]
+        if seq < 0:
+            return -seq, -1, 0
+        return seq, view[base + ITEM], view[base + STARTED]
+
+
+def _worker_view(array: Any, slot: int) -> tuple[memoryview, int]:
+    """The worker's side: a view of the record and the offset of its slot.
+
+    Without a record (a worker started by other code), a private one: the
+    stores go nowhere, and the worker's loop stays the same.
+    """
+    if array is None or slot < 0:
+        return memoryview(bytearray(_FIELDS * 8)).cast("q"), 0
+    return memoryview(array).cast("B").cast("q"), slot * _FIELDS
