@@ -179,3 +179,19 @@ def test_bad_arguments_raise_and_leave_the_executor_alone(ctx, kwargs, error, ma
         get_reusable_executor(mp_context=ctx, **kwargs)
     assert get_reusable_executor(1, mp_context=ctx) is first
     assert first.submit(pow, 5, 2).result(60) == 25
+
+
+def test_task_limits_are_settings_of_the_executor(ctx):
+    import _task_control_helpers as tch
+
+    import multiprocess as mp
+
+    timed = get_reusable_executor(1, mp_context=ctx, task_timeout=60)
+    assert get_reusable_executor(1, mp_context=ctx, task_timeout=60) is timed
+    short = get_reusable_executor(1, mp_context=ctx, task_timeout=0.5)
+    assert short is not timed
+    with pytest.raises(mp.TaskTimeoutError):
+        short.submit(tch.hang).result(60)
+    assert short.submit(pow, 2, 2).result(60) == 4
+    with pytest.raises(ValueError):
+        get_reusable_executor(1, mp_context=ctx, memory_limit="lots")

@@ -3,7 +3,8 @@
 Notebooks and libraries that parallelize many small calls should not pay a
 pool start for each.  ``get_reusable_executor()`` hands back the executor
 it made last time while that one is usable and was asked for with the same
-start method, serializer, initializer and ``max_tasks_per_child``:
+start method, serializer, initializer, ``max_tasks_per_child`` and task
+limits:
 
 - a larger ``max_workers`` grows it in place (workers start as calls need
   them, or at once under fork);
@@ -44,13 +45,17 @@ def get_reusable_executor(
     initargs: Iterable[Any] = (),
     *,
     max_tasks_per_child: int | None = None,
+    task_timeout: float | None = None,
+    max_memory_per_child: int | str | None = None,
+    memory_limit: int | str | None = None,
     kill_workers: bool = False,
 ) -> ProcessPoolExecutor:
     """Return the process-wide :class:`ProcessPoolExecutor`, made or adapted to these settings.
 
     The arguments are :class:`ProcessPoolExecutor`'s.  The executor of the
     last call is returned while it is usable and ``mp_context``,
-    ``initializer``, ``initargs`` and ``max_tasks_per_child`` are the same
+    ``initializer``, ``initargs``, ``max_tasks_per_child`` and the task
+    limits (``task_timeout``, ``max_memory_per_child``, ``memory_limit``) are the same
     (the context compared by start method and serializer, the initializer
     and its arguments by identity); a larger ``max_workers`` grows it.
     Otherwise, or if it was shut down or broken, a new one replaces it and
@@ -84,6 +89,9 @@ def get_reusable_executor(
         _identity(initializer),
         tuple(_identity(arg) for arg in initargs),
         max_tasks_per_child,
+        task_timeout,
+        max_memory_per_child,
+        memory_limit,
     )
     with _lock:
         old = _current if _current_pid == os.getpid() else None
@@ -99,6 +107,9 @@ def get_reusable_executor(
             initializer,
             initargs,
             max_tasks_per_child=max_tasks_per_child,
+            task_timeout=task_timeout,
+            max_memory_per_child=max_memory_per_child,
+            memory_limit=memory_limit,
         )
         _current, _current_key, _current_pid = executor, key, os.getpid()
     if old is not None:
