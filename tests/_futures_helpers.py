@@ -34,3 +34,20 @@ def meet(x):
     """Return x once as many calls as the barrier's parties run at the same time."""
     _events["barrier"].wait(60)
     return x
+
+
+class ExitAtPickle:
+    """A result whose pickling raises SystemExit (in the worker, sending it back)."""
+
+    def __reduce__(self):
+        raise SystemExit(7)
+
+
+def exit_at_pickle(_=None):
+    return ExitAtPickle()
+
+
+def exit_with(code):
+    import sys
+
+    sys.exit(code)

@@ -339,3 +339,27 @@ def test_interpreter_exit_with_a_call_running_neither_hangs_nor_leaves_workers(c
     for pid in pids:  # reaped by the script before it exited: gone
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_sys_exit_in_a_call_comes_back_as_its_exception(ctx):
+    # As the standard library's executor: the worker sends SystemExit back
+    # (the Pool's worker, as the stdlib's Pool, lets it end the worker).
+    with ProcessPoolExecutor(1, mp_context=ctx) as executor:
+        pid = executor.submit(os.getpid).result(timeout=60)
+        with pytest.raises(SystemExit) as info:
+            executor.submit(fh.exit_with, 3).result(timeout=60)
+        assert info.value.code == 3
+        with pytest.raises(SystemExit) as info:
+            executor.submit(fh.exit_at_pickle).result(timeout=60)
+        assert info.value.code == 7
+        with pytest.raises(SystemExit):
+            list(executor.map(fh.exit_with, [1, 2], chunksize=2))
+        # The same worker goes on.
+        assert executor.submit(os.getpid).result(timeout=60) == pid
+
+
+def test_sys_exit_still_ends_a_pool_worker(ctx):
+    with ctx.Pool(1) as pool:
+        with pytest.raises(mpool.TerminatedWorkerError):
+            pool.apply(fh.exit_with, (3,))
+        assert pool.apply(pow, (2, 3)) == 8

@@ -503,6 +503,7 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
             1,
             _serializer_of(self._mp_context),
             timeout,
+            catch_all=True,
         )
         self._coordinator.submit(job)
 
@@ -630,6 +631,7 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
                 chunksize,
                 _serializer_of(self._mp_context),
                 item_timeout,
+                catch_all=True,
             )
             self._coordinator.submit(job)
         return _results(collections.deque(futures), deadline)

@@ -56,6 +56,7 @@ from ._record import _Records
 from ._results import _ItemFailed, _PartialChunk, _PoolCache
 from ._wire import (
     _APPLY,
+    _CATCH_ALL,
     _DEFAULT_SERIALIZER_CODE,
     _FUNCTION_CACHE_SIZE,
     _MAP,
@@ -548,6 +549,8 @@ class _Coordinator:
         kind = job.kind
         if job.track:
             kind |= _TRACKED if job.timeout is None else _TIMED
+        if job.catch_all:
+            kind |= _CATCH_ALL
         header = _TASK_HEADER.pack(entry.key, kind, code, len(fbytes))
         size = _frame_parts(batch, (header, fbytes, task.body))
         if not w.outstanding:

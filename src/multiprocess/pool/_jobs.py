@@ -39,6 +39,7 @@ class _Job:
         "_payloads",
         "_started",
         "api",
+        "catch_all",
         "chunksize",
         "done",
         "fentry",
@@ -62,6 +63,7 @@ class _Job:
         chunksize: int = 1,
         serializer: reduction.Serializer | None = None,
         timeout: float | None = None,
+        catch_all: bool = False,
     ) -> None:
         self.id = result._job
         self.result = result
@@ -81,6 +83,8 @@ class _Job:
         # (``slow`` counts its tasks whose items took long on average).
         self.track = timeout is not None
         self.slow = 0
+        # An executor's call: every exception comes back (see _wire._CATCH_ALL).
+        self.catch_all = catch_all
 
     @property
     def cancelled(self) -> bool:

@@ -33,6 +33,11 @@ _STARMAP = 3  # payload: a chunk of argument tuples; [func(*a) for a in chunk]
 # record costs no time per item.
 _TRACKED = 0x40
 _TIMED = 0x80
+# Or'ed into the kind of an executor's task: the worker sends back any
+# exception the call raises (SystemExit too), and one raised while pickling
+# its result, as the standard library's executor does; a Pool's worker lets
+# SystemExit and KeyboardInterrupt end it, as the standard library's Pool does.
+_CATCH_ALL = 0x20
 
 # call id, kind, serializer code, length of the function bytes that follow (0: none)
 _TASK_HEADER = struct.Struct("!QBBI")

@@ -19,6 +19,7 @@ from ._exceptions import ExceptionWithTraceback, MaybeEncodingError
 from ._notes import _failed_item, _item_at
 from ._record import ITEM, SEQ, _worker_view
 from ._wire import (
+    _CATCH_ALL,
     _DEFAULT_SERIALIZER_CODE,
     _FUNCTION_CACHE_SIZE,
     _MAP,
@@ -166,10 +167,16 @@ def worker(
     def wrap(exc: BaseException, item: tuple[int, str] | None = None) -> Any:
         return ExceptionWithTraceback(exc, exc.__traceback__, item) if wrap_exception else exc
 
-    def send(code: int, ok: Any, value: Any) -> None:
+    def send(code: int, ok: Any, value: Any, catch_all: int = 0) -> None:
         try:
             data = serializer(code).dumps((ok, value))
-        except Exception as e:  # noqa: BLE001 - any failure becomes the task's error
+        except BaseException as e:  # any failure becomes the task's error
+            if not isinstance(e, Exception):
+                if not catch_all:
+                    raise
+                data = serializer(code).dumps((False, wrap(e)))
+                results.send_bytes(data)
+                return
             inner = value.exc if isinstance(value, ExceptionWithTraceback) else value
             wrapped = MaybeEncodingError(e, inner)
             util.debug("possible encoding error while sending result: %s", wrapped)
@@ -218,6 +225,9 @@ def _serve(
         view = memoryview(frame)
         key, kind, code, flen = _TASK_HEADER.unpack_from(view)
         start = _TASK_HEADER.size
+        catch_all = kind & _CATCH_ALL
+        if catch_all:
+            kind ^= _CATCH_ALL
         items = _NOT_RUN
         # A new task: its number (negative: its items are not tracked), after
         # its item is reset if they are (see _record).
@@ -250,7 +260,9 @@ def _serve(
                 items = payload
                 value = _run_tracked(func, kind & 0x3F, payload, rec, base + ITEM)
             result: tuple[bool, Any] = (True, value)
-        except Exception as e:  # noqa: BLE001 - the task's error, sent to the caller
+        except BaseException as e:  # the task's error, sent to the caller
+            if not catch_all and not isinstance(e, Exception):
+                raise  # SystemExit, KeyboardInterrupt: they end a Pool's worker
             where = None
             if items is not _NOT_RUN and not isinstance(func, _UnloadableFunction):
                 # The function raised: for which item (the record knows, if tracked).
@@ -259,7 +271,7 @@ def _serve(
                 else:
                     where = _item_at(kind & 0x3F, payload, rec[base + ITEM])
             result = (False, wrap(e, where))
-        send(code, *result)
+        send(code, *result, catch_all)
         frame = view = func = payload = items = result = value = None  # type: ignore[assignment]
         completed += 1
     util.debug("worker exiting after %d tasks", completed)
