@@ -125,11 +125,18 @@ class _Kernel:
             if msg["parent_header"].get("msg_id") == msg_id:
                 return msg["content"]
 
-    def run(self, code: str) -> str:
-        msg_id = self.start(code)
-        text = self.printed_until(msg_id, "")
-        assert self.reply(msg_id)["status"] == "ok"
-        return text
+    def run(self, code: str, expression: str) -> str:
+        """Run ``code``, then return the repr of ``expression`` as the kernel answers it.
+
+        The answer comes with the execution's reply, not on the output
+        channel, where a dying worker's traceback can come late and mingle.
+        """
+        msg_id = self.client.execute(code, user_expressions={"x": expression})
+        reply = self.reply(msg_id)
+        assert reply["status"] == "ok", reply
+        answer = reply["user_expressions"]["x"]
+        assert answer["status"] == "ok", answer
+        return answer["data"]["text/plain"]
 
     def close(self, now: bool = True) -> None:
         self.client.stop_channels()
@@ -185,9 +192,9 @@ def test_interrupting_a_map_leaves_the_kernel_usable_and_no_worker(start_method)
         assert reply["ename"] == "KeyboardInterrupt"
         assert _wait_gone(pids) == []
         # The kernel goes on, with no child left, and pools still work.
-        assert kernel.run("print(mp.active_children(), 6 * 7)") == "[] 42\n"
-        again = "with mp.get_context({!r}).Pool(2) as p:\n    print(p.map(lambda x: -x, [1, 2]))"
-        assert kernel.run(again.format(start_method)) == "[-1, -2]\n"
+        assert kernel.run("", "(mp.active_children(), 6 * 7)") == "([], 42)"
+        again = "with mp.get_context({!r}).Pool(2) as p:\n    out = p.map(lambda x: -x, [1, 2])"
+        assert kernel.run(again.format(start_method), "out") == "[-1, -2]"
     finally:
         kernel.close()
 

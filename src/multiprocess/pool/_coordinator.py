@@ -30,6 +30,7 @@ import contextlib
 import os
 import reprlib
 import select
+import struct
 import threading
 import time
 import traceback
@@ -66,6 +67,7 @@ from ._wire import (
     _READ_SIZE,
     _SERIALIZER_CODES,
     _STARMAP,
+    _SUBSET,
     _TASK_HEADER,
     _TIMED,
     _TRACKED,
@@ -433,7 +435,12 @@ class _Coordinator:
                 return None
         else:
             self._functions.retain(entry)
-        return _Task(job, index, body, entry)
+        task = _Task(job, index, body, entry)
+        if job.kind == _MAP or job.kind == _STARMAP:
+            task.size = len(payload)
+        if job.timeout is not None or self._memory_limit is not None:
+            task.shown = _show(job.kind, payload)
+        return task
 
     # -- the coordinator thread -----------------------------------------------
 
@@ -551,8 +558,13 @@ class _Coordinator:
             kind |= _TRACKED if job.timeout is None else _TIMED
         if job.catch_all:
             kind |= _CATCH_ALL
+        subset = b""
+        if task.redo is not None:
+            kind |= _SUBSET
+            offsets = task.redo.offsets
+            subset = struct.pack(f"!I{len(offsets)}I", len(offsets), *offsets)
         header = _TASK_HEADER.pack(entry.key, kind, code, len(fbytes))
-        size = _frame_parts(batch, (header, fbytes, task.body))
+        size = _frame_parts(batch, (header, fbytes, subset, task.body))
         if not w.outstanding:
             w.busy_since = time.monotonic()
         w.outstanding.append((task, size))
@@ -883,44 +895,33 @@ class _Coordinator:
         then known, and fails alone (it ran twice, as may those before it).
         """
         job = task.job
-        try:
-            items = tuple(reduction.loads(task.body))
-        except Exception:  # noqa: BLE001 - unreadable here: the whole task fails
-            self._functions.release(task.entry)
-            self._deliver(task, (False, self._death_error(w, task, None, exitcode)))
-            return
-        if k < 0 and len(items) == 1:
-            k = 0
-        k = min(k, len(items) - 1)
         redo = task.redo
-        chunk = redo.chunk if redo is not None else _ChunkResults(len(items), _MISSING)
-        offsets = redo.offsets if redo is not None else list(range(len(items)))
+        count = len(redo.offsets) if redo is not None else task.size
+        if k < 0 and count == 1:
+            k = 0
+        k = min(k, count - 1)
+        chunk = redo.chunk if redo is not None else _ChunkResults(task.size, _MISSING)
+        offsets = redo.offsets if redo is not None else list(range(count))
         if k >= 0:
-            chunk.values[offsets[k]] = _ItemFailed(self._death_error(w, task, k, exitcode, items))
+            chunk.values[offsets[k]] = _ItemFailed(self._death_error(w, task, k, exitcode))
             chunk.left -= 1
-            rest = [i for i in range(len(items)) if i != k]
+            rest = [i for i in range(count) if i != k]
             groups = [rest] if rest else []
         else:
-            groups = [[i] for i in range(len(items))]
+            groups = [[i] for i in range(count)]
         if not groups:
             self._functions.release(task.entry)
             self._chunk_done(job, task.index, chunk)
             return
         for n, group in enumerate(reversed(groups)):
-            try:
-                body = job.serializer.dumps(tuple(items[i] for i in group))  # type: ignore[union-attr]
-            except Exception as e:  # noqa: BLE001 - they crossed once; if not now, they fail
-                body = None
-                error: BaseException = e
             if n:
                 self._functions.retain(task.entry)  # the first takes the dead task's
-            again = _Task(job, task.index, body or b"", task.entry)
+            # The chunk's own bytes again, with the offsets of the items to run
+            # (see _wire._SUBSET): nothing is unpickled here.
+            again = _Task(job, task.index, task.body, task.entry)
             again.redo = _Redo([offsets[i] for i in group], chunk)
-            if body is None:
-                self._functions.release(task.entry)
-                self._deliver(again, (False, error))
-                continue
-            self._sent_bytes -= len(body)  # not the feeder's: out of its budget
+            again.size, again.shown = task.size, task.shown
+            self._sent_bytes -= len(task.body)  # not the feeder's: out of its budget
             self._ready.appendleft(again)
 
     def _redo_done(self, task: _Task, ok: bool, value: Any) -> None:
@@ -971,16 +972,15 @@ class _Coordinator:
         task: _Task,
         k: int | None,
         exitcode: int | None,
-        items: tuple[Any, ...] | None = None,
     ) -> BaseException:
         """The error of ``task`` (its item ``k`` in a chunk) whose worker ``w`` died."""
-        where, item_repr = self._describe_item(task, k, items)
+        what = self._describe_item(task, k)
         fault = w.fault
         others = "the pool's other tasks" if task.job.kind == _APPLY else "the call's other items"
         if fault is not None and fault[0] == "timeout":
             limit = fault[3]
             error: BaseException = TaskTimeoutError(
-                f"{where} ({item_repr}) was still running after its task_timeout of "
+                f"{what} was still running after its task_timeout of "
                 f"{limit:g} s: the pool killed its worker (pid {w.pid}) and started a "
                 f"replacement; {others} go on"
             )
@@ -991,7 +991,7 @@ class _Coordinator:
         if fault is not None and fault[0] == "memory":
             limit, size = fault[1], fault[2]
             return MemoryLimitError(
-                f"{where} ({item_repr}) made its worker (pid {w.pid}) go above the pool's "
+                f"{what} made its worker (pid {w.pid}) go above the pool's "
                 f"memory_limit of {_format_size(limit)}: its resident memory reached "
                 f"{_format_size(size)}. The pool killed it and started a replacement; "
                 f"{others} go on. Raise memory_limit, or make the item use less memory.",
@@ -1002,7 +1002,7 @@ class _Coordinator:
             )
         error = _worker_death_error(w.pid, exitcode, w.killed_why)
         if k is not None:
-            error.args = (f"{error.args[0]} It was running {where} ({item_repr}).",)
+            error.args = (f"{error.args[0]} It was running {what}.",)
         return error
 
     @staticmethod
@@ -1018,34 +1018,26 @@ class _Coordinator:
             return task.index * job.chunksize + offset
         return None
 
-    def _describe_item(
-        self, task: _Task, k: int | None, items: tuple[Any, ...] | None
-    ) -> tuple[str, str]:
-        """("item 17 of map(square)", "'abc'") for error messages."""
+    def _describe_item(self, task: _Task, k: int | None) -> str:
+        """ "item 17 of map(square) ('abc')", for error messages.
+
+        The item's repr is known for calls with a timeout or a memory limit
+        (see ``_Task.shown``); the parent never unpickles a task to find it.
+        """
         job = task.job
         call = f"{job.api}({_callable_name(job.func)})"
         index = self._index_in_call(task, k)
-        try:
-            if index is None:
-                args, kwds = reduction.loads(task.body)
-                shown = ", ".join(
-                    [_REPR.repr(a) for a in args]
-                    + [f"{n}={_REPR.repr(v)}" for n, v in kwds.items()]
-                )
-                return f"the call {call}", f"arguments ({shown})"
-            if k is None:
-                return f"{job.describe(task.index)}", "the worker died before it started an item"
-            if items is None:
-                items = (
-                    (reduction.loads(task.body),)
-                    if job.kind == _ONE
-                    else tuple(reduction.loads(task.body))
-                )
-                if job.kind == _ONE:
-                    k = 0
-            return f"item {index} of {call}", _REPR.repr(items[k])
-        except Exception as e:  # noqa: BLE001 - the message must not fail
-            return f"a task of {call}", f"its input could not be shown: {e!r}"
+        shown = task.shown
+        if index is None:
+            return f"the call {call}" + (f" (arguments ({shown[0]}))" if shown else "")
+        if k is None:
+            return f"{job.describe(task.index)} (the worker died before it started an item)"
+        offset = 0 if job.kind == _ONE else k
+        if task.redo is not None and job.kind != _ONE:
+            offset = task.redo.offsets[offset]
+        if shown is not None and offset < len(shown):
+            return f"item {index} of {call} ({shown[offset]})"
+        return f"item {index} of {call}"
 
     def _maintain(self) -> None:
         """Replace workers that exited, while there is or may be work."""
@@ -1322,3 +1314,17 @@ def _joined(thread: threading.Thread) -> Callable[[float | None], bool]:
         return not thread.is_alive()
 
     return join
+
+
+def _show(kind: int, payload: Any) -> tuple[str, ...]:
+    """Short reprs of a task's items (an apply: of its arguments), made as it is pickled."""
+    if kind == _APPLY:
+        args, kwds = payload
+        return (
+            ", ".join(
+                [_REPR.repr(a) for a in args] + [f"{n}={_REPR.repr(v)}" for n, v in kwds.items()]
+            ),
+        )
+    if kind == _ONE:
+        return (_REPR.repr(payload),)
+    return tuple(_REPR.repr(item) for item in payload)

@@ -143,16 +143,21 @@ class _Job:
 
 
 class _Task:
-    __slots__ = ("body", "entry", "index", "job", "redo")
+    __slots__ = ("body", "entry", "index", "job", "redo", "shown", "size")
 
     def __init__(self, job: _Job, index: int, body: bytes, entry: _PickledFunction) -> None:
         self.job = job
         self.index = index
-        self.body = body  # the pickled payload
+        self.body = body  # the pickled payload (a re-run's: its chunk's)
         self.entry = entry  # the pickled function
         # Set on a task that re-runs what is left of a chunk after one of its
         # items failed (see _Coordinator._isolate): which items, and the chunk.
         self.redo: _Redo | None = None
+        self.size = 1  # how many items (of a chunk: its length)
+        # Short reprs of its items (of an apply: its arguments), for the errors
+        # of timeouts and memory limits; made as it is pickled, only for calls
+        # that have either (see _Coordinator._pickle_task).
+        self.shown: tuple[str, ...] | None = None
 
 
 class _Redo:

@@ -38,6 +38,13 @@ _TIMED = 0x80
 # its result, as the standard library's executor does; a Pool's worker lets
 # SystemExit and KeyboardInterrupt end it, as the standard library's Pool does.
 _CATCH_ALL = 0x20
+# Or'ed into the kind of a task that runs some items of a chunk again (after a
+# worker died in it, see _Coordinator._isolate): the chunk's own pickled body
+# follows a _COUNT and that many _COUNT offsets, the items to run.  So the
+# parent never unpickles what it sent (user code, which may crash or not be
+# meant to run there).
+_SUBSET = 0x10
+_COUNT = struct.Struct("!I")
 
 # call id, kind, serializer code, length of the function bytes that follow (0: none)
 _TASK_HEADER = struct.Struct("!QBBI")

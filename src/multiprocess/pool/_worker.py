@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+import struct
 import time
 from collections.abc import Iterable
 from typing import Any, Callable
@@ -20,6 +21,7 @@ from ._notes import _failed_item, _item_at
 from ._record import ITEM, SEQ, _worker_view
 from ._wire import (
     _CATCH_ALL,
+    _COUNT,
     _DEFAULT_SERIALIZER_CODE,
     _FUNCTION_CACHE_SIZE,
     _MAP,
@@ -28,6 +30,7 @@ from ._wire import (
     _ONE,
     _SERIALIZER_NAMES,
     _STARMAP,
+    _SUBSET,
     _TASK_HEADER,
     _TIMED,
     _TRACKED,
@@ -249,7 +252,15 @@ def _serve(
                 functions[key] = entry
                 start += flen
             func = functions[key]
+            subset = None
+            if kind & _SUBSET:  # some items of a chunk, run again (see _wire)
+                kind ^= _SUBSET
+                (count,) = _COUNT.unpack_from(view, start)
+                subset = struct.unpack_from(f"!{count}I", view, start + 4)
+                start += 4 + 4 * count
             payload: Any = reduction.loads(view[start:])
+            if subset is not None:
+                payload = tuple(payload[i] for i in subset)
             if kind < _TRACKED:
                 items = _task_items(kind, payload)
                 value = _run_task(func, kind, items)
