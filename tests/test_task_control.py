@@ -405,3 +405,19 @@ def test_executor_grown_past_its_record_still_times_out(ctx):
     finally:
         ex.kill_workers()
         ex.shutdown()
+
+
+def test_executor_buffered_map_times_and_names_each_item(ctx):
+    # With buffersize, each chunk goes as a map job of its own: per item
+    # timeouts, isolation and notes hold as without it.
+    with ProcessPoolExecutor(2, mp_context=ctx, task_timeout=1) as ex:
+        results = ex.map(h.hang_at, range(8), chunksize=4, buffersize=1)
+        assert [next(results) for _ in range(3)] == [0, 1, 4]
+        with pytest.raises(mp.TaskTimeoutError) as info:
+            next(results)
+        assert "item 3 of map(hang_at) (3)" in str(info.value)
+        with pytest.raises(ValueError) as raised:
+            list(ex.map(h.raise_at, range(12), [5] * 12, chunksize=4, buffersize=2))
+        notes = getattr(raised.value, "__notes__", [])
+        assert notes == ["in raise_at(item 5 of map: (5, 5))"], notes
+        assert list(ex.map(h.square, range(5), chunksize=2, buffersize=1)) == [0, 1, 4, 9, 16]

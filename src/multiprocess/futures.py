@@ -597,8 +597,10 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
             tracker = _progress.start(
                 progress, total=total, kind=_STARMAP, chunksize=chunksize, desc=desc
             )
-            chunks = _chunked(zip(*iterables), chunksize)
-            return self._map_buffered(fn, chunks, buffersize, deadline, item_timeout, tracker)
+            kind = _MAP if len(iterables) == 1 else _STARMAP
+            items = iterables[0] if kind == _MAP else zip(*iterables)
+            chunks = _chunked(items, chunksize)
+            return self._map_buffered(fn, kind, chunks, buffersize, deadline, item_timeout, tracker)
         # One iterable: chunks of items for func(x) (no argument tuples to build,
         # pickle and unpack); several: chunks of argument tuples for func(*args).
         kind = _MAP if len(iterables) == 1 else _STARMAP
@@ -639,14 +641,40 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
     def _map_buffered(
         self,
         fn: Callable[..., Any],
+        kind: int,
         chunks: Iterator[tuple],
         buffersize: int,
         deadline: float | None,
         timeout: float | None,
         tracker: _progress._Progress | None = None,
     ) -> Iterator[Any]:
+        first = 0
+        call = f"map({_callable_name(fn)})"
+
         def submit(chunk: tuple) -> concurrent.futures.Future:
-            future = self._schedule(_starmap, (fn, chunk), {}, timeout)
+            # Each chunk is a map job of its own (its items timed, isolated and
+            # named in errors as any map's), started only as the buffer allows.
+            nonlocal first
+            future: concurrent.futures.Future = concurrent.futures.Future()
+            with self._lock:
+                self._check_open()
+            result = _FutureResult(self, [future])
+            result._call = call
+            self._need_workers(self._in_flight + 1)
+            job = _Job(
+                result,
+                fn,
+                kind,
+                [_run_chunk(future, chunk)],
+                "map",
+                len(chunk),
+                _serializer_of(self._mp_context),
+                timeout,
+                catch_all=True,
+                first=first,
+            )
+            first += len(chunk)
+            self._coordinator.submit(job)
             if tracker is not None:
                 size = len(chunk)
                 future.add_done_callback(lambda _future: tracker.add(size))
@@ -713,10 +741,6 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
                 if process.exitcode is None:
                     process.kill()
         self._finalizer()
-
-
-def _starmap(fn: Callable[..., Any], chunk: tuple) -> list:
-    return [fn(*args) for args in chunk]
 
 
 def _chunked(items: Iterable[Any], size: int) -> Iterator[tuple]:

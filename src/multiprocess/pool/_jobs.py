@@ -43,6 +43,7 @@ class _Job:
         "chunksize",
         "done",
         "fentry",
+        "first",
         "func",
         "id",
         "kind",
@@ -64,6 +65,7 @@ class _Job:
         serializer: reduction.Serializer | None = None,
         timeout: float | None = None,
         catch_all: bool = False,
+        first: int = 0,
     ) -> None:
         self.id = result._job
         self.result = result
@@ -85,6 +87,9 @@ class _Job:
         self.slow = 0
         # An executor's call: every exception comes back (see _wire._CATCH_ALL).
         self.catch_all = catch_all
+        # The index in the whole call of its first item (a part of a call:
+        # the executor's map with a buffersize sends each chunk as a job).
+        self.first = first
 
     @property
     def cancelled(self) -> bool:

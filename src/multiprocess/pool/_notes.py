@@ -119,4 +119,5 @@ def name_item(
     if offsets is not None:
         offset = offsets[offset]
     position = index if job.kind == _ONE else index * job.chunksize + offset
+    position += getattr(job, "first", 0)
     add_note(exc, item_note(job.func, job.api, position, item_repr))
