@@ -51,3 +51,10 @@ def exit_with(code):
     import sys
 
     sys.exit(code)
+
+
+class ExitAtUnpickle:
+    """An argument whose unpickling (in the worker) raises SystemExit."""
+
+    def __reduce__(self):
+        return exit_with, (5,)

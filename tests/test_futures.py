@@ -356,6 +356,11 @@ def test_sys_exit_in_a_call_comes_back_as_its_exception(ctx):
             list(executor.map(fh.exit_with, [1, 2], chunksize=2))
         # The same worker goes on.
         assert executor.submit(os.getpid).result(timeout=60) == pid
+        # Before the call runs (its arguments unpickled), SystemExit ends the
+        # worker, as in the standard library: the call fails as a dead worker's.
+        with pytest.raises(concurrent.futures.process.BrokenProcessPool):
+            executor.submit(id, fh.ExitAtUnpickle()).result(timeout=60)
+        assert executor.submit(pow, 2, 5).result(timeout=60) == 32
 
 
 def test_sys_exit_still_ends_a_pool_worker(ctx):

@@ -272,8 +272,11 @@ def _serve(
                 value = _run_tracked(func, kind & 0x3F, payload, rec, base + ITEM)
             result: tuple[bool, Any] = (True, value)
         except BaseException as e:  # the task's error, sent to the caller
-            if not catch_all and not isinstance(e, Exception):
-                raise  # SystemExit, KeyboardInterrupt: they end a Pool's worker
+            if not isinstance(e, Exception) and (not catch_all or items is _NOT_RUN):
+                # SystemExit, KeyboardInterrupt end a Pool's worker, and an
+                # executor's if raised before the call ran (unpickling its
+                # arguments), as in the standard library.
+                raise
             where = None
             if items is not _NOT_RUN and not isinstance(func, _UnloadableFunction):
                 # The function raised: for which item (the record knows, if tracked).
