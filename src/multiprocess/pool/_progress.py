@@ -131,15 +131,7 @@ class _Progress:
             n = len(value) if ok and type(value) is list else self._items_in(index)
             if not n:
                 return
-        # (add(), inlined: this runs once per task of an imap)
-        with self._lock:
-            if self.closed:
-                return
-            self.done += n
-            try:
-                self._report()
-            except Exception as e:  # noqa: BLE001 - progress must not break the pool
-                self._failed(e)
+        self.add(n)
 
     def add(self, n: int) -> None:
         """``n`` more items are done."""
