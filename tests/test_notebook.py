@@ -12,6 +12,7 @@ import os
 import queue
 import select
 import textwrap
+import time
 
 import nbformat
 import pytest
@@ -108,17 +109,6 @@ class _Kernel:
     def start(self, code: str) -> str:
         return self.client.execute(code)
 
-    def printed_until(self, msg_id: str, marker: str) -> str:
-        """The first text printed by ``msg_id`` that contains ``marker``."""
-        while True:
-            msg = self.client.get_iopub_msg(timeout=120)
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            if msg["msg_type"] == "stream" and marker in msg["content"]["text"]:
-                return msg["content"]["text"]
-            if msg["msg_type"] == "error":
-                raise AssertionError(f"the cell failed: {msg['content']['traceback']}")
-
     def reply(self, msg_id: str) -> dict:
         while True:
             msg = self.client.get_shell_msg(timeout=120)
@@ -159,33 +149,64 @@ def _wait_gone(pids: list[int], timeout: float = 60) -> list[int]:
     return alive
 
 
+class _Announcements:
+    """A named pipe that the workers write their pids to, read as they come.
+
+    Workers start on demand, so the pool's ``_pool`` right after ``Pool(2)``
+    may not list them yet: each worker says it runs from inside its task.
+    """
+
+    def __init__(self, path: str) -> None:
+        os.mkfifo(path)
+        self.path = path
+        self._read = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        # Held open so that the read end never sees EOF between two writers.
+        self._write = os.open(path, os.O_WRONLY)
+        self._data = b""
+
+    def pids(self, count: int, timeout: float = 120) -> list[int]:
+        deadline = time.monotonic() + timeout
+        while self._data.count(b"\n") < count:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self._read], [], [], left)[0]:
+                raise AssertionError(f"{count} workers did not start: they announced {self._data!r}")
+            self._data += os.read(self._read, 4096)
+        return [int(pid) for pid in self._data.split()]
+
+    def close(self) -> None:
+        os.close(self._read)
+        os.close(self._write)
+
+
 BLOCKING_MAP = textwrap.dedent(
     """
+    import os
     import threading
     import multiprocess as mp
 
     def forever(x):
+        with open({fifo!r}, "w") as announcements:
+            announcements.write(f"{{os.getpid()}}\\n")
         threading.Event().wait()
 
     pool = mp.get_context({method!r}).Pool(2)
     {call}
     """
 )
-PRINT_PIDS = 'print("PIDS", *[w.pid for w in pool._pool], flush=True)'
 
 
-def test_interrupting_a_map_leaves_the_kernel_usable_and_no_worker(start_method):
+def test_interrupting_a_map_leaves_the_kernel_usable_and_no_worker(start_method, tmp_path):
     kernel = _Kernel()
+    announcements = _Announcements(str(tmp_path / "pids"))
     try:
         code = BLOCKING_MAP.format(
-            # Inside the with block: an interrupt that comes before the map
-            # starts must stop the pool too.
             method=start_method,
-            call=f"with pool:\n        {PRINT_PIDS}\n        pool.map(forever, range(4))",
+            fifo=announcements.path,
+            call="with pool:\n    pool.map(forever, range(4))",
         )
         msg_id = kernel.start(code)
-        pids = [int(p) for p in kernel.printed_until(msg_id, "PIDS").split()[1:]]
-        assert len(pids) == 2
+        # Both workers run a task that never returns: interrupt the map.
+        pids = announcements.pids(2)
         kernel.manager.interrupt_kernel()
         reply = kernel.reply(msg_id)
         assert reply["status"] == "error"
@@ -197,19 +218,23 @@ def test_interrupting_a_map_leaves_the_kernel_usable_and_no_worker(start_method)
         assert kernel.run(again.format(start_method), "out") == "[-1, -2]"
     finally:
         kernel.close()
+        announcements.close()
 
 
-def test_restarting_the_kernel_stops_a_busy_pool_left_open(start_method):
+def test_restarting_the_kernel_stops_a_busy_pool_left_open(start_method, tmp_path):
     kernel = _Kernel()
+    announcements = _Announcements(str(tmp_path / "pids"))
     try:
         code = BLOCKING_MAP.format(
             method=start_method,
-            call=f"{PRINT_PIDS}\nresult = pool.map_async(forever, range(4))",
+            fifo=announcements.path,
+            call="result = pool.map_async(forever, range(4))",
         )
         msg_id = kernel.start(code)
-        pids = [int(p) for p in kernel.printed_until(msg_id, "PIDS").split()[1:]]
         assert kernel.reply(msg_id)["status"] == "ok"
+        pids = announcements.pids(2)
     finally:
+        announcements.close()
         # What "Restart kernel" does first: ask the kernel to shut down.
         kernel.close(now=False)
     assert _wait_gone(pids) == []
