@@ -6,8 +6,11 @@ import math
 import os
 import select
 import time
-from collections.abc import Sequence
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (cold start)
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
 
 __all__ = ["pid_alive", "wait_readable", "writev_all"]
 

@@ -9,7 +9,10 @@ The launcher sets itself here for the duration; everything else asks.
 from __future__ import annotations
 
 import threading
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (cold start)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["assert_spawning", "get_spawning_popen", "set_spawning_popen"]
 

@@ -46,11 +46,9 @@ of ``_ConnectionBase`` in its own module.
 
 from __future__ import annotations
 
-import hmac
 import operator
 import os
 import pickle
-import secrets
 import socket
 import struct
 import sys
@@ -63,6 +61,7 @@ from . import reduction, util
 
 # Both are also re-exported from here, as the standard library does.
 from ._errors import AuthenticationError, BufferTooShort
+from ._forklock import FORK_LOCK
 from ._posix import wait_readable, writev_all
 
 if TYPE_CHECKING:
@@ -136,7 +135,7 @@ def arbitrary_address(family: str) -> Any:
     if family == "AF_UNIX":
         # The directory is private (mode 0700); the random name only has to be
         # unique, and bind() fails rather than reuse an existing path.
-        return os.path.join(util.get_temp_dir(), "listener-" + secrets.token_hex(8))
+        return os.path.join(util.get_temp_dir(), "listener-" + os.urandom(8).hex())
     raise ValueError("unrecognized family")
 
 
@@ -796,6 +795,8 @@ def _split_digest(message: bytes) -> tuple[str, bytes]:
 def _create_response(authkey: bytes, message: bytes) -> bytes:
     """The answer to challenge ``message``, in the form the challenge asks for."""
     digest_name = _split_digest(message)[0]
+    with FORK_LOCK:  # imported at the first handshake (see _verify_response)
+        import hmac
     if not digest_name:
         try:
             return hmac.new(authkey, message, "md5").digest()
@@ -810,6 +811,11 @@ def _create_response(authkey: bytes, message: bytes) -> bytes:
 def _verify_response(authkey: bytes, message: bytes, response: bytes) -> None:
     digest_name, mac = _split_digest(response)
     digest_name = digest_name or "md5"
+    # hmac (and hashlib's OpenSSL binding) are imported at the first handshake,
+    # under the lock fork() waits for, as manager and listener threads shake
+    # hands: a pool's pipes and a short script never need them.
+    with FORK_LOCK:
+        import hmac
     try:
         expected = hmac.new(authkey, message, digest_name).digest()
     except ValueError:

@@ -45,7 +45,6 @@ import itertools
 import logging
 import os
 import pickle
-import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -62,7 +61,7 @@ from .pool import (
     _progress,
 )
 from .pool._coordinator import _Coordinator
-from .pool._exceptions import _callable_name
+from .pool._exceptions import _adopt_futures_bases, _callable_name
 from .pool._jobs import _Job
 from .pool._limits import _check_timeout, _parse_size, _resolve_timeout
 from .pool._pool import _PoolFinalizer, _serializer_of
@@ -83,24 +82,11 @@ class WorkerDiedError(TerminatedWorkerError, BrokenExecutor):
     """
 
     def __init__(self, message: str, pid: int | None = None, exitcode: int | None = None):
-        _adopt_broken_process_pool(WorkerDiedError, (TerminatedWorkerError,))
+        _adopt_futures_bases(WorkerDiedError, (TerminatedWorkerError,))
         super().__init__(message, pid, exitcode)
 
 
-def _adopt_broken_process_pool(cls: type, first: tuple[type, ...]) -> None:
-    """Put ``cls`` under ``BrokenProcessPool`` once ``concurrent.futures.process`` is loaded.
-
-    That module imports the standard ``multiprocessing``, which this package
-    must not import: see ``pool._adopt_broken_process_pool``, which does the
-    same for ``BrokenPoolError``.
-    """
-    module = sys.modules.get("concurrent.futures.process")
-    base = getattr(module, "BrokenProcessPool", None)
-    if isinstance(base, type) and base not in cls.__mro__:
-        cls.__bases__ = (*first, base)
-
-
-_adopt_broken_process_pool(WorkerDiedError, (TerminatedWorkerError,))
+_adopt_futures_bases(WorkerDiedError, (TerminatedWorkerError,))
 
 
 class ResultPicklingError(MaybeEncodingError, pickle.PicklingError):

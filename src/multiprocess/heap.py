@@ -35,12 +35,12 @@ import bisect
 import mmap
 import os
 import sys
-import tempfile
 import threading
 import weakref
 from typing import Any
 
 from . import reduction, util
+from ._forklock import FORK_LOCK
 from ._spawning import assert_spawning
 
 __all__ = ["BufferWrapper"]
@@ -95,6 +95,8 @@ class Arena:
             except OSError:  # ENOSYS under old kernels and some sandboxes
                 fd = -1
         if fd == -1:
+            with FORK_LOCK:  # the fallback's module is imported when needed
+                import tempfile
             fd, path = tempfile.mkstemp(prefix=f"pym-{os.getpid()}-", dir=self._choose_dir(size))
             os.unlink(path)
         try:

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from . import util
+from ._forklock import FORK_LOCK
 from ._posix import wait_readable
 
 __all__ = ["Popen"]
@@ -93,7 +94,7 @@ class Popen:
         code = 1
         parent_r, child_w = os.pipe()
         child_r, parent_w = os.pipe()
-        self.pid = os.fork()
+        self.pid = FORK_LOCK.fork()
         if self.pid == 0:
             try:
                 # The parent's atexit handlers are the parent's; those the child

@@ -18,8 +18,11 @@ import signal
 import sys
 import threading
 import weakref
-from collections.abc import Iterable, Mapping
-from typing import Any, Callable
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (cold start)
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+    from typing import Any, Callable
 
 from . import util
 from ._posix import wait_readable

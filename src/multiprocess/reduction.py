@@ -32,7 +32,7 @@ Serializers (:func:`get_serializer`):
     If the C pickler still fails (an object pickle rejects and dill accepts),
     the whole payload is pickled by dill instead.  If dill fails too,
     :class:`SerializationError` says which object could not be serialized.
-    dill pickles one thread at a time (see :class:`_DillGuard`).
+    dill pickles one thread at a time (see ``_DILL_GUARD``).
 
 ``'pickle'``
     The standard library's behaviour and error messages: lambdas fail.
@@ -67,8 +67,12 @@ import types
 import weakref
 from abc import ABCMeta
 from collections import OrderedDict
-from typing import IO, Any, Callable, ClassVar
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (cold start)
+if TYPE_CHECKING:
+    from typing import IO, Any, Callable, ClassVar
+
+from ._forklock import FORK_LOCK
 from ._spawning import get_spawning_popen
 
 __all__ = [
@@ -227,54 +231,19 @@ class _DispatchTable:
 _DISPATCH = _DispatchTable()
 
 
-class _DillGuard:
-    """Lets one thread of this process pickle with dill at a time.
-
-    To find the globals a function uses, dill disassembles it into a swapped-in
-    ``sys.stdout``.  Two threads doing so at once (queue feeder threads, a
-    pool's task thread) read each other's output: functions lose globals
-    (NameError when called) and ``sys.stdout`` can stay swapped.  The lock is
-    held across fork(), so that a child never starts inside that window.
-
-    dill itself (:func:`_import_dill`), and the other modules imported here
-    lazily by whatever thread pickles (cloudpickle, resource_sharer), are
-    imported under this lock too: a thread importing a module holds that
-    module's import lock, and a child forked at that instant would wait
-    forever for it on its own first import.
-    """
-
-    __slots__ = ("_lock",)
-
-    def __init__(self) -> None:
-        self._lock = threading.RLock()
-
-    def __enter__(self) -> None:
-        self._lock.acquire()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._lock.release()
-
-    def _before_fork(self) -> None:
-        self._lock.acquire()
-
-    def _after_fork_in_parent(self) -> None:
-        self._lock.release()
-
-    def _after_fork_in_child(self) -> None:
-        self._lock = threading.RLock()
-
-
-_DILL_GUARD = _DillGuard()
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(
-        before=_DILL_GUARD._before_fork,
-        after_in_parent=_DILL_GUARD._after_fork_in_parent,
-        after_in_child=_DILL_GUARD._after_fork_in_child,
-    )
+# Lets one thread of this process pickle with dill at a time.  To find the
+# globals a function uses, dill disassembles it into a swapped-in
+# ``sys.stdout``.  Two threads doing so at once (queue feeder threads, a pool's
+# task thread) read each other's output: functions lose globals (NameError
+# when called) and ``sys.stdout`` can stay swapped.  It is the lock fork()
+# waits for (see _forklock), so that a child never starts inside that window,
+# and dill itself and the other modules imported here lazily by whatever
+# thread pickles (cloudpickle, resource_sharer) are imported under it too.
+_DILL_GUARD = FORK_LOCK
 
 
 def _import_dill() -> types.ModuleType:
-    """Return the dill module, imported while fork() must wait (see _DillGuard)."""
+    """Return the dill module, imported while fork() must wait (see _DILL_GUARD)."""
     with _DILL_GUARD:
         import dill
     return dill
@@ -998,7 +967,7 @@ class _CloudpickleSerializer(Serializer):
 
 def _make_cloudpickle_pickler() -> type:
     try:
-        with _DILL_GUARD:  # imported while fork() waits (see _DillGuard)
+        with _DILL_GUARD:  # imported while fork() waits (see _DILL_GUARD)
             import cloudpickle
     except ImportError as error:
         raise ImportError(
@@ -1355,7 +1324,7 @@ def DupFd(fd: int) -> Any:
     if popen is not None:
         return popen.DupFd(popen.duplicate_for_child(fd))
     if HAVE_SEND_HANDLE:
-        # Imported while fork() waits (see _DillGuard): a queue's feeder
+        # Imported while fork() waits (see _DILL_GUARD): a queue's feeder
         # thread may be the one pickling a socket or Connection.
         with _DILL_GUARD:
             from . import resource_sharer

@@ -18,13 +18,12 @@ from __future__ import annotations
 import atexit
 import os
 import pickle
-import runpy
-import subprocess
 import sys
 import types
 from typing import Any
 
 from . import process, util
+from ._forklock import FORK_LOCK
 
 __all__ = [
     "_main",
@@ -79,6 +78,8 @@ def freeze_support() -> None:
 
 def _interpreter_flags() -> list[str]:
     # The interpreter options (-O, -X, -W, ...) that children should share.
+    with FORK_LOCK:  # imported when first needed: a forked pool never is
+        import subprocess
     flags = getattr(subprocess, "_args_from_interpreter_flags", None)
     return list(flags()) if flags is not None else []
 
@@ -293,6 +294,8 @@ def _fixup_main_from_name(mod_name: str) -> None:
     if getattr(current_main.__spec__, "name", None) == mod_name:
         return
     main_module = types.ModuleType("__mp_main__")
+    import runpy  # in a new child, which alone runs its parent's __main__
+
     main_content = runpy.run_module(mod_name, run_name="__mp_main__", alter_sys=True)
     main_module.__dict__.update(main_content)
     _install_main(main_module)
@@ -307,6 +310,8 @@ def _fixup_main_from_path(main_path: str) -> None:
     if getattr(current_main, "__file__", None) == main_path:
         return
     main_module = types.ModuleType("__mp_main__")
+    import runpy
+
     main_content = runpy.run_path(main_path, run_name="__mp_main__")
     main_module.__dict__.update(main_content)
     _install_main(main_module)

@@ -13,18 +13,25 @@ from __future__ import annotations
 
 import atexit
 import itertools
-import logging
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import warnings
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Callable
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (cold start)
+if TYPE_CHECKING:
+    import logging
+    import subprocess
+    from collections.abc import Iterable, Mapping, Sequence
+    from typing import Any, Callable
+
+from ._forklock import FORK_LOCK
+
+# logging, subprocess, shutil and tempfile are imported where first needed, under
+# the lock fork() waits for: ``import multiprocess`` costs about what the
+# standard library's import does.
 
 __all__ = [
     "SUBDEBUG",
@@ -88,6 +95,8 @@ def get_logger() -> logging.Logger:
     ``log_to_stderr()`` is called.
     """
     global _logger
+    with FORK_LOCK:
+        import logging
     with logging._lock:  # type: ignore[attr-defined]
         if not _logger:
             _logger = logging.getLogger(LOGGER_NAME)
@@ -105,6 +114,8 @@ def log_to_stderr(level: int | None = None) -> logging.Logger:
     """Make the package logger write to stderr (optionally at ``level``) and return it."""
     global _log_to_stderr
     logger = get_logger()
+    import logging  # imported by get_logger()
+
     formatter = logging.Formatter(DEFAULT_LOGGING_FORMAT)
     handler = logging.StreamHandler()
     handler.setFormatter(formatter)
@@ -161,6 +172,9 @@ def get_temp_dir() -> str:
     config = process.current_process()._config
     tempdir = config.get("tempdir")
     if tempdir is None:
+        with FORK_LOCK:
+            import shutil
+            import tempfile
         tempdir = tempfile.mkdtemp(prefix="pymp-")
         info("created temp directory %s", tempdir)
         # rmtree is bound now: at interpreter exit the shutil module may be gone.
@@ -471,6 +485,8 @@ def spawnv_passfds(path: str, args: Sequence[str], passfds: Iterable[int]) -> su
     child (``subprocess`` would otherwise reap it behind their back).
     """
     fds = tuple(sorted(set(passfds)))
+    with FORK_LOCK:
+        import subprocess
     return subprocess.Popen(list(args), executable=path, pass_fds=fds, close_fds=True, env=None)
 
 

@@ -152,30 +152,30 @@ class BrokenPoolError(ProcessError, BrokenExecutor):
     """
 
     def __init__(self, *args: Any) -> None:
-        _adopt_broken_process_pool()
+        _adopt_futures_bases(BrokenPoolError, (ProcessError,))
         super().__init__(*args)
 
 
-def _adopt_broken_process_pool() -> None:
-    """Make ``BrokenPoolError`` a subclass of ``BrokenProcessPool`` once that exists.
+def _adopt_futures_bases(cls: type, first: tuple[type, ...]) -> None:
+    """Put ``cls`` (whose other bases are ``first``) under ``BrokenProcessPool`` once that exists.
 
     ``concurrent.futures.process`` imports the standard ``multiprocessing``
-    package, which this package must not import, so ``BrokenPoolError`` starts
-    out under ``BrokenExecutor`` (from ``concurrent.futures``, which does not
-    import it) and moves under ``BrokenProcessPool`` as soon as someone else has
-    imported that module: whoever writes ``except BrokenProcessPool`` has.  This
-    runs at import and each time a ``BrokenPoolError`` is made, i.e. before it
-    is raised.  ``except`` and ``isinstance`` follow the class's real ``__mro__``
-    (an ABC-style ``register`` would not do for ``except``), which assigning
-    ``__bases__`` recomputes.
+    package, which this package must not import, so ``cls`` starts out under
+    ``BrokenExecutor`` (from ``concurrent.futures``, which does not import it)
+    and moves under ``BrokenProcessPool`` as soon as someone else has imported
+    that module: whoever writes ``except BrokenProcessPool`` has.  This runs at
+    import and each time an instance is made, i.e. before it is raised.  ``except`` and
+    ``isinstance`` follow the class's real ``__mro__`` (an ABC-style
+    ``register`` would not do for ``except``), which assigning ``__bases__``
+    recomputes.
     """
-    module = sys.modules.get("concurrent.futures.process")
-    base = getattr(module, "BrokenProcessPool", None)
-    if isinstance(base, type) and base not in BrokenPoolError.__mro__:
-        BrokenPoolError.__bases__ = (ProcessError, base)
+    process = sys.modules.get("concurrent.futures.process")
+    base = getattr(process, "BrokenProcessPool", None)
+    if isinstance(base, type) and base not in cls.__mro__:
+        cls.__bases__ = (*first, base)
 
 
-_adopt_broken_process_pool()
+_adopt_futures_bases(BrokenPoolError, (ProcessError,))
 
 
 class PoolTerminatedError(ProcessError, RuntimeError):
