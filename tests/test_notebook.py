@@ -169,7 +169,9 @@ class _Announcements:
         while self._data.count(b"\n") < count:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([self._read], [], [], left)[0]:
-                raise AssertionError(f"{count} workers did not start: they announced {self._data!r}")
+                raise AssertionError(
+                    f"{count} workers did not start: they announced {self._data!r}"
+                )
             self._data += os.read(self._read, 4096)
         return [int(pid) for pid in self._data.split()]
 
