@@ -104,12 +104,14 @@ import sys
 
 import multiprocess as mp
 from multiprocess import pool as mpool
-from concurrent.futures import BrokenExecutor
 
 # Importing the package leaves the stdlib's multiprocessing alone, and with it
-# concurrent.futures.process, which imports it.
+# concurrent.futures.process, which imports it; and concurrent.futures too,
+# which a short script's pool does not need.
 assert not [m for m in sys.modules if m.split(".")[0] == "multiprocessing"], sys.modules
-assert issubclass(mpool.BrokenPoolError, BrokenExecutor)
+assert "concurrent.futures" not in sys.modules
+assert issubclass(mpool.BrokenPoolError, RuntimeError)
+from concurrent.futures import BrokenExecutor
 
 import _pool_helpers as h
 
@@ -121,6 +123,7 @@ if __name__ == "__main__":
     try:
         p.map(h.square, [1])
     except BrokenProcessPool as e:
+        assert isinstance(e, BrokenExecutor) and issubclass(mpool.BrokenPoolError, BrokenExecutor)
         print("caught", type(e).__name__)
     finally:
         p.terminate()

@@ -52,6 +52,7 @@ from concurrent.futures import BrokenExecutor
 from typing import Any, Callable
 
 from . import context as _context
+from ._errors import ProcessError
 from ._reusable import get_reusable_executor
 from .pool import (
     BrokenPoolError,
@@ -87,6 +88,7 @@ class WorkerDiedError(TerminatedWorkerError, BrokenExecutor):
 
 
 _adopt_futures_bases(WorkerDiedError, (TerminatedWorkerError,))
+_adopt_futures_bases(BrokenPoolError, (ProcessError,))  # concurrent.futures is loaded now
 
 
 class ResultPicklingError(MaybeEncodingError, pickle.PicklingError):

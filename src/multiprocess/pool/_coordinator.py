@@ -25,11 +25,11 @@ import os
 import select
 import threading
 import time
-import traceback
 from collections.abc import Iterable
 from typing import Any, Callable
 
 from .. import connection, spawn, util
+from .._forklock import FORK_LOCK
 from ._dispatch import _TERMINATE_GRACE, _Dispatch, _Worker
 from ._exceptions import (
     BrokenPoolError,
@@ -460,6 +460,9 @@ class _Coordinator(_Dispatch, _TaskControl):
         self.wake()
 
     def _internal_error(self, exc: BaseException) -> None:
+        with FORK_LOCK:  # not imported at start-up: a bug's path
+            import traceback
+
         traceback.print_exc()
         error = BrokenPoolError(f"internal error in the pool: {exc!r}")
         error.__cause__ = exc

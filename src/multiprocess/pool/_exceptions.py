@@ -12,12 +12,11 @@ from __future__ import annotations
 import pickle
 import signal
 import sys
-import traceback
-from concurrent.futures import BrokenExecutor
 from typing import Any
 
 from .. import reduction
 from .._errors import ProcessError
+from .._forklock import FORK_LOCK
 
 
 class RemoteTraceback(Exception):
@@ -42,6 +41,9 @@ class ExceptionWithTraceback:
     """An exception and its formatted traceback, pickled together (worker side)."""
 
     def __init__(self, exc: BaseException, tb: Any, item: tuple[int, str] | None = None) -> None:
+        with FORK_LOCK:  # not imported at start-up (see _adopt_futures_bases)
+            import traceback
+
         text = "".join(traceback.format_exception(type(exc), exc, tb))
         self.exc = exc
         self.tb = f'\n"""\n{text}"""'
@@ -139,7 +141,7 @@ class MemoryLimitError(TerminatedWorkerError):
         return type(self), (self.args[0], self.pid, self.exitcode, self.limit, self.size)
 
 
-class BrokenPoolError(ProcessError, BrokenExecutor):
+class BrokenPoolError(ProcessError, RuntimeError):
     """The pool cannot run tasks any more.
 
     Its initializer raised (that exception is the ``__cause__``), or its workers
@@ -157,20 +159,25 @@ class BrokenPoolError(ProcessError, BrokenExecutor):
 
 
 def _adopt_futures_bases(cls: type, first: tuple[type, ...]) -> None:
-    """Put ``cls`` (whose other bases are ``first``) under ``BrokenProcessPool`` once that exists.
+    """Put ``cls`` (whose other bases are ``first``) under ``concurrent.futures``' classes.
 
     ``concurrent.futures.process`` imports the standard ``multiprocessing``
-    package, which this package must not import, so ``cls`` starts out under
-    ``BrokenExecutor`` (from ``concurrent.futures``, which does not import it)
-    and moves under ``BrokenProcessPool`` as soon as someone else has imported
-    that module: whoever writes ``except BrokenProcessPool`` has.  This runs at
-    import and each time an instance is made, i.e. before it is raised.  ``except`` and
+    package, which this package must not import, and ``concurrent.futures``
+    itself imports ``logging`` (and with it ``traceback``), a tenth of what a
+    short script's pool costs.  So ``cls`` starts out under ``RuntimeError``,
+    moves under ``BrokenExecutor`` (a ``RuntimeError``) once someone has
+    imported ``concurrent.futures``, and under ``BrokenProcessPool`` once
+    someone has imported ``concurrent.futures.process``: whoever writes
+    ``except BrokenExecutor`` or ``except BrokenProcessPool`` has.  This runs
+    at import, when ``multiprocess.futures`` is imported, and each time an
+    instance is made, i.e. before it is raised.  ``except`` and
     ``isinstance`` follow the class's real ``__mro__`` (an ABC-style
     ``register`` would not do for ``except``), which assigning ``__bases__``
     recomputes.
     """
-    process = sys.modules.get("concurrent.futures.process")
-    base = getattr(process, "BrokenProcessPool", None)
+    base = getattr(sys.modules.get("concurrent.futures.process"), "BrokenProcessPool", None)
+    if not isinstance(base, type):
+        base = getattr(sys.modules.get("concurrent.futures._base"), "BrokenExecutor", None)
     if isinstance(base, type) and base not in cls.__mro__:
         cls.__bases__ = (*first, base)
 

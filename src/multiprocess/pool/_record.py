@@ -1,6 +1,7 @@
 """Each worker's record in shared memory: what it is running, since when (layer 5).
 
-The pool makes one ``RawArray`` of int64 with a slot of ``_FIELDS`` numbers
+The pool makes one block of shared memory (``heap.BufferWrapper``, what a
+``RawArray`` is built on, without ctypes) of int64 numbers, with a slot of ``_FIELDS`` numbers
 per worker; each worker is given a slot index (a replacement reuses the slot
 of the worker it replaces) and writes to it as it starts each task and each
 item of a chunk: plain stores into shared memory, no system call per item.
@@ -33,10 +34,7 @@ death they are exact.
 
 from __future__ import annotations
 
-import ctypes
-from typing import Any
-
-from .. import sharedctypes
+from .. import heap
 
 SEQ, ITEM, STARTED = 0, 1, 2
 _FIELDS = 4  # one spare: a slot is 32 bytes
@@ -54,16 +52,16 @@ class _Records:
 
     def __init__(self, slots: int) -> None:
         self.per = max(slots, 1)
-        self.arrays: list[Any] = []
+        self.arrays: list[heap.BufferWrapper] = []
         self.views: list[memoryview] = []
         self.free: list[int] = []
         self._add_array()
 
     def _add_array(self) -> None:
-        array = sharedctypes.RawArray(ctypes.c_int64, self.per * _FIELDS)
+        array = heap.BufferWrapper(self.per * _FIELDS * 8)
         first = len(self.arrays) * self.per
         self.arrays.append(array)
-        self.views.append(memoryview(array).cast("B").cast("q"))
+        self.views.append(array.create_memoryview().cast("q"))
         self.free.extend(range(first + self.per - 1, first - 1, -1))
 
     def take(self) -> int:
@@ -84,7 +82,7 @@ class _Records:
     def _where(self, slot: int) -> tuple[memoryview, int]:
         return self.views[slot // self.per], (slot % self.per) * _FIELDS
 
-    def for_worker(self, slot: int) -> tuple[Any, int]:
+    def for_worker(self, slot: int) -> tuple[heap.BufferWrapper, int]:
         """The array and the index in it that the worker of ``slot`` is given."""
         return self.arrays[slot // self.per], slot % self.per
 
@@ -102,7 +100,7 @@ class _Records:
         return seq, view[base + ITEM], view[base + STARTED]
 
 
-def _worker_view(array: Any, slot: int) -> tuple[memoryview, int]:
+def _worker_view(array: heap.BufferWrapper | None, slot: int) -> tuple[memoryview, int]:
     """The worker's side: a view of the record and the offset of its slot.
 
     Without a record (a worker started by other code), a private one: the
@@ -110,4 +108,4 @@ def _worker_view(array: Any, slot: int) -> tuple[memoryview, int]:
     """
     if array is None or slot < 0:
         return memoryview(bytearray(_FIELDS * 8)).cast("q"), 0
-    return memoryview(array).cast("B").cast("q"), slot * _FIELDS
+    return array.create_memoryview().cast("q"), slot * _FIELDS

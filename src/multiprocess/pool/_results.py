@@ -18,14 +18,16 @@ import collections
 import itertools
 import sys
 import threading
-import traceback
 import types
 from collections.abc import AsyncIterator, Generator, Iterator
-from concurrent.futures import CancelledError
 from typing import TYPE_CHECKING, Any, Callable, Generic, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from concurrent.futures import CancelledError
 
 from .. import util
 from .._errors import TimeoutError
+from .._forklock import FORK_LOCK
 from . import _aio
 from ._exceptions import _short_repr
 
@@ -110,10 +112,18 @@ def _report_callback_error(callback: Any) -> None:
     # A callback runs in a pool thread: its exception cannot reach the caller,
     # and must not stop the pool.  Print it as an unhandled thread error would be.
     sys.stderr.write(f"Exception in callback {_short_repr(callback)} of a pool task:\n")
+    with FORK_LOCK:  # not imported at start-up (see _cancelled_error)
+        import traceback
+
     traceback.print_exc()
 
 
 def _cancelled_error(call: str) -> CancelledError:
+    # concurrent.futures (which imports logging and traceback) is imported when
+    # first needed, by any thread: a short script's pool does not pay for it.
+    with FORK_LOCK:
+        from concurrent.futures import CancelledError
+
     return CancelledError(
         f"{call} was cancelled: the asyncio task awaiting it was cancelled; its tasks "
         f"that no worker had been given were dropped, those already given run to their end "
