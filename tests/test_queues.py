@@ -11,7 +11,7 @@ import time
 import _sync_helpers as h
 import pytest
 
-from multiprocess import queues
+from multiprocess import _memfd, queues
 
 HAVE_QSIZE = sys.platform != "darwin"  # needs sem_getvalue()
 
@@ -548,8 +548,8 @@ def test_memfd_maps_do_not_leak_descriptors(ctx, monkeypatch):
     q = ctx.Queue()
     arr = np.arange(queues._FD_MIN_SIZE // 8, dtype=np.float64)
     # Before Python 3.13 a map keeps a descriptor: past the budget, copy out.
-    monkeypatch.setattr(queues, "_MAP_TRACKFD_ARG", False)
-    monkeypatch.setattr(queues, "_MAX_LIVE_MAPS", queues._live_maps + 2)
+    monkeypatch.setattr(_memfd, "_MAP_TRACKFD_ARG", False)
+    monkeypatch.setattr(_memfd, "_MAX_LIVE_MAPS", _memfd._live_maps + 2)
     p = start(ctx, h.put_all, q, [arr] * 6)
     first = q.get(timeout=60)  # the side channel is in use from here on
     before = _open_fds()

@@ -109,6 +109,11 @@ from queue import Empty, Full
 from typing import Any, Callable
 
 from . import reduction, util
+from ._memfd import HAVE_MEMFD as _HAVE_MEMFD
+from ._memfd import IO_CHUNK as _IO_CHUNK
+from ._memfd import allocate as _allocate
+from ._memfd import copy_to_memfd, map_memfd, recv_fds
+from ._memfd import is_numpy as _is_numpy
 from ._posix import advance, first_bytes
 from ._posix import pid_alive as _pid_alive
 from ._spawning import assert_spawning
@@ -141,12 +146,6 @@ _OOB_MAPPABLE = 1 << 63
 # Buffers at least this large travel out of band (smaller ones are copied into
 # the pickle, which is cheaper than a record of their own).
 _OOB_MIN_SIZE = 1 << 16
-# Out-of-band buffers at least this large are read into a memory map.
-_MAP_MIN_SIZE = 1 << 20
-_MAP_FLAGS: int | None = (
-    mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS if hasattr(mmap, "MAP_ANONYMOUS") else None
-)
-_MADV_HUGEPAGE: int | None = getattr(mmap, "MADV_HUGEPAGE", None)
 # Buffer length bit: the buffer is not in the pipe but in a memfd passed on
 # the queue's side channel (see "Large payloads" in the module docstring).
 _OOB_IN_FD = 1 << 62
@@ -165,21 +164,8 @@ _FD_MAX_PER_RECORD = 64
 # buffer the kernel allows, that leaves room for about two messages, which
 # bounds the memfds in flight that no reader has taken yet.
 _SIDE_MESSAGE_SIZE = 1536
-_HAVE_MEMFD = (
-    sys.platform.startswith("linux")
-    and hasattr(os, "memfd_create")
-    and hasattr(socket, "SCM_RIGHTS")
-    and hasattr(socket, "SOCK_SEQPACKET")
-)
-# Python 3.13's mmap can map a file without keeping a duplicate of its
-# descriptor; before that, every live map holds one, so at most
-# _MAX_LIVE_MAPS received buffers stay mapped (others are copied out).
-_MAP_TRACKFD_ARG = sys.version_info >= (3, 13)
-_MAX_LIVE_MAPS = 256
 # Pipe capacity asked for on Linux once a large record is written.
 _PIPE_SIZE = 1 << 20
-# Largest count for one read/write system call (macOS rejects more than INT_MAX).
-_IO_CHUNK = 1 << 30
 
 # Indices of the shared integers (see the module docstring).
 _RLOCK_OWNER = 0
@@ -859,7 +845,7 @@ class _RecordWriter:
         or the queue has no side channel or no memfd can be made."""
         if view.nbytes < _FD_MIN_SIZE or self._side is None:
             return False
-        memfd = _copy_to_memfd(view)
+        memfd = copy_to_memfd(view, "multiprocess-queue")
         if memfd is None:
             return False
         try:
@@ -909,7 +895,7 @@ class _RecordWriter:
                     views.append(flat)
                     continue
                 if self._side is not None and n >= _FD_MIN_SIZE and len(fds) < _FD_MAX_PER_RECORD:
-                    fd = _copy_to_memfd(flat)
+                    fd = copy_to_memfd(flat, "multiprocess-queue")
                     if fd is not None:
                         fds.append(fd)
                         lengths.append(n | _OOB_MAPPABLE | _OOB_IN_FD)
@@ -1142,7 +1128,7 @@ class _RecordReader:
                 fd_iter = iter(fds)
                 for i, n in enumerate(lengths):
                     if n & _OOB_IN_FD:
-                        buffers[i] = _map_memfd(next(fd_iter), n & _OOB_SIZE_MASK)
+                        buffers[i] = map_memfd(next(fd_iter), n & _OOB_SIZE_MASK, _StreamCorrupted)
             finally:
                 for fd in fds:
                     os.close(fd)
@@ -1181,7 +1167,7 @@ class _RecordReader:
         try:
             while True:
                 try:
-                    message, fds = _recv_fds(sock)
+                    message, fds = recv_fds(sock, _TOKEN.size, _FD_MAX_PER_RECORD)
                 except BlockingIOError:
                     pass
                 else:
@@ -1271,111 +1257,12 @@ class _RecordReader:
         return False
 
 
-def _is_numpy(exporter: Any) -> bool:
-    """Whether a buffer's exporter is a numpy array (its reconstructor takes any buffer)."""
-    return type(exporter).__module__.partition(".")[0] == "numpy"
-
-
-def _allocate(size: int) -> Any:
-    """A writable buffer of ``size`` bytes for an out-of-band buffer to be read into.
-
-    Large ones are private anonymous memory maps: unlike ``bytearray(size)``
-    they are not zero-filled first, so their pages are touched once, by the
-    read; and on Linux they ask for transparent huge pages, which takes the
-    page faults of the read from one per 4 KiB to one per 2 MiB (most of the
-    cost of receiving a large array).
-    """
-    if size >= _MAP_MIN_SIZE and _MAP_FLAGS is not None:
-        try:
-            buf = mmap.mmap(-1, size, flags=_MAP_FLAGS)
-        except (OSError, ValueError):
-            return bytearray(size)
-        if _MADV_HUGEPAGE is not None:
-            try:
-                buf.madvise(_MADV_HUGEPAGE)
-            except OSError:
-                pass  # THP disabled or unsupported: small pages, still fine
-        return buf
-    return bytearray(size)
-
-
-def _recv_fds(sock: socket.socket) -> tuple[bytes, list[int]]:
-    """One side-channel message without waiting: its token bytes and descriptors.
-
-    (``socket.recv_fds`` ignores its flags before Python 3.12.)
-    """
-    fds = array.array("i")
-    message, ancdata, _flags, _addr = sock.recvmsg(
-        _TOKEN.size,
-        socket.CMSG_SPACE(_FD_MAX_PER_RECORD * fds.itemsize),
-        socket.MSG_DONTWAIT | socket.MSG_CMSG_CLOEXEC,
-    )
-    for level, type_, data in ancdata:
-        if level == socket.SOL_SOCKET and type_ == socket.SCM_RIGHTS:
-            fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
-    return message, list(fds)
-
-
-def _copy_to_memfd(view: memoryview) -> int | None:
-    """A memfd holding a copy of ``view``; None if none can be made (the pipe is used)."""
-    try:
-        fd = os.memfd_create("multiprocess-queue", os.MFD_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        pos, size = 0, view.nbytes
-        while pos < size:
-            pos += os.write(fd, view[pos : pos + _IO_CHUNK])
-    except OSError:
-        os.close(fd)
-        return None  # ENOMEM, ENOSPC: the pipe needs no extra memory
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
 _token_counter = itertools.count(1)
 
 
 def _next_token() -> int:
     """A token unique among this queue's records: this process's pid and a counter."""
     return (_PID << 32) | (next(_token_counter) & 0xFFFFFFFF)
-
-
-_live_maps = 0
-
-
-def _unmapped() -> None:
-    global _live_maps
-    _live_maps -= 1
-
-
-def _map_memfd(fd: int, size: int) -> Any:
-    """The received memfd ``fd`` of ``size`` bytes, as a writable buffer (``fd`` stays open).
-
-    Mapped where that costs no descriptor (Python 3.13) or few are mapped;
-    otherwise copied into a private buffer.
-    """
-    global _live_maps
-    if os.fstat(fd).st_size != size:
-        raise _StreamCorrupted("corrupted queue stream (memfd of the wrong size)")
-    if _MAP_TRACKFD_ARG:
-        return mmap.mmap(fd, size, trackfd=False)  # type: ignore[call-arg]
-    if _live_maps < _MAX_LIVE_MAPS:
-        buf = mmap.mmap(fd, size)  # keeps a duplicate of fd while it lives
-        _live_maps += 1
-        weakref.finalize(buf, _unmapped)
-        return buf
-    buf = _allocate(size)
-    with memoryview(buf) as view:
-        pos = 0
-        while pos < size:
-            n = os.preadv(fd, [view[pos : pos + _IO_CHUNK]], pos)
-            if n == 0:
-                raise _StreamCorrupted("corrupted queue stream (short memfd)")
-            pos += n
-    return buf
 
 
 _loads = reduction.loads
