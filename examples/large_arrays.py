@@ -46,7 +46,8 @@ def through_a_queue():
     sums = outbox.get(timeout=60)
     inbox.put(None)
     worker.join()
-    print(f"queue: sent {data.nbytes >> 20} MiB, column sums match: {np.array_equal(sums, data.sum(axis=0))}")
+    match = np.array_equal(sums, data.sum(axis=0))
+    print(f"queue: sent {data.nbytes >> 20} MiB, column sums match: {match}")
 
 
 def in_shared_memory(workers=4):
@@ -63,8 +64,10 @@ def in_shared_memory(workers=4):
             p.start()
         for p in processes:
             p.join()
-        print(f"shared memory: {workers} workers scaled {array.nbytes >> 20} MiB in place, "
-              f"every element is 2.0: {bool((array == 2.0).all())}")
+        print(
+            f"shared memory: {workers} workers scaled {array.nbytes >> 20} MiB in place, "
+            f"every element is 2.0: {bool((array == 2.0).all())}"
+        )
         del array
     finally:
         block.close()
