@@ -38,12 +38,13 @@ def main():
             except mp.TaskTimeoutError as e:
                 print(f"item {i}: timed out ({type(e).__name__})")
         done, total = seen[-1]
-        print(f"progress: {done}/{total} items in {len(seen)} updates")
+        print(f"progress: {done}/{total} items")
 
         try:
             pool.map(work, [1, 2, -3, 4], chunksize=2)
         except ValueError as e:
-            print(f"map failed: {e}; note: {e.__notes__[0]}")
+            # The note names the item (before Python 3.11 it also ends str(e)).
+            print(f"map failed: {type(e).__name__}; note: {e.__notes__[0]}")
 
         # A call's own task_timeout overrides the pool's (math.inf: no limit).
         print("apply:", pool.apply(work, (5,), task_timeout=30))
