@@ -25,11 +25,19 @@ def get_and_stop(q, reached, where, partial=100_000):
     """``q.get()``, stopping for good at ``where`` (one of STOPS) after setting ``reached``."""
     reader_class = queues._RecordReader
     if where == "after-header":
+        init = reader_class.__init__
 
-        def read_body(self, fd):
-            _stop_here(reached)
+        def init_and_stop_after_header(self, *args):
+            init(self, *args)
+            readinto = self._readinto
 
-        reader_class._read_body = read_body
+            def read_header(view):
+                if readinto(view):
+                    _stop_here(reached)
+
+            self._readinto = read_header
+
+        reader_class.__init__ = init_and_stop_after_header
     elif where == "mid-payload":
         read_into = reader_class._read_into
 
@@ -85,3 +93,18 @@ def consume(q, seen, errors):
             seen[got[0]] += 1
         else:
             errors[0] += 1
+
+
+def hold_read_lock_without_pid(q, holding):
+    """Take the queue's read lock the way a consumer killed before recording
+    its pid leaves it: held, with no owner."""
+    q._rlock.acquire()
+    _stop_here(holding)
+
+
+def hold_guard_and_read_lock(q, holding):
+    """Hold the recovery guard (as a consumer killed while it took a lock back
+    leaves it) and the read lock."""
+    q._guard.acquire()
+    q._read_lock.acquire()
+    _stop_here(holding)

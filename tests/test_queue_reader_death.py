@@ -21,10 +21,6 @@ HAVE_QSIZE = sys.platform != "darwin"  # needs sem_getvalue()
 PIPE_ITEM = b"p" * (512 << 10)  # through the pipe, in several reads
 MEMFD_ITEM = b"m" * (2 << 20)  # in a memfd where there are memfds
 
-needs_memfd = pytest.mark.skipif(
-    not queues._HAVE_MEMFD, reason="memfds and SEQPACKET sockets are Linux only"
-)
-
 CASES = {
     # name: (the item being read when its consumer dies, where it stops)
     "small-after-header": (("small", 1), "after-header"),
@@ -53,9 +49,8 @@ def kill_while_reading(ctx, q, victim_item, where):
 @pytest.mark.parametrize("case", list(CASES))
 def test_consumer_killed_in_the_middle_of_a_get(ctx, case):
     victim_item, where = CASES[case]
-    if where in ("before-message", "before-map"):
-        if not queues._HAVE_MEMFD:
-            pytest.skip("memfds and SEQPACKET sockets are Linux only")
+    if where in ("before-message", "before-map") and not queues._HAVE_MEMFD:
+        pytest.skip("memfds and SEQPACKET sockets are Linux only")
     q = ctx.Queue()
     kill_while_reading(ctx, q, victim_item, where)
     for obj in FOLLOWERS:
@@ -165,5 +160,44 @@ def test_consumers_killed_at_random_points(ctx):
         assert 0 <= q.qsize() <= kills
     q.put("still works")
     assert q.get(timeout=60) == "still works"
+    q.close()
+    q.join_thread()
+
+
+@pytest.mark.parametrize("holder", ["hold_read_lock_without_pid", "hold_guard_and_read_lock"])
+def test_locks_of_a_consumer_killed_at_the_wrong_instant_are_taken_back(ctx, holder):
+    # A read lock whose holder died before recording its pid, and the guard of
+    # a consumer killed while it took a lock back, are taken back after
+    # _ANONYMOUS_AFTER seconds.
+    q = ctx.Queue()
+    holding = ctx.Event()
+    p = ctx.Process(target=getattr(h, holder), args=(q, holding), daemon=True)
+    p.start()
+    assert holding.wait(60)
+    p.kill()
+    p.join(60)
+    q.put("after")
+    assert q.get(timeout=60) == "after"
+    q.put("again")
+    assert q.get(timeout=60) == "again"
+    q.close()
+    q.join_thread()
+
+
+def test_an_error_in_the_middle_of_a_get_leaves_the_queue_readable(ctx, monkeypatch):
+    q = ctx.Queue()
+    for obj in (PIPE_ITEM, "next"):
+        q.put(obj)
+
+    def no_memory(size):
+        raise MemoryError(size)
+
+    monkeypatch.setattr(queues, "_allocate", no_memory)
+    with pytest.raises(MemoryError):
+        q.get(timeout=60)  # the header was read, the payload not
+    monkeypatch.undo()
+    assert q.get(timeout=60) == "next"
+    if HAVE_QSIZE:
+        assert q.qsize() == 0
     q.close()
     q.join_thread()

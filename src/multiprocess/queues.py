@@ -92,6 +92,7 @@ import collections
 import errno
 import fcntl
 import functools
+import io
 import itertools
 import math
 import mmap
@@ -178,12 +179,12 @@ _DIRTY = 2
 # Set when the read lock is taken back from a dead reader, cleared by the
 # reader that skips what is left of the record it was reading.
 _RDIRTY = 3
-# Indices of the int64 in bytes 16-47: bytes written to the pipe since the
-# queue was made; 1 while a write system call is in flight; where in that
-# stream the record being read starts (the next record, between records).
+# Indices of the int64 in bytes 16-47: twice the bytes written to the pipe
+# since the queue was made, plus 1 while a write system call is in flight;
+# where in that stream the record being read starts (the next record,
+# between records).
 _WRITTEN = 0
-_WBUSY = 1
-_RSTART = 2
+_RSTART = 1
 # Bytes 48-63: the header of the record being read, read there by the
 # kernel, so that it outlives a reader killed after reading it.
 _HEADER_SLOT = 48
@@ -357,7 +358,14 @@ class Queue:
                 reader = self._reader_state = _RecordReader(
                     self._reader, self._write_lock, self._discard(), self._side_reader, self._stream
                 )
-            record = reader.read(block, deadline)
+            try:
+                record = reader.read(block, deadline)
+            except BaseException:
+                # A ^C or an error in the middle of a record leaves the rest
+                # of it in the pipe: the next reader skips it, as it does
+                # after a reader was killed there.
+                self._read_lock._shared[_RDIRTY] = 1
+                raise
             if record is None:
                 raise Empty
             # Right after the record's end is recorded (in read()): a reader
@@ -764,7 +772,15 @@ class _OwnedLock:
     A reused pid still looks alive.
     """
 
-    __slots__ = ("_anonymous", "_dirty_index", "_guard", "_guard_stuck", "_index", "_lock", "_shared")
+    __slots__ = (
+        "_anonymous",
+        "_dirty_index",
+        "_guard",
+        "_guard_stuck",
+        "_index",
+        "_lock",
+        "_shared",
+    )
 
     def __init__(
         self,
@@ -902,9 +918,10 @@ class _Stream:
     """Where a queue's byte stream stands, kept in shared memory so that a reader
     can take over from one killed in the middle of a record.
 
-    ``counts[_WRITTEN]`` is the number of bytes written to the pipe since the
-    queue was made: each writer adds what a write system call wrote right
-    after it, with ``counts[_WBUSY]`` set around the call.  The pipe's write
+    ``counts[_WRITTEN]`` counts the bytes written to the pipe since the queue
+    was made, doubled: a writer adds 1 before a write system call and
+    replaces it with what the call wrote right after (one load and two
+    stores per call).  The pipe's write
     end is non-blocking, so that no call stays in flight (writers wait for
     room in ``poll``).  ``counts[_RSTART]`` is where the record being read
     starts in that stream: the reader moves it to the record's end once it
@@ -929,15 +946,15 @@ class _Stream:
         cannot be known (a writer died in the middle of a write call)."""
         counts = self.counts
         while True:
-            busy = counts[_WBUSY]
             written = counts[_WRITTEN]
             queued = _bytes_in_pipe(fd)
-            # Consistent if no write call started or ended meanwhile.
-            if not busy and not counts[_WBUSY] and counts[_WRITTEN] == written:
-                return written - queued
+            # Consistent if no write call was in flight, nor started meanwhile
+            # (each start changes the value).
+            if not written & 1 and counts[_WRITTEN] == written:
+                return (written >> 1) - queued
             # A write call takes microseconds, unless its writer died in it.
             wlock.holder_died()
-            if wlock._shared[_DIRTY] and counts[_WBUSY]:
+            if wlock._shared[_DIRTY] and counts[_WRITTEN] & 1:
                 return None
             time.sleep(0.001)
 
@@ -945,8 +962,9 @@ class _Stream:
         """All that was written has been read, and nobody writes (the dirty flag
         is set, the read lock held): count from here."""
         counts = self.counts
-        counts[_WBUSY] = 0
-        counts[_RSTART] = counts[_WRITTEN]
+        written = counts[_WRITTEN] >> 1
+        counts[_WRITTEN] = written << 1
+        counts[_RSTART] = written
 
 
 def _bytes_in_pipe(fd: int) -> int:
@@ -968,7 +986,8 @@ def _clean_empty_pipe(shared: memoryview, stream: _Stream, discard: Callable[[],
     """
     counts = stream.counts
     if shared[_RDIRTY]:
-        if not counts[_WBUSY] and counts[_WRITTEN] != counts[_RSTART]:
+        written = counts[_WRITTEN]
+        if not written & 1 and written >> 1 != counts[_RSTART]:
             stream.restart()
             discard()
         shared[_RDIRTY] = 0
@@ -1034,18 +1053,18 @@ class _RecordWriter:
             self._lock_clean()
             try:
                 while True:
-                    counts[_WBUSY] = 1
+                    written = counts[_WRITTEN]
+                    counts[_WRITTEN] = written + 1  # a write call in flight (_Stream)
                     try:
                         n = os.write(fd, record)
                     except BlockingIOError:
-                        counts[_WBUSY] = 0
+                        counts[_WRITTEN] = written
                         _wait_writable(fd)  # all or nothing: it did not fit
                         continue
                     except BaseException:
-                        counts[_WBUSY] = 0
+                        counts[_WRITTEN] = written
                         raise
-                    counts[_WRITTEN] += n
-                    counts[_WBUSY] = 0
+                    counts[_WRITTEN] = written + 2 * n
                     return
             finally:
                 self._wlock.release()
@@ -1150,18 +1169,18 @@ class _RecordWriter:
     def _writev(self, fd: int, views: list[memoryview]) -> int:
         """One counted write call (see _Stream); 0 after waiting for room."""
         counts = self._counts
-        counts[_WBUSY] = 1
+        written = counts[_WRITTEN]
+        counts[_WRITTEN] = written + 1
         try:
             n = os.writev(fd, views)
         except BlockingIOError:
-            counts[_WBUSY] = 0
+            counts[_WRITTEN] = written
             _wait_writable(fd)
             return 0
         except BaseException:
-            counts[_WBUSY] = 0
+            counts[_WRITTEN] = written
             raise
-        counts[_WRITTEN] += n
-        counts[_WBUSY] = 0
+        counts[_WRITTEN] = written + 2 * n
         return n
 
     def _send_fds(self, token: int, fds: list[int]) -> None:
@@ -1224,7 +1243,10 @@ class _RecordReader:
         self._discard = discard
         self._stream = stream
         self._counts = stream.counts
-        self._header = [stream.header]
+        # The header is read into shared memory, where it outlives this
+        # process (_Stream); FileIO.readinto is the quickest way there (it
+        # returns None instead of raising when the pipe is empty).
+        self._readinto = io.FileIO(self._fd, "rb", closefd=False).readinto
 
     def read(self, block: bool, deadline: float | None) -> tuple[int, Any] | None:
         """Return ``(kind, payload)``, or None if no record started in time.
@@ -1232,42 +1254,51 @@ class _RecordReader:
         Partial records left by dead writers are dropped, calling ``discard``
         for each, and so is the rest of a record whose reader was killed.
         """
-        fd, discard, header_iov = self._fd, self._discard, self._header
+        fd, discard, header = self._fd, self._discard, self._stream.header
         if self._shared[_RDIRTY]:
             self._resync()
         while True:
-            try:
-                # Into shared memory: it must outlive this process (_Stream).
-                got = os.readv(fd, header_iov)
-            except BlockingIOError:
+            got = self._readinto(header)
+            if got is None:
                 if not self._wait_for_record(block, deadline):
                     return None
                 continue
-            if not got:
-                raise EOFError("the queue's pipe is closed")
-            if got < _HEADER_SIZE and not self._read_into(header_iov[0][got:]):
-                discard()
-                continue
-            record = self._read_body(fd)
+            if got != _HEADER_SIZE:
+                if not got:
+                    raise EOFError("the queue's pipe is closed")
+                if not self._read_into(header[got:]):
+                    discard()
+                    continue
+            magic, kind, flags, size = _HEADER.unpack_from(header)
+            if not flags and kind == _KIND_PICKLE and size <= _SMALL_PAYLOAD and magic == _MAGIC:
+                # Written with one write of at most PIPE_BUF bytes: atomic,
+                # so the payload is already there.
+                data = os.read(fd, size)
+                if len(data) != size:
+                    raise _StreamCorrupted("corrupted queue stream (short record)")
+                # The record is ours: the next one starts after it.
+                self._counts[_RSTART] += _HEADER_SIZE + size
+                return kind, data
+            record = self._read_body(fd, magic, kind, flags, size)
             if record is not None:
                 return record
             discard()
 
-    def _read_body(self, fd: int) -> tuple[int, Any] | None:
-        """The rest of the record whose header was read; None if its writer died midway."""
-        magic, kind, flags, size = _HEADER.unpack_from(self._stream.header)
+    def _read_body(
+        self, fd: int, magic: int, kind: int, flags: int, size: int
+    ) -> tuple[int, Any] | None:
+        """The rest of a record whose header was read; None if its writer died midway."""
         if magic != _MAGIC:
             raise _StreamCorrupted(
                 "corrupted queue stream (was a process killed while it read from this queue?)"
             )
+        payload: Any
         if kind == _KIND_OOB:
             payload = self._read_oob(size, flags)
         elif flags & _FLAG_FDS:
             payload = self._read_in_memfd(size)
         elif size <= _SMALL_PAYLOAD:
-            # Written with one write of at most PIPE_BUF bytes: atomic, so the
-            # payload is already there.
-            payload = os.read(fd, size)
+            payload = os.read(fd, size)  # atomic, as in read()
             if len(payload) != size:
                 raise _StreamCorrupted("corrupted queue stream (short record)")
         else:
