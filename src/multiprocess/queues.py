@@ -59,11 +59,12 @@ with the socket.  Memory: the side channel's send buffer is kept to its
 minimum, so a writer has at most about two messages in flight that no
 reader has taken (then ``send`` waits), besides the memfd it is sending.
 
-Killed producers.  A producer may die (SIGKILL, OOM killer) holding the write
-lock, in the middle of a record.  The standard library's queue then hangs:
-the lock is never released and a reader waits forever for the rest of the
-message.  Here three integers in shared memory (a :class:`_SharedBlock`) keep
-the queue going:
+Killed producers and consumers.  A producer may die (SIGKILL, OOM killer)
+holding the write lock, in the middle of a record; a consumer, holding the
+read lock, in the middle of reading one.  The standard library's queue then
+hangs: the lock is never released, and a reader waits forever for the rest
+of the message (or reads the rest of a record as a header).  Here a block
+of shared memory (a :class:`_SharedBlock`) keeps the queue going:
 
 - the pid of the process holding the write lock, and of the one holding the
   read lock (:class:`_OwnedLock`).  A process that waits for a lock whose
@@ -74,6 +75,16 @@ the queue going:
   dry (in the middle of that record, or between records with an empty pipe)
   has consumed all of it, drops what it read, gives back the record's slot
   of ``maxsize`` and clears the flag.
+- a *read-dirty* flag, set when the read lock is taken back from a dead
+  reader (or a reader stops in the middle of a record: an exception, ^C),
+  and the stream's counters (:class:`_Stream`): the bytes written to the
+  pipe, counted by the writers around each (non-blocking) write call; where
+  the record being read starts, moved to its end by the reader that gets it;
+  and the header of that record, read straight into shared memory.  The next
+  reader computes how much of the record the dead one took (bytes written
+  minus bytes in the pipe, minus the record's start), skips the rest, gives
+  back the record's slot, and reads on from the next record.  Nothing in
+  this needs a store between two reads, so the reader may die at any point.
 
 So ``get(timeout=...)`` raises ``queue.Empty`` in time after a producer died
 mid-record, and the other producers and consumers go on.  Lost: the record
@@ -81,8 +92,16 @@ being written and the objects still in the dead producer's buffer (for a
 bounded queue their slots stay taken; for a JoinableQueue their tasks stay
 unfinished).  Once a record has started to arrive, ``get`` waits for its end
 as long as its writer is alive, even past its timeout.  A consumer killed
-while it waits for data loses nothing; one killed in the middle of reading a
-record leaves the stream unreadable (``get`` then raises OSError).
+while it waits for data loses nothing; one killed in the middle of a
+``get()`` loses the object it was reading (its slot is given back, and for a
+JoinableQueue it counts as done), and the others get every object after it.
+A memfd whose message a dead reader had taken is freed with it; one it had
+not taken is dropped by the next reader of a record with memfds (tokens).
+
+Gaps: a consumer killed in the instant between the end of a record and
+giving back its slot leaves the slot taken (``qsize()`` one too high); a
+consumer and a producer killed at once, the producer in the middle of a
+write call, make the next reader drop everything in the pipe.
 """
 
 from __future__ import annotations
