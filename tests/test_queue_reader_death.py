@@ -119,7 +119,7 @@ def test_consumers_killed_at_random_points(ctx):
     arrives intact at most once, at most one per killed consumer is lost, and
     nothing hangs."""
     rng = random.Random(0x51)
-    count, kills, readers = 600, 12, 3
+    count, kills, readers = 800, 20, 3
     q = ctx.Queue()
     seen, errors = _counters(ctx, count)
 
