@@ -241,24 +241,26 @@ def test_listener_client_negotiate_out_of_band(ctx):
     assert p.exitcode == 0
 
 
-def test_no_out_of_band_without_authkey_or_over_tcp():
-    for family, authkey in [("AF_UNIX", None), ("AF_INET", b"k")]:
-        with Listener(family=family, authkey=authkey) as listener:
-            result = {}
-            t = threading.Thread(target=lambda: result.setdefault("c", listener.accept()))
-            t.start()
-            with Client(listener.address, authkey=authkey) as c:
-                t.join()
-                with result["c"] as s:
-                    assert not c._oob and not s._oob
-                    sender = threading.Thread(target=c.send, args=(np.ones(MIB),))
-                    sender.start()
-                    size = _raw_header(s)  # a plain frame, as the standard library's
-                    assert size > 8 * MIB
-                    got = 0
-                    while got < size:
-                        got += len(os.read(s.fileno(), size - got))
-                    sender.join()
+@pytest.mark.parametrize(
+    ("family", "authkey"), [("AF_UNIX", None), ("AF_INET", b"k")], ids=["no-authkey", "tcp"]
+)
+def test_no_out_of_band_without_authkey_or_over_tcp(family, authkey):
+    with Listener(family=family, authkey=authkey) as listener:
+        result = {}
+        t = threading.Thread(target=lambda: result.setdefault("c", listener.accept()))
+        t.start()
+        with Client(listener.address, authkey=authkey) as c:
+            t.join()
+            with result["c"] as s:
+                assert not c._oob and not s._oob
+                sender = threading.Thread(target=c.send, args=(np.ones(MIB),))
+                sender.start()
+                size = _raw_header(s)  # a plain frame, as the standard library's
+                assert size > 8 * MIB
+                got = 0
+                while got < size:
+                    got += len(os.read(s.fileno(), size - got))
+                sender.join()
 
 
 # -- a manager proxy ---------------------------------------------------------------
@@ -332,7 +334,9 @@ def _table(kind=0, entries=(), version=1, count=None):
 
 def _send_forged(peer, table, stream=b"", fds=()):
     peer.sendall(struct.pack("!i", -2))
-    peer.sendmsg([table], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else [])
+    peer.sendmsg(
+        [table], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
+    )
     peer.sendall(stream)
 
 

@@ -59,6 +59,7 @@ import socket
 import struct
 
 from . import _memfd, reduction
+from ._errors import _TruncatedMessageError
 from ._posix import writev_all
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (cold start)
@@ -104,8 +105,9 @@ def _mappable(view: memoryview) -> bool:
 
 def send(conn: Any, obj: Any, serializer: str | None) -> None:
     """Send ``obj`` on ``conn``: as a plain frame if it is small, else as an out-of-band one."""
+    buffers: list[memoryview] = []
     if type(obj) is bytes and len(obj) >= FD_MIN_SIZE:
-        kind, data, buffers = _KIND_BYTES, obj, []
+        kind, data = _KIND_BYTES, obj
     else:
         # The C pickler copies a bytearray into the stream; a PickleBuffer of it
         # goes out of band and loads as the bytearray the reader fills.
@@ -211,8 +213,6 @@ def _recv_table(conn: Any) -> tuple[bytes, list[int], bool]:
             if not chunk:
                 for received in fds:
                     os.close(received)
-                from .connection import _TruncatedMessageError
-
                 raise _TruncatedMessageError("got end of file during message")
             data += chunk
     finally:
@@ -259,7 +259,9 @@ def _read_frame(conn: Any) -> _Frame:
             )
         for memfd in frame.fds:
             if not _is_memfd(memfd):
-                raise OutOfBandFrameError("out-of-band frame carried a descriptor that is not a memfd")
+                raise OutOfBandFrameError(
+                    "out-of-band frame carried a descriptor that is not a memfd"
+                )
         if _fds_received_hook is not None:
             _fds_received_hook(list(frame.fds))
     except BaseException:
@@ -374,7 +376,8 @@ def _inline_buffers(data: bytes, buffers: list[Any]) -> bytes:
     out: list[Any] = []
     pos = 0
     supply = iter(buffers)
-    for opcode, _arg, at in pickletools.genops(data):
+    for opcode, _arg, found in pickletools.genops(data):
+        at = found or 0  # (positions are known when reading from bytes)
         if opcode.name == "FRAME":
             out.append(data[pos:at])
             pos = at + 9

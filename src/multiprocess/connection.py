@@ -68,11 +68,11 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable
 
 from . import _conn_oob, reduction, util
-from ._memfd import HAVE_MEMFD
 
 # Both are also re-exported from here, as the standard library does.
-from ._errors import AuthenticationError, BufferTooShort
+from ._errors import AuthenticationError, BufferTooShort, _TruncatedMessageError
 from ._forklock import FORK_LOCK
+from ._memfd import HAVE_MEMFD
 from ._posix import wait_readable, writev_all
 
 if TYPE_CHECKING:
@@ -113,14 +113,6 @@ _READ_CHUNK = 1024 * 1024
 _PREALLOC_LIMIT = 32 * 1024 * 1024
 # Largest single read()/write(): macOS rejects counts above INT_MAX.
 _IO_CHUNK = 1 << 30
-
-
-class _TruncatedMessageError(EOFError, OSError):
-    """The peer closed the connection in the middle of a message.
-
-    An ``EOFError`` (the peer is gone) and an ``OSError`` (what the standard
-    library raises here), so that callers written for either keep working.
-    """
 
 
 def _end_of_file(got: int, in_message: bool) -> Exception:
