@@ -155,6 +155,17 @@ def test_large_objects_go_out_of_band_and_small_ones_stay_plain():
         assert rest == b"\x05" * (4 * MIB)
 
 
+def test_poll_and_wait_see_out_of_band_frames():
+    a, b = Pipe()
+    with a, b:
+        assert not b.poll()
+        a.send(np.ones(MIB))
+        assert b.poll(10)
+        assert ours.wait([b], 10) == [b]
+        assert np.array_equal(b.recv(), np.ones(MIB))
+        assert not b.poll()
+
+
 def test_received_arrays_are_writable_maps():
     a, b = Pipe()
     with a, b:
