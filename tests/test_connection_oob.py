@@ -286,6 +286,8 @@ def test_manager_list_of_large_arrays(ctx):
         assert np.array_equal(shared[0], big)
         assert shared[1] == b"\x07" * (2 * MIB)
         assert len(shared) == 2
+        # The proxy's connection negotiated out-of-band frames with the server.
+        assert shared._tls.connection._conn._oob
 
 
 # -- a receiver that dies with descriptors in flight -------------------------------
