@@ -128,20 +128,24 @@ def _unmapped() -> None:
     _live_maps -= 1
 
 
-def map_memfd(fd: int, size: int, error: type[OSError] = OSError) -> Any:
+def map_memfd(
+    fd: int, size: int, error: type[OSError] = OSError, private: bool = False
+) -> Any:
     """The received memfd ``fd`` of ``size`` bytes, as a writable buffer (``fd`` stays open).
 
     Mapped where that costs no descriptor (Python 3.13) or few are mapped;
     otherwise copied into a private buffer.  A memfd of another size, or one
-    that ends early, raises ``error``.
+    that ends early, raises ``error``.  ``private``: a copy-on-write map
+    (writes stay in this process, for a memfd that other processes map too).
     """
     global _live_maps
     if os.fstat(fd).st_size != size:
         raise error("memfd of the wrong size")
+    flags = mmap.MAP_PRIVATE if private else mmap.MAP_SHARED
     if _MAP_TRACKFD_ARG:
-        return mmap.mmap(fd, size, trackfd=False)  # type: ignore[call-arg]
+        return mmap.mmap(fd, size, flags=flags, trackfd=False)  # type: ignore[call-arg]
     if _live_maps < _MAX_LIVE_MAPS:
-        buf = mmap.mmap(fd, size)  # keeps a duplicate of fd while it lives
+        buf = mmap.mmap(fd, size, flags=flags)  # keeps a duplicate of fd while it lives
         _live_maps += 1
         weakref.finalize(buf, _unmapped)
         return buf

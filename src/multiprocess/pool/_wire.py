@@ -44,6 +44,9 @@ _CATCH_ALL = 0x20
 # parent never unpickles what it sent (user code, which may crash or not be
 # meant to run there).
 _SUBSET = 0x10
+# Or'ed into the kind of a task whose frame has a table of out-of-band
+# segments (the function's, the payload's: see _oob) before the payload.
+_OOB = 0x08
 _COUNT = struct.Struct("!I")
 
 # call id, kind, serializer code, length of the function bytes that follow (0: none)
