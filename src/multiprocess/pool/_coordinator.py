@@ -29,7 +29,6 @@ from collections.abc import Iterable
 from typing import Any, Callable
 
 from .. import connection, spawn, util
-from .._memfd import HAVE_MEMFD
 from .._forklock import FORK_LOCK
 from ._dispatch import _TERMINATE_GRACE, _Dispatch, _Worker
 from ._exceptions import (
@@ -42,6 +41,7 @@ from ._exceptions import (
 from ._functions import _PickledFunctions
 from ._jobs import _explain_task_pickling_error, _Job, _Task
 from ._limits import _rss_reader
+from . import _oob
 from ._oob import pack
 from ._record import _Records
 from ._results import _PoolCache
@@ -95,7 +95,7 @@ class _Coordinator(_Dispatch, _TaskControl):
         self._feeder_waiting = False
         # Large buffers of tasks, functions and results go out of band where
         # memfds and side channels exist (see _oob).
-        self._oob = HAVE_MEMFD
+        self._oob = _oob.ENABLED
         self._functions = _PickledFunctions(self._oob)
 
         self._accepting = True

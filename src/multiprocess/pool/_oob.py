@@ -56,6 +56,9 @@ from typing import Any
 from .. import reduction, util
 from .._memfd import HAVE_MEMFD, copy_to_memfd, is_numpy, map_memfd, recv_fds
 
+# Whether pools send large data out of band (read when a pool starts; tests
+# turn it off to exercise the in-band path that other platforms take).
+ENABLED = HAVE_MEMFD
 # Buffers and pickles at least this large go in memfds.
 OOB_MIN_SIZE = 1 << 20
 # First byte of a result frame with segments (a pickle starts with b"\x80").
