@@ -8,8 +8,10 @@ import signal
 from multiprocess.pool import _oob
 
 
-def echo(x):
-    return x
+def echo(*args, **kwds):
+    """The one argument or keyword argument given."""
+    (value,) = args or kwds.values()
+    return value
 
 
 def describe(x):

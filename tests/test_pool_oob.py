@@ -85,6 +85,20 @@ def test_bytes_bytearray_and_other_buffers(ctx):
     assert sizes == [("bytes", MIB + 3), ("bytearray", MIB + 3), ("array", MIB // 8 + 1)]
 
 
+def test_large_bytes_in_containers(ctx):
+    # bytes alone or in small tuples and lists go out of band from their own
+    # memory (_oob._LargeBytes); in larger containers, in the whole pickle.
+    data = os.urandom(2 * MIB + 1)
+    many = [b"x"] * 40 + [data]
+    with ctx.Pool(2) as p:
+        assert p.starmap(h.echo, [(data,), (b"small",)], chunksize=2) == [data, b"small"]
+        assert p.apply(h.echo, ([data, (1, data)],)) == [data, (1, data)]
+        assert p.apply(h.echo, (many,)) == many
+        assert p.apply(h.echo, (), {"x": data}) == data
+        back = p.apply(h.echo, ((data, data),))
+        assert back == (data, data) and all(type(b) is bytes for b in back)
+
+
 def test_whole_large_pickle_both_ways(ctx):
     words = [f"word {i}" for i in range(200_000)]  # a pickle of several MiB, no buffer in it
     with ctx.Pool(2) as p:

@@ -35,7 +35,9 @@ Semantics on the receiving side: a numpy array is backed by the map (shared
 with nobody for a task's own buffers and a result; for a function's
 buffers, which every worker maps, a copy-on-write map: a worker may write to
 its array, as with the standard library's copy, without others seeing it).
-Other out-of-band buffers are copied into a ``bytearray``.  Nothing leaks: a
+Other out-of-band buffers are copied into a ``bytearray``.  A large
+``bytes`` object, alone or in a small tuple or list (a task's item, a
+result), goes out of band from its own memory too (``_LargeBytes``).  Nothing leaks: a
 memfd lives while a descriptor or a map of it does, the sender's descriptors
 close with the task or function entry that holds them (and in forked
 children at once, see ``Memfd``), and descriptors in flight are freed with
@@ -48,6 +50,7 @@ import array
 import itertools
 import mmap
 import os
+import pickle
 import socket
 import struct
 import weakref
@@ -137,6 +140,8 @@ def pack(
     ``memo`` (by the buffers' exporters) lets a buffer that many payloads of
     one call share go in one memfd, made once (while tasks that hold it live).
     """
+    swapped: set[int] = set()
+    obj = _swap_large_bytes(obj, swapped, 0)
     data, views = reduction.dumps_oob(obj, min_size=OOB_MIN_SIZE, serializer=serializer)
     if not views and len(data) < OOB_MIN_SIZE:
         return data, None
@@ -144,8 +149,57 @@ def pack(
     mappable = [False]
     for view in views:
         segments.append(_in_memfd(view, memo))
-        mappable.append(is_numpy(view.obj))
+        mappable.append(is_numpy(view.obj) or id(view.obj) in swapped)
     return b"", Packed(segments, mappable)
+
+
+class _LargeBytes:
+    """Stands for a large ``bytes`` object in a payload: pickled out of band.
+
+    The pickler copies a ``bytes`` object into its stream (and no reducer
+    can take its place): this one goes as a protocol 5 buffer from its own
+    memory instead, and loads as ``bytes`` again.
+    """
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
+        return _bytes_of, (pickle.PickleBuffer(self.data),)
+
+
+def _bytes_of(buffer: Any) -> bytes:
+    """The ``bytes`` of a received buffer (a map, a view) (see ``_LargeBytes``)."""
+    return bytes(buffer)
+
+
+# Containers looked into for large bytes: few levels, few items, so that
+# small payloads pay next to nothing.
+_SWAP_DEPTH = 2
+_SWAP_ITEMS = 16
+
+
+def _swap_large_bytes(obj: Any, swapped: set[int], depth: int) -> Any:
+    """``obj`` with its large ``bytes`` (itself, or in small tuples and lists) as ``_LargeBytes``."""
+    kind = type(obj)
+    if kind is bytes:
+        if len(obj) < OOB_MIN_SIZE:
+            return obj
+        swapped.add(id(obj))
+        return _LargeBytes(obj)
+    if depth < _SWAP_DEPTH and (kind is tuple or kind is list) and len(obj) <= _SWAP_ITEMS:
+        new = None
+        for i, item in enumerate(obj):
+            changed = _swap_large_bytes(item, swapped, depth + 1)
+            if changed is not item:
+                if new is None:
+                    new = list(obj)
+                new[i] = changed
+        if new is not None:
+            return tuple(new) if kind is tuple else new
+    return obj
 
 
 def _in_memfd(view: memoryview, memo: dict[int, Any] | None) -> Any:
