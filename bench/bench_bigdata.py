@@ -133,9 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     ):
         runs = {impl: [] for impl in impls if impl != "mpire" or case == "partial"}
         for _ in range(args.repeat):
-            for impl in runs:  # interleaved: the machine's load hits all alike
-                runs[impl].append(_run(impl, case, args))
-                print(f"  {label} {impl}: {runs[impl][-1]['seconds']:.3f}s", file=sys.stderr)
+            for impl, results in runs.items():  # interleaved: the load hits all alike
+                results.append(_run(impl, case, args))
+                print(f"  {label} {impl}: {results[-1]['seconds']:.3f}s", file=sys.stderr)
         rows.append((case, label, runs))
 
     print(

@@ -31,6 +31,7 @@ def _through_the_pipes(monkeypatch):
     memfds (see pool/_oob; test_pool_oob kills a worker in that path)."""
     monkeypatch.setattr(_oob, "ENABLED", False)
 
+
 WAIT = 60
 
 

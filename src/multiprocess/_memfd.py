@@ -128,9 +128,7 @@ def _unmapped() -> None:
     _live_maps -= 1
 
 
-def map_memfd(
-    fd: int, size: int, error: type[OSError] = OSError, private: bool = False
-) -> Any:
+def map_memfd(fd: int, size: int, error: type[OSError] = OSError, private: bool = False) -> Any:
     """The received memfd ``fd`` of ``size`` bytes, as a writable buffer (``fd`` stays open).
 
     Mapped where that costs no descriptor (Python 3.13) or few are mapped;

@@ -30,6 +30,7 @@ from typing import Any, Callable
 
 from .. import connection, spawn, util
 from .._forklock import FORK_LOCK
+from . import _oob
 from ._dispatch import _TERMINATE_GRACE, _Dispatch, _Worker
 from ._exceptions import (
     BrokenPoolError,
@@ -41,7 +42,6 @@ from ._exceptions import (
 from ._functions import _PickledFunctions
 from ._jobs import _explain_task_pickling_error, _Job, _Task
 from ._limits import _rss_reader
-from . import _oob
 from ._oob import pack
 from ._record import _Records
 from ._results import _PoolCache

@@ -129,7 +129,9 @@ class Packed:
     def __init__(self, segments: list[Any], mappable: list[bool]) -> None:
         self.segments = segments
         self.mappable = mappable
-        self.nbytes = sum(len(s) if isinstance(s, Memfd) else memoryview(s).nbytes for s in segments)
+        self.nbytes = sum(
+            len(s) if isinstance(s, Memfd) else memoryview(s).nbytes for s in segments
+        )
 
 
 def pack(
@@ -345,9 +347,9 @@ def encode(channel: Channel | None, func: Packed | None, payload: Packed | None)
     return [table, *inline]
 
 
-def decode(view: memoryview, start: int, channel: Channel | None, private: bool) -> tuple[
-    list[Any], list[Any], int
-]:
+def decode(
+    view: memoryview, start: int, channel: Channel | None, private: bool
+) -> tuple[list[Any], list[Any], int]:
     """Read a table at ``view[start:]``: (function segments, payload segments, end).
 
     Memfds are mapped (``private``: the function's copy-on-write), inline

@@ -6,7 +6,8 @@ bytes) then the function bytes (absent when the worker already has them)
 then the pickled arguments; an empty frame asks the worker to exit.  Worker
 to parent: ``_MSG_STARTED``, ``_MSG_READY`` (initializer done), then one
 pickled ``(ok, value)`` per task in the order the tasks were sent, or
-``(None, exc)`` if the initializer raised.
+``(None, exc)`` if the initializer raised.  Large data changes both (a
+task's ``_OOB`` bit, a result's ``_oob.RESULT_MARK``): see ``_oob``.
 
 Here are the constants of that format, the frame readers both ends use, and
 the non-blocking writes of the coordinator.

@@ -28,8 +28,8 @@ from ._wire import (
     _MAP,
     _MSG_READY,
     _MSG_STARTED,
-    _OOB,
     _ONE,
+    _OOB,
     _SERIALIZER_NAMES,
     _STARMAP,
     _SUBSET,
@@ -280,7 +280,7 @@ def _serve(
                 (count,) = _COUNT.unpack_from(view, start)
                 subset = struct.unpack_from(f"!{count}I", view, start + 4)
                 start += 4 + 4 * count
-            segments = None
+            segments: list[Any] | None = None
             if oob:  # large data in memfds or after a table (see _oob)
                 try:
                     fsegments, segments, start = decode(view, start, channel, True)
@@ -294,7 +294,7 @@ def _serve(
                     except Exception as e:  # noqa: BLE001 - every task using it gets the error
                         entry = _UnloadableFunction(e)
                     _keep(functions, key, entry)
-                    fsegments = None
+                    fsegments = []
                 if not segments:
                     segments = None
             func = functions[key]
