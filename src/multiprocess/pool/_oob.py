@@ -142,8 +142,7 @@ def pack(
     ``memo`` (by the buffers' exporters) lets a buffer that many payloads of
     one call share go in one memfd, made once (while tasks that hold it live).
     """
-    swapped: set[int] = set()
-    obj = _swap_large_bytes(obj, swapped, 0)
+    obj, swapped = _swap_large_bytes(obj)
     data, views = reduction.dumps_oob(obj, min_size=OOB_MIN_SIZE, serializer=serializer)
     if not views and len(data) < OOB_MIN_SIZE:
         return data, None
@@ -151,7 +150,7 @@ def pack(
     mappable = [False]
     for view in views:
         segments.append(_in_memfd(view, memo))
-        mappable.append(is_numpy(view.obj) or id(view.obj) in swapped)
+        mappable.append(is_numpy(view.obj) or (swapped is not None and id(view.obj) in swapped))
     return b"", Packed(segments, mappable)
 
 
@@ -177,29 +176,51 @@ def _bytes_of(buffer: Any) -> bytes:
     return bytes(buffer)
 
 
-# Containers looked into for large bytes: few levels, few items, so that
-# small payloads pay next to nothing.
-_SWAP_DEPTH = 2
+# Containers looked into for large bytes: two levels of small tuples and
+# lists (an item, a chunk, a result), so that small payloads pay next to nothing.
 _SWAP_ITEMS = 16
 
 
-def _swap_large_bytes(obj: Any, swapped: set[int], depth: int) -> Any:
-    """``obj`` with its large ``bytes`` (itself, or in small tuples and lists) as ``_LargeBytes``."""
+def _swap_large_bytes(obj: Any) -> tuple[Any, set[int] | None]:
+    """``obj`` with its large ``bytes`` as ``_LargeBytes``, and their ids (None: none).
+
+    Looks at ``obj`` itself and into two levels of small tuples and lists.
+    """
+    kind = type(obj)
+    if kind is bytes:
+        if len(obj) < OOB_MIN_SIZE:
+            return obj, None
+    elif (kind is tuple or kind is list) and len(obj) <= _SWAP_ITEMS:
+        # The common case first, without building anything: nothing large.
+        for item in obj:
+            inner = type(item)
+            if inner is bytes:
+                if len(item) >= OOB_MIN_SIZE:
+                    break
+            elif (
+                (inner is tuple or inner is list)
+                and len(item) <= _SWAP_ITEMS
+                and any(type(x) is bytes and len(x) >= OOB_MIN_SIZE for x in item)
+            ):
+                break
+        else:
+            return obj, None
+    else:
+        return obj, None
+    swapped: set[int] = set()
+    return _swap(obj, swapped, 0), swapped
+
+
+def _swap(obj: Any, swapped: set[int], depth: int) -> Any:
     kind = type(obj)
     if kind is bytes:
         if len(obj) < OOB_MIN_SIZE:
             return obj
         swapped.add(id(obj))
         return _LargeBytes(obj)
-    if depth < _SWAP_DEPTH and (kind is tuple or kind is list) and len(obj) <= _SWAP_ITEMS:
-        new = None
-        for i, item in enumerate(obj):
-            changed = _swap_large_bytes(item, swapped, depth + 1)
-            if changed is not item:
-                if new is None:
-                    new = list(obj)
-                new[i] = changed
-        if new is not None:
+    if depth < 2 and (kind is tuple or kind is list) and len(obj) <= _SWAP_ITEMS:
+        new = [_swap(item, swapped, depth + 1) for item in obj]
+        if any(a is not b for a, b in zip(new, obj)):
             return tuple(new) if kind is tuple else new
     return obj
 
