@@ -121,17 +121,16 @@ class Packed:
     """An object pickled in segments: the pickle, then its out-of-band buffers.
 
     Each segment is a ``Memfd`` or bytes-like (sent in the frame);
-    ``mappable[i]`` tells a numpy array's buffer.
+    ``mappable[i]`` tells a numpy array's buffer.  ``nbytes`` counts the
+    memory made for it (not memfds it shares with other payloads).
     """
 
     __slots__ = ("mappable", "nbytes", "segments")
 
-    def __init__(self, segments: list[Any], mappable: list[bool]) -> None:
+    def __init__(self, segments: list[Any], mappable: list[bool], nbytes: int) -> None:
         self.segments = segments
         self.mappable = mappable
-        self.nbytes = sum(
-            len(s) if isinstance(s, Memfd) else memoryview(s).nbytes for s in segments
-        )
+        self.nbytes = nbytes
 
 
 def pack(
@@ -146,12 +145,16 @@ def pack(
     data, views = reduction.dumps_oob(obj, min_size=OOB_MIN_SIZE, serializer=serializer)
     if not views and len(data) < OOB_MIN_SIZE:
         return data, None
-    segments: list[Any] = [_in_memfd(memoryview(data), None)]
+    segments: list[Any] = [_in_memfd(memoryview(data), None)[0]]
     mappable = [False]
+    nbytes = len(data)
     for view in views:
-        segments.append(_in_memfd(view, memo))
+        segment, shared = _in_memfd(view, memo)
+        segments.append(segment)
         mappable.append(is_numpy(view.obj) or (swapped is not None and id(view.obj) in swapped))
-    return b"", Packed(segments, mappable)
+        if not shared:
+            nbytes += view.nbytes
+    return b"", Packed(segments, mappable, nbytes)
 
 
 class _LargeBytes:
@@ -225,21 +228,24 @@ def _swap(obj: Any, swapped: set[int], depth: int) -> Any:
     return obj
 
 
-def _in_memfd(view: memoryview, memo: dict[int, Any] | None) -> Any:
-    """A segment: ``view`` copied into a memfd if large (and one can be made)."""
+def _in_memfd(view: memoryview, memo: dict[int, Any] | None) -> tuple[Any, bool]:
+    """A segment: ``view`` copied into a memfd if large (and one can be made).
+
+    And whether it is a memfd made earlier for another payload (``memo``).
+    """
     flat = view.cast("B") if view.format != "B" or view.ndim != 1 else view
     if flat.nbytes < OOB_MIN_SIZE:
-        return flat
+        return flat, False
     exporter = view.obj
     if memo is not None:
         known = memo.get(id(exporter))
         if known is not None:
             made, owner = known[0](), known[1]()
             if made is not None and owner is exporter and made.size == flat.nbytes:
-                return made
+                return made, True
     fd = copy_to_memfd(flat, "multiprocess-pool")
     if fd is None:
-        return flat  # no memory for it: in band, from the object's own memory
+        return flat, False  # no memory for it: in band, from the object's own memory
     made = Memfd(fd, flat.nbytes)
     if memo is not None:
         # Weakly: the memfd lives while tasks that use it do, the exporter
@@ -250,7 +256,7 @@ def _in_memfd(view: memoryview, memo: dict[int, Any] | None) -> Any:
             memo[id(exporter)] = (weakref.ref(made), weakref.ref(exporter))
         except TypeError:
             pass  # an exporter without weak references: not shared
-    return made
+    return made, False
 
 
 def unpack(segments: list[Any]) -> Any:
