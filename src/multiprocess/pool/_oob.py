@@ -26,7 +26,8 @@ result frame that starts with ``RESULT_MARK``, carry a table::
 
     token (uint64, 0: no descriptors), function segments (uint16),
     payload segments (uint16), one uint64 per segment: its length, with
-    _IN_FD (in the message's next descriptor) and _MAPPABLE (a numpy buffer)
+    _IN_FD (in the message's next descriptor), _MAPPABLE (its buffer, not a
+    bytearray copy, goes to the unpickler) and _WHOLE (read whole at once)
 
 then the segments not in descriptors, in order.  Function segments appear
 only in a task frame that brings the worker its call's function.
@@ -70,7 +71,8 @@ RESULT_MARK = b"O"
 _TABLE = struct.Struct("!QHH")
 _IN_FD = 1 << 63
 _MAPPABLE = 1 << 62
-_LENGTH = _MAPPABLE - 1
+_WHOLE = 1 << 61  # read whole at once (not a numpy buffer): mapped with its pages
+_LENGTH = _WHOLE - 1
 _MESSAGE = struct.Struct("!Q")
 # Descriptors per message (the kernel's limit is 253); segments beyond go in band.
 _MAX_FDS = 64
@@ -121,15 +123,15 @@ class Packed:
     """An object pickled in segments: the pickle, then its out-of-band buffers.
 
     Each segment is a ``Memfd`` or bytes-like (sent in the frame);
-    ``mappable[i]`` tells a numpy array's buffer.  ``nbytes`` counts the
+    ``flags[i]`` its _MAPPABLE and _WHOLE bits (see the table).  ``nbytes`` counts the
     memory made for it (not memfds it shares with other payloads).
     """
 
-    __slots__ = ("mappable", "nbytes", "segments")
+    __slots__ = ("flags", "nbytes", "segments")
 
-    def __init__(self, segments: list[Any], mappable: list[bool], nbytes: int) -> None:
+    def __init__(self, segments: list[Any], flags: list[int], nbytes: int) -> None:
         self.segments = segments
-        self.mappable = mappable
+        self.flags = flags
         self.nbytes = nbytes
 
 
@@ -146,15 +148,20 @@ def pack(
     if not views and len(data) < OOB_MIN_SIZE:
         return data, None
     segments: list[Any] = [_in_memfd(memoryview(data), None)[0]]
-    mappable = [False]
+    flags = [_WHOLE]
     nbytes = len(data)
     for view in views:
         segment, shared = _in_memfd(view, memo)
         segments.append(segment)
-        mappable.append(is_numpy(view.obj) or (swapped is not None and id(view.obj) in swapped))
+        if is_numpy(view.obj):
+            flags.append(_MAPPABLE)  # an array on the map: touched as it is used
+        elif swapped is not None and id(view.obj) in swapped:
+            flags.append(_MAPPABLE | _WHOLE)  # copied into bytes by _bytes_of
+        else:
+            flags.append(_WHOLE)  # copied into a bytearray by decode
         if not shared:
             nbytes += view.nbytes
-    return b"", Packed(segments, mappable, nbytes)
+    return b"", Packed(segments, flags, nbytes)
 
 
 class _LargeBytes:
@@ -359,8 +366,7 @@ def encode(channel: Channel | None, func: Packed | None, payload: Packed | None)
     for g in groups:
         if g is None:
             continue
-        for segment, mappable in zip(g.segments, g.mappable):
-            flags = _MAPPABLE if mappable else 0
+        for segment, flags in zip(g.segments, g.flags):
             if isinstance(segment, Memfd):
                 if sent:
                     sent -= 1
@@ -407,7 +413,13 @@ def decode(
             size = length & _LENGTH
             first = i == 0 or i == nfunc
             if length & _IN_FD:
-                segment = map_memfd(next(next_fd), size, OobError, private=private and i < nfunc)
+                segment = map_memfd(
+                    next(next_fd),
+                    size,
+                    OobError,
+                    private=private and i < nfunc,
+                    populate=bool(length & _WHOLE),
+                )
             else:
                 segment = view[start : start + size]
                 start += size
