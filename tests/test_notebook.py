@@ -107,7 +107,10 @@ class _Kernel:
             return False
 
     def start(self, code: str) -> str:
-        return self.client.execute(code)
+        # stop_on_error=False: a cell that ends in an error (the interrupt)
+        # must not have the kernel abort the requests that come right after it
+        # ("aborted" replies, seen under load).
+        return self.client.execute(code, stop_on_error=False)
 
     def reply(self, msg_id: str) -> dict:
         while True:
