@@ -24,11 +24,16 @@ from __future__ import annotations
 import ctypes
 import pickle
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from . import context, heap, reduction
 from ._spawning import assert_spawning
+
+if TYPE_CHECKING:
+    from ctypes import _SimpleCData
+
+_T = TypeVar("_T")
 
 __all__ = ["Array", "RawArray", "RawValue", "Value", "copy", "synchronized"]
 
@@ -267,22 +272,41 @@ class _Locked:
             setattr(wrapper._obj, self.name, value)
 
 
-class Synchronized(SynchronizedBase):
-    """A synchronized ctypes scalar: ``value`` is read and written under the lock."""
+class Synchronized(SynchronizedBase, Generic[_T]):
+    """A synchronized ctypes scalar: ``value`` is read and written under the lock.
 
-    value = _Locked("value")
+    ``Synchronized[int]`` is what ``Value(ctypes.c_int)`` returns (for type checkers).
+    """
+
+    if TYPE_CHECKING:
+        value: _T
+
+        def get_obj(self) -> _SimpleCData[_T]: ...
+    else:
+        value = _Locked("value")
 
 
-class SynchronizedArray(SynchronizedBase):
-    """A synchronized ctypes array: items and slices are accessed under the lock."""
+class SynchronizedArray(SynchronizedBase, Generic[_T]):
+    """A synchronized ctypes array: items and slices are accessed under the lock.
+
+    ``SynchronizedArray[float]`` is what ``Array(ctypes.c_double, n)`` returns.
+    """
 
     def __len__(self) -> int:
         return len(self._obj)
 
+    @overload
+    def __getitem__(self, i: slice) -> list[_T]: ...
+    @overload
+    def __getitem__(self, i: int) -> _T: ...
     def __getitem__(self, i: Any) -> Any:
         with self:
             return self._obj[i]
 
+    @overload
+    def __setitem__(self, i: slice, value: Iterable[_T]) -> None: ...
+    @overload
+    def __setitem__(self, i: int, value: _T) -> None: ...
     def __setitem__(self, i: Any, value: Any) -> None:
         with self:
             self._obj[i] = value
@@ -295,11 +319,15 @@ class SynchronizedArray(SynchronizedBase):
         self[start:stop] = values
 
 
-class SynchronizedString(SynchronizedArray):
+class SynchronizedString(SynchronizedArray[bytes]):
     """A synchronized array of ``c_char``, with ``value`` (up to NUL) and ``raw``."""
 
-    value = _Locked("value")
-    raw = _Locked("raw")
+    if TYPE_CHECKING:
+        value: bytes
+        raw: bytes
+    else:
+        value = _Locked("value")
+        raw = _Locked("raw")
 
 
 _class_cache: dict[type, type] = {}
