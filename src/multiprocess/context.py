@@ -575,7 +575,7 @@ class DefaultContext(BaseContext):
     def get_all_start_methods(self) -> list[str]:
         """Return the start methods available here, the default first."""
         methods = [name for name, ctx in _concrete_contexts.items() if _available(ctx)]
-        default = self._default_context._name
+        default = self._default_context.get_start_method()
         methods.remove(default)
         return [default, *methods]
 

@@ -2122,10 +2122,10 @@ class ValueProxy(BaseProxy, Generic[_T]):
     _exposed_ = ("get", "set")
 
     def get(self) -> _T:
-        return self._callmethod("get")  # type: ignore[no-any-return]
+        return self._callmethod("get")
 
     def set(self, value: _T) -> None:
-        return self._callmethod("set", (value,))  # type: ignore[no-any-return]
+        return self._callmethod("set", (value,))
 
     if TYPE_CHECKING:
         value: _T

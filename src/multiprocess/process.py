@@ -100,6 +100,12 @@ class BaseProcess:
     """
 
     _start_method: str | None = None
+    # Set in __init__ (and by the _MainProcess and _ParentProcess stand-ins).
+    _identity: tuple[int, ...]
+    _config: dict[str, Any]
+    _parent_pid: int | None
+    # Set by spawn's child bootstrap while it unpickles the process object.
+    _inheriting: bool
 
     @staticmethod
     def _Popen(process_obj: BaseProcess) -> Any:
@@ -371,7 +377,7 @@ class _MainProcess(BaseProcess):
 class _ParentProcess(BaseProcess):
     """The parent, seen from a child: alive until its sentinel reports EOF."""
 
-    def __init__(self, name: str, pid: int, sentinel: int | None) -> None:
+    def __init__(self, name: str, pid: int | None, sentinel: int | None) -> None:
         self._identity = ()
         self._name = name
         self._pid = pid
@@ -387,7 +393,7 @@ class _ParentProcess(BaseProcess):
         return not wait_readable([self._sentinel], timeout=0)
 
     @property
-    def ident(self) -> int:
+    def ident(self) -> int | None:
         return self._pid
 
     pid = ident

@@ -237,6 +237,8 @@ class Queue(Generic[_T]):
     default the traceback is printed) and dropped, and the queue goes on.
     """
 
+    _notempty: threading.Condition  # made by _reset, which a fork calls again
+
     def __init__(self, maxsize: int = 0, *, ctx: Any = None) -> None:
         ctx = _resolve_context(ctx)
         if maxsize <= 0:
