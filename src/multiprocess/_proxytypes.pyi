@@ -22,7 +22,6 @@ _S = TypeVar("_S")
 _KT = TypeVar("_KT")
 _VT = TypeVar("_VT")
 
-
 class BaseListProxy(BaseProxy, MutableSequence[_T]):
     """The methods of a list proxy: each one runs on the server's list."""
 
@@ -54,12 +53,10 @@ class BaseListProxy(BaseProxy, MutableSequence[_T]):
         self, *, key: Callable[[_T], SupportsRichComparison] | None = None, reverse: bool = False
     ) -> None: ...
 
-
 class ListProxy(BaseListProxy[_T]):
     """A proxy to a list."""
 
     def __iadd__(self, values: Iterable[_T], /) -> Self: ...  # type: ignore[override]
-
 
 class _BaseDictProxy(BaseProxy, MutableMapping[_KT, _VT]):
     """The methods of a dict proxy: each one runs on the server's dict."""
@@ -92,10 +89,8 @@ class _BaseDictProxy(BaseProxy, MutableMapping[_KT, _VT]):
     @overload
     def __ior__(self, other: Iterable[tuple[_KT, _VT]], /) -> Self: ...
 
-
 class DictProxy(_BaseDictProxy[_KT, _VT]):
     """A proxy to a dict."""
-
 
 class _BaseSetProxy(BaseProxy, MutableSet[_T]):
     """The methods of a set proxy: each one runs on the server's set."""
@@ -132,7 +127,6 @@ class _BaseSetProxy(BaseProxy, MutableSet[_T]):
     def __ior__(self, other: AbstractSet[_T], /) -> Self: ...  # type: ignore[override,misc]
     def __isub__(self, other: AbstractSet[object], /) -> Self: ...
     def __ixor__(self, other: AbstractSet[_T], /) -> Self: ...  # type: ignore[override,misc]
-
 
 class SetProxy(_BaseSetProxy[_T]):
     """A proxy to a set."""

@@ -63,9 +63,9 @@ import socket
 import struct
 import sys
 import time
+import typing
 from collections.abc import Iterable
 from types import TracebackType
-import typing
 from typing import TYPE_CHECKING, Any, Callable, Generic
 
 from . import _conn_oob, reduction, util

@@ -540,8 +540,11 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
     # -- map --------------------------------------------------------------------
 
     # One or two iterables: the function's parameters are checked against
-    # their items (typeshed's Executor.map checks none).
-    @overload
+    # their items (typeshed's Executor.map checks none); none, or three and
+    # more: as Executor.map.  Together they take every call Executor.map
+    # takes, which mypy does not see (it wants one overload that takes them
+    # all, and that one would let map(square, ["x"]) through): hence the ignore.
+    @overload  # type: ignore[override]
     def map(
         self,
         fn: Callable[[_S1], _T],
@@ -572,6 +575,22 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
     def map(
         self,
         fn: Callable[..., _T],
+        /,
+        *,
+        timeout: float | None = None,
+        chunksize: int = 1,
+        buffersize: int | None = None,
+        progress: _progress.ProgressArg = None,
+        task_timeout: float | None = None,
+    ) -> Iterator[_T]: ...
+    @overload
+    def map(
+        self,
+        fn: Callable[..., _T],
+        iterable1: Iterable[Any],
+        iterable2: Iterable[Any],
+        iterable3: Iterable[Any],
+        /,
         *iterables: Iterable[Any],
         timeout: float | None = None,
         chunksize: int = 1,

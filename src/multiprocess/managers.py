@@ -2138,15 +2138,13 @@ class ValueProxy(BaseProxy, Generic[_T]):
 
 if TYPE_CHECKING:
     # Type checkers see no methods made at run time: _proxytypes declares them
-    # (ListProxy[int], DictProxy[str, float], SetProxy[bytes]).
-    from ._proxytypes import (
-        BaseListProxy as BaseListProxy,
-        DictProxy as DictProxy,
-        ListProxy as ListProxy,
-        SetProxy as SetProxy,
-        _BaseDictProxy,
-        _BaseSetProxy,
-    )
+    # (ListProxy[int], DictProxy[str, float], SetProxy[bytes]).  "X as X":
+    # public names of this module for type checkers too (no implicit re-export).
+    from ._proxytypes import BaseListProxy as BaseListProxy  # noqa: PLC0414
+    from ._proxytypes import DictProxy as DictProxy  # noqa: PLC0414
+    from ._proxytypes import ListProxy as ListProxy  # noqa: PLC0414
+    from ._proxytypes import SetProxy as SetProxy  # noqa: PLC0414
+    from ._proxytypes import _BaseDictProxy, _BaseSetProxy
 else:
     BaseListProxy = MakeProxyType(
         "BaseListProxy",
@@ -2176,7 +2174,6 @@ else:
         ),
     )
 
-
     class ListProxy(BaseListProxy):  # type: ignore[valid-type, misc]
         """A proxy to a list."""
 
@@ -2189,7 +2186,6 @@ else:
             return self
 
         __class_getitem__: Any = classmethod(types.GenericAlias)
-
 
     _BaseDictProxy = MakeProxyType(
         "_BaseDictProxy",
@@ -2219,7 +2215,6 @@ else:
         ),
     )
 
-
     class DictProxy(_BaseDictProxy):  # type: ignore[valid-type, misc]
         """A proxy to a dict (``iter()`` gives a proxy to the server's iterator).
 
@@ -2237,7 +2232,6 @@ else:
             return self
 
         __class_getitem__: Any = classmethod(types.GenericAlias)
-
 
     _BaseSetProxy = MakeProxyType(
         "_BaseSetProxy",
@@ -2289,7 +2283,6 @@ else:
         "__ixor__": ("^=", "symmetric_difference_update"),
     }
 
-
     def _set_inplace(name: str) -> Callable[..., Any]:
         symbol, update = _SET_INPLACE[name]
 
@@ -2312,7 +2305,6 @@ else:
         method.__name__ = name
         method.__qualname__ = f"SetProxy.{name}"
         return method
-
 
     class SetProxy(_BaseSetProxy):  # type: ignore[valid-type, misc]
         """A proxy to a set (new in CPython 3.14; here on every version).

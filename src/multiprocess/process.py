@@ -53,7 +53,7 @@ class _ProcessState:
     def __init__(self, current: BaseProcess) -> None:
         self.current = current
         self.parent: BaseProcess | None = None
-        self.children: set = set()
+        self.children: set[BaseProcess] = set()
         self.counter = itertools.count(1)
 
     def enter_child(self, me: BaseProcess, parent: BaseProcess | None) -> None:
@@ -81,7 +81,7 @@ def parent_process() -> BaseProcess | None:
     return _state.parent
 
 
-def active_children() -> list:
+def active_children() -> list[BaseProcess]:
     """Return the live children of this process (joining those that have exited)."""
     _state.reap()
     return list(_state.children)
