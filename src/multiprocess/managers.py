@@ -79,6 +79,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
     from .pool import Pool
+    from .shared_memory import ShareableList, SharedMemory
 
 _T = TypeVar("_T")
 _KT = TypeVar("_KT")
@@ -2578,7 +2579,7 @@ class SharedMemoryManager(BaseManager):
             unlink()
             raise
 
-    def SharedMemory(self, size: int) -> Any:
+    def SharedMemory(self, size: int) -> SharedMemory:
         """Return a new SharedMemory block of ``size`` bytes that the server tracks."""
         from . import shared_memory
 
@@ -2587,7 +2588,7 @@ class SharedMemoryManager(BaseManager):
         self._track(sms.name, sms.unlink)  # type: ignore[arg-type]
         return sms
 
-    def ShareableList(self, sequence: Iterable[Any] | None) -> Any:
+    def ShareableList(self, sequence: Iterable[Any] | None) -> ShareableList:
         """Return a new ShareableList holding ``sequence`` that the server tracks."""
         from . import shared_memory
 

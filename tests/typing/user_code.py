@@ -14,9 +14,11 @@ from collections.abc import Iterator
 from typing_extensions import reveal_type  # installed with mypy; this file is never run
 
 import multiprocess as mp
+import multiprocess.dummy
+from multiprocess import sharedctypes
 from multiprocess.connection import Connection
 from multiprocess.futures import ProcessPoolExecutor, get_reusable_executor
-from multiprocess.managers import SyncManager
+from multiprocess.managers import SharedMemoryManager, SyncManager
 from multiprocess.pool import AsyncResult, IMapIterator, Pool, ResultIterator, ThreadPool
 from multiprocess.queues import Queue
 
@@ -130,6 +132,10 @@ def shared_ctypes() -> None:
     reveal_type(mp.Array(ctypes.c_char, 8).value)  # R: bytes
     reveal_type(mp.RawValue(ctypes.c_int, 1))  # R: ctypes.c_int
     reveal_type(mp.RawArray(ctypes.c_int, 3))  # R: _ctypes.Array[ctypes.c_int]
+    reveal_type(sharedctypes.Value(ctypes.c_int, 1))  # R: multiprocess.sharedctypes.Synchronized[int]
+    reveal_type(sharedctypes.Array(ctypes.c_double, 2))  # R: multiprocess.sharedctypes.SynchronizedArray[float]
+    reveal_type(sharedctypes.RawValue(ctypes.c_int))  # R: ctypes.c_int
+    reveal_type(sharedctypes.synchronized(ctypes.c_int(1)))  # R: multiprocess.sharedctypes.Synchronized[int]
 
 
 def managers() -> None:
@@ -154,6 +160,9 @@ def managers() -> None:
         reveal_type(m.Pool(2).map(square, [1]))  # R: list[str]
     manager: SyncManager = SyncManager()
     del manager
+    with SharedMemoryManager() as smm:
+        reveal_type(smm.SharedMemory(64))  # R: multiprocess.shared_memory.SharedMemory
+        reveal_type(smm.ShareableList([1, 2]))  # R: multiprocess.shared_memory.ShareableList
 
 
 def executors(ints: list[int]) -> None:
@@ -170,6 +179,7 @@ def executors(ints: list[int]) -> None:
 
 
 def thread_pools(ints: list[int]) -> None:
+    reveal_type(multiprocess.dummy.Pool(2))  # R: multiprocess.pool._pool.ThreadPool
     with ThreadPool(2) as tp:
         reveal_type(tp)  # R: multiprocess.pool._pool.ThreadPool
         reveal_type(tp.map(square, ints))  # R: list[str]
