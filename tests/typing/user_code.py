@@ -9,6 +9,7 @@ arguments (``progress``, ``task_timeout``...).
 from __future__ import annotations
 
 import ctypes
+import types
 from collections.abc import Iterator
 
 from typing_extensions import reveal_type  # installed with mypy; this file is never run
@@ -62,7 +63,9 @@ def pool_calls(ints: list[int]) -> None:
         it: IMapIterator[str] = p.imap(square, ints)
         chunked: ResultIterator[str] = p.imap(square, ints, 2)
         plain: Iterator[str] = p.imap(square, ints, 2)
-        del result, it, chunked, plain
+        ordered: Iterator[str] = p.imap(square, ints)
+        reveal_type(p.apply(divide, kwds=types.MappingProxyType({"a": 1, "b": 2})))  # R: float
+        del result, it, chunked, plain, ordered
 
 
 async def pool_in_a_coroutine(p: Pool) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import operator
 import os
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Callable, Literal, TypeVar, overload
 
 if TYPE_CHECKING:  # annotations only: typing_extensions is not a dependency
@@ -274,7 +274,7 @@ class Pool:
         self,
         func: Callable[..., _T],
         args: Iterable[Any] = (),
-        kwds: dict[str, Any] = {},  # noqa: B006 - the standard library's signature
+        kwds: Mapping[str, Any] = {},  # the standard library's default (never mutated)
         *,
         task_timeout: float | None = None,
     ) -> _T:
@@ -289,7 +289,7 @@ class Pool:
         self,
         func: Callable[..., _T],
         args: Iterable[Any] = (),
-        kwds: dict[str, Any] = {},  # noqa: B006 - the standard library's signature
+        kwds: Mapping[str, Any] = {},  # the standard library's default (never mutated)
         callback: Callable[[_T], Any] | None = None,
         error_callback: Callable[[BaseException], Any] | None = None,
         *,
