@@ -38,9 +38,8 @@ from ._spawning import assert_spawning, get_spawning_popen, set_spawning_popen
 
 if TYPE_CHECKING:  # annotations only: these modules build on this one
     import ctypes
-    from ctypes import _SimpleCData, c_char
-
     from _ctypes import _CData
+    from ctypes import _SimpleCData, c_char
 
     from . import queues, synchronize
     from .connection import Connection
@@ -205,31 +204,40 @@ class BaseContext:
 
     # The overloads give what typeshed gives the standard library's: a ctypes
     # type makes its own type (Synchronized[int] for c_int), a typecode Any.
-    if TYPE_CHECKING:  # overloads for type checkers (typing is not imported)
+    # (The overloads are for type checkers alone: typing is not imported at run
+    # time, see the imports; mypy merges them with the definition after them.)
+    if TYPE_CHECKING:
+
         @overload
         def RawValue(self, typecode_or_type: type[_CT], *args: Any) -> _CT: ...
         @overload
         def RawValue(self, typecode_or_type: str, *args: Any) -> Any: ...
+
     def RawValue(self, typecode_or_type: Any, *args: Any) -> Any:
         """Return a ctypes object in shared memory, without a lock."""
         from .sharedctypes import RawValue
 
         return RawValue(typecode_or_type, *args)
 
-    if TYPE_CHECKING:  # overloads for type checkers (typing is not imported)
+    if TYPE_CHECKING:
+
         @overload
         def RawArray(
             self, typecode_or_type: type[_CT], size_or_initializer: int | Sequence[Any]
         ) -> ctypes.Array[_CT]: ...
         @overload
-        def RawArray(self, typecode_or_type: str, size_or_initializer: int | Sequence[Any]) -> Any: ...
+        def RawArray(
+            self, typecode_or_type: str, size_or_initializer: int | Sequence[Any]
+        ) -> Any: ...
+
     def RawArray(self, typecode_or_type: Any, size_or_initializer: Any) -> Any:
         """Return a ctypes array in shared memory, without a lock."""
         from .sharedctypes import RawArray
 
         return RawArray(typecode_or_type, size_or_initializer)
 
-    if TYPE_CHECKING:  # overloads for type checkers (typing is not imported)
+    if TYPE_CHECKING:
+
         @overload
         def Value(
             self,
@@ -247,13 +255,15 @@ class BaseContext:
         def Value(
             self, typecode_or_type: str | type[_CData], *args: Any, lock: bool | _LockLike = True
         ) -> Any: ...
+
     def Value(self, typecode_or_type: Any, *args: Any, lock: Any = True) -> Any:
         """Return a ctypes object in shared memory, synchronized by a lock."""
         from .sharedctypes import Value
 
         return Value(typecode_or_type, *args, lock=lock, ctx=self.get_context())
 
-    if TYPE_CHECKING:  # overloads for type checkers (typing is not imported)
+    if TYPE_CHECKING:
+
         @overload
         def Array(
             self,
@@ -294,6 +304,7 @@ class BaseContext:
             *,
             lock: bool | _LockLike = True,
         ) -> Any: ...
+
     def Array(self, typecode_or_type: Any, size_or_initializer: Any, *, lock: Any = True) -> Any:
         """Return a ctypes array in shared memory, synchronized by a lock."""
         from .sharedctypes import Array
@@ -396,7 +407,8 @@ class BaseContext:
 
         set_forkserver_preload(module_names)
 
-    if TYPE_CHECKING:  # overloads for type checkers (typing is not imported)
+    if TYPE_CHECKING:
+
         @overload
         def get_context(self, method: None = None) -> BaseContext: ...
         @overload
@@ -407,6 +419,7 @@ class BaseContext:
         def get_context(self, method: Literal["forkserver"]) -> ForkServerContext: ...
         @overload
         def get_context(self, method: str) -> BaseContext: ...
+
     def get_context(self, method: str | None = None) -> BaseContext:
         """Return the context of start method ``method`` (this one if None)."""
         if method is None:
@@ -421,11 +434,13 @@ class BaseContext:
         ctx._check_available()
         return ctx
 
-    if TYPE_CHECKING:  # overloads for type checkers (typing is not imported)
+    if TYPE_CHECKING:
+
         @overload
         def get_start_method(self, allow_none: Literal[False] = False) -> str: ...
         @overload
         def get_start_method(self, allow_none: bool) -> str | None: ...
+
     def get_start_method(self, allow_none: bool = False) -> str | None:
         """Return the start method of this context."""
         return self._name
@@ -529,7 +544,8 @@ class DefaultContext(BaseContext):
         self._default_context = context
         self._actual_context: BaseContext | None = None
 
-    if TYPE_CHECKING:  # overloads for type checkers (typing is not imported)
+    if TYPE_CHECKING:
+
         @overload
         def get_context(self, method: None = None) -> BaseContext: ...
         @overload
@@ -540,6 +556,7 @@ class DefaultContext(BaseContext):
         def get_context(self, method: Literal["forkserver"]) -> ForkServerContext: ...
         @overload
         def get_context(self, method: str) -> BaseContext: ...
+
     def get_context(self, method: str | None = None) -> BaseContext:
         if method is None:
             if self._actual_context is None:
@@ -560,11 +577,13 @@ class DefaultContext(BaseContext):
             return
         self._actual_context = self.get_context(method)
 
-    if TYPE_CHECKING:  # overloads for type checkers (typing is not imported)
+    if TYPE_CHECKING:
+
         @overload
         def get_start_method(self, allow_none: Literal[False] = False) -> str: ...
         @overload
         def get_start_method(self, allow_none: bool) -> str | None: ...
+
     def get_start_method(self, allow_none: bool = False) -> str | None:
         if self._actual_context is None:
             if allow_none:
