@@ -88,9 +88,11 @@ def install() -> None:
 
     from .futures import ProcessPoolExecutor
 
-    concurrent.futures.ProcessPoolExecutor = ProcessPoolExecutor  # type: ignore[misc]
+    # Ours is not a subclass of the standard library's executor (it shares
+    # nothing with it): type checkers cannot see this replacement as sound.
+    concurrent.futures.ProcessPoolExecutor = ProcessPoolExecutor  # type: ignore[misc, assignment]
     # Loaded now, against this package (the finder is in place), so that code
     # importing the executor from there gets ours too.
     import concurrent.futures.process
 
-    concurrent.futures.process.ProcessPoolExecutor = ProcessPoolExecutor  # type: ignore[misc]
+    concurrent.futures.process.ProcessPoolExecutor = ProcessPoolExecutor  # type: ignore[misc, assignment]

@@ -63,9 +63,10 @@ import socket
 import struct
 import sys
 import time
+import typing
 from collections.abc import Iterable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Generic
 
 from . import _conn_oob, reduction, util
 
@@ -76,7 +77,15 @@ from ._memfd import HAVE_MEMFD
 from ._posix import wait_readable, writev_all
 
 if TYPE_CHECKING:
-    from typing_extensions import Self
+    from typing_extensions import Self, TypeVar
+
+    # What a connection sends and receives, Any unless said (Connection[int, str]),
+    # as in typeshed's stubs of the standard library.
+    _SendT_contra = TypeVar("_SendT_contra", contravariant=True, default=Any)
+    _RecvT_co = TypeVar("_RecvT_co", covariant=True, default=Any)
+else:  # TypeVar defaults exist at run time from 3.13 only, and matter to type checkers alone
+    _SendT_contra = typing.TypeVar("_SendT_contra", contravariant=True)
+    _RecvT_co = typing.TypeVar("_RecvT_co", covariant=True)
 
 __all__ = ["Client", "Listener", "Pipe", "wait"]
 
@@ -169,7 +178,7 @@ def address_type(address: Any) -> str:
 # -- connections ---------------------------------------------------------
 
 
-class _ConnectionBase:
+class _ConnectionBase(Generic[_SendT_contra, _RecvT_co]):
     """The transport-independent half of a connection.
 
     Subclasses provide ``_close``, ``_send_frame``, ``_recv_header``,
@@ -305,7 +314,7 @@ class _ConnectionBase:
             raise ValueError("buffer length < offset + size")
         self._send_frame(m[offset : offset + size])
 
-    def send(self, obj: Any) -> None:
+    def send(self, obj: _SendT_contra) -> None:
         """Serialize ``obj`` with this connection's serializer and send it.
 
         The serializer (``dill`` unless the connection was made with another)
@@ -386,7 +395,7 @@ class _ConnectionBase:
                 self._recv_payload_into(target)
             return size
 
-    def recv(self) -> Any:
+    def recv(self) -> _RecvT_co:
         """Receive one message and unpickle it.
 
         Unpickling runs code chosen by the sender: only use this with a peer
@@ -457,7 +466,7 @@ class _ConnectionBase:
         raise NotImplementedError
 
 
-class Connection(_ConnectionBase):
+class Connection(_ConnectionBase[_SendT_contra, _RecvT_co]):
     """A connection over a POSIX file descriptor (pipe end or stream socket).
 
     Args:

@@ -22,8 +22,9 @@ from types import ModuleType
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (cold start)
 if TYPE_CHECKING:
+    import logging
     from collections.abc import Iterable, Sequence
-    from typing import Any, Callable
+    from typing import Any, Callable, ClassVar, Literal, TypeVar, Union, overload
 
 from . import process, reduction, util
 from ._errors import (
@@ -34,6 +35,22 @@ from ._errors import (
     TimeoutError,
 )
 from ._spawning import assert_spawning, get_spawning_popen, set_spawning_popen
+
+if TYPE_CHECKING:  # annotations only: these modules build on this one
+    import ctypes
+    from _ctypes import _CData
+    from ctypes import _SimpleCData, c_char
+
+    from . import queues, synchronize
+    from .connection import Connection
+    from .futures import ProcessPoolExecutor
+    from .managers import SyncManager
+    from .pool import Pool
+    from .sharedctypes import Synchronized, SynchronizedArray, SynchronizedString
+
+    _LockLike = Union[synchronize.Lock, synchronize.RLock]
+    _CT = TypeVar("_CT", bound=_CData)
+    _T = TypeVar("_T")
 
 __all__ = [
     "AuthenticationError",
@@ -61,6 +78,8 @@ class BaseContext:
 
     _name: str | None = None
     _serializer: str | None = None
+    # Set by each concrete context (and DefaultContext): its Process class.
+    Process: ClassVar[type[process.BaseProcess]]
 
     ProcessError = ProcessError
     BufferTooShort = BufferTooShort
@@ -115,73 +134,84 @@ class BaseContext:
 
     # -- channels and shared state (layer 4) -----------------------------
 
-    def Pipe(self, duplex: bool = True) -> tuple:
+    def Pipe(self, duplex: bool = True) -> tuple[Connection[Any, Any], Connection[Any, Any]]:
         """Return a pair of connected Connection objects."""
         from .connection import Pipe
 
         return Pipe(duplex, serializer=self.get_context()._serializer)
 
-    def Lock(self) -> Any:
+    def Lock(self) -> synchronize.Lock:
         """Return a non-recursive lock shared between processes."""
         from .synchronize import Lock
 
         return Lock(ctx=self.get_context())
 
-    def RLock(self) -> Any:
+    def RLock(self) -> synchronize.RLock:
         """Return a recursive lock shared between processes."""
         from .synchronize import RLock
 
         return RLock(ctx=self.get_context())
 
-    def Condition(self, lock: Any = None) -> Any:
+    def Condition(self, lock: _LockLike | None = None) -> synchronize.Condition:
         """Return a condition variable shared between processes."""
         from .synchronize import Condition
 
         return Condition(lock, ctx=self.get_context())
 
-    def Semaphore(self, value: int = 1) -> Any:
+    def Semaphore(self, value: int = 1) -> synchronize.Semaphore:
         """Return a semaphore shared between processes."""
         from .synchronize import Semaphore
 
         return Semaphore(value, ctx=self.get_context())
 
-    def BoundedSemaphore(self, value: int = 1) -> Any:
+    def BoundedSemaphore(self, value: int = 1) -> synchronize.BoundedSemaphore:
         """Return a bounded semaphore shared between processes."""
         from .synchronize import BoundedSemaphore
 
         return BoundedSemaphore(value, ctx=self.get_context())
 
-    def Event(self) -> Any:
+    def Event(self) -> synchronize.Event:
         """Return an event shared between processes."""
         from .synchronize import Event
 
         return Event(ctx=self.get_context())
 
     def Barrier(
-        self, parties: int, action: Callable[[], Any] | None = None, timeout: float | None = None
-    ) -> Any:
+        self, parties: int, action: Callable[[], object] | None = None, timeout: float | None = None
+    ) -> synchronize.Barrier:
         """Return a barrier shared between processes."""
         from .synchronize import Barrier
 
         return Barrier(parties, action, timeout, ctx=self.get_context())
 
-    def Queue(self, maxsize: int = 0) -> Any:
+    def Queue(self, maxsize: int = 0) -> queues.Queue[Any]:
         """Return a queue shared between processes."""
         from .queues import Queue
 
         return Queue(maxsize, ctx=self.get_context())
 
-    def JoinableQueue(self, maxsize: int = 0) -> Any:
+    def JoinableQueue(self, maxsize: int = 0) -> queues.JoinableQueue[Any]:
         """Return a queue with ``task_done()`` and ``join()``."""
         from .queues import JoinableQueue
 
         return JoinableQueue(maxsize, ctx=self.get_context())
 
-    def SimpleQueue(self) -> Any:
+    def SimpleQueue(self) -> queues.SimpleQueue[Any]:
         """Return a simple queue (no feeder thread, no size)."""
         from .queues import SimpleQueue
 
         return SimpleQueue(ctx=self.get_context())
+
+    # The overloads give what typeshed gives the standard library's: a ctypes
+    # type makes its own type (Synchronized[int] for c_int), a typecode Any.
+    # (The overloads are for type checkers alone: typing is not imported at run
+    # time, see the imports; mypy merges them with the definition after them.)
+    if TYPE_CHECKING:
+
+        @overload
+        def RawValue(self, typecode_or_type: type[_CT], *args: Any) -> _CT: ...
+        @overload
+        def RawValue(self, typecode_or_type: str, *args: Any) -> Any: ...
 
     def RawValue(self, typecode_or_type: Any, *args: Any) -> Any:
         """Return a ctypes object in shared memory, without a lock."""
@@ -189,17 +219,91 @@ class BaseContext:
 
         return RawValue(typecode_or_type, *args)
 
+    if TYPE_CHECKING:
+
+        @overload
+        def RawArray(
+            self, typecode_or_type: type[_CT], size_or_initializer: int | Sequence[Any]
+        ) -> ctypes.Array[_CT]: ...
+        @overload
+        def RawArray(
+            self, typecode_or_type: str, size_or_initializer: int | Sequence[Any]
+        ) -> Any: ...
+
     def RawArray(self, typecode_or_type: Any, size_or_initializer: Any) -> Any:
         """Return a ctypes array in shared memory, without a lock."""
         from .sharedctypes import RawArray
 
         return RawArray(typecode_or_type, size_or_initializer)
 
+    if TYPE_CHECKING:
+
+        @overload
+        def Value(
+            self,
+            typecode_or_type: type[_SimpleCData[_T]],
+            *args: Any,
+            lock: Literal[True] | _LockLike = True,
+        ) -> Synchronized[_T]: ...
+        @overload
+        def Value(self, typecode_or_type: type[_CT], *args: Any, lock: Literal[False]) -> _CT: ...
+        @overload
+        def Value(
+            self, typecode_or_type: str, *args: Any, lock: Literal[True] | _LockLike = True
+        ) -> Synchronized[Any]: ...
+        @overload
+        def Value(
+            self, typecode_or_type: str | type[_CData], *args: Any, lock: bool | _LockLike = True
+        ) -> Any: ...
+
     def Value(self, typecode_or_type: Any, *args: Any, lock: Any = True) -> Any:
         """Return a ctypes object in shared memory, synchronized by a lock."""
         from .sharedctypes import Value
 
         return Value(typecode_or_type, *args, lock=lock, ctx=self.get_context())
+
+    if TYPE_CHECKING:
+
+        @overload
+        def Array(
+            self,
+            typecode_or_type: type[c_char],
+            size_or_initializer: int | Sequence[Any],
+            *,
+            lock: Literal[True] | _LockLike = True,
+        ) -> SynchronizedString: ...
+        @overload
+        def Array(
+            self,
+            typecode_or_type: type[_SimpleCData[_T]],
+            size_or_initializer: int | Sequence[Any],
+            *,
+            lock: Literal[True] | _LockLike = True,
+        ) -> SynchronizedArray[_T]: ...
+        @overload
+        def Array(
+            self,
+            typecode_or_type: type[_CT],
+            size_or_initializer: int | Sequence[Any],
+            *,
+            lock: Literal[False],
+        ) -> ctypes.Array[_CT]: ...
+        @overload
+        def Array(
+            self,
+            typecode_or_type: str,
+            size_or_initializer: int | Sequence[Any],
+            *,
+            lock: Literal[True] | _LockLike = True,
+        ) -> SynchronizedArray[Any]: ...
+        @overload
+        def Array(
+            self,
+            typecode_or_type: str | type[_CData],
+            size_or_initializer: int | Sequence[Any],
+            *,
+            lock: bool | _LockLike = True,
+        ) -> Any: ...
 
     def Array(self, typecode_or_type: Any, size_or_initializer: Any, *, lock: Any = True) -> Any:
         """Return a ctypes array in shared memory, synchronized by a lock."""
@@ -209,7 +313,7 @@ class BaseContext:
 
     # -- services (layer 5) ----------------------------------------------
 
-    def Manager(self) -> Any:
+    def Manager(self) -> SyncManager:
         """Start and return a SyncManager serving shared objects from a new process."""
         from .managers import SyncManager
 
@@ -227,7 +331,7 @@ class BaseContext:
         task_timeout: float | None = None,
         max_memory_per_child: int | str | None = None,
         memory_limit: int | str | None = None,
-    ) -> Any:
+    ) -> Pool:
         """Return a pool of worker processes (see :class:`multiprocess.pool.Pool`)."""
         from .pool import Pool
 
@@ -252,7 +356,7 @@ class BaseContext:
         task_timeout: float | None = None,
         max_memory_per_child: int | str | None = None,
         memory_limit: int | str | None = None,
-    ) -> Any:
+    ) -> ProcessPoolExecutor:
         """Return a ``concurrent.futures`` executor whose workers use this context.
 
         See :class:`multiprocess.futures.ProcessPoolExecutor`.
@@ -279,11 +383,11 @@ class BaseContext:
 
             freeze_support()
 
-    def get_logger(self) -> Any:
+    def get_logger(self) -> logging.Logger:
         """Return the package's logger."""
         return util.get_logger()
 
-    def log_to_stderr(self, level: int | None = None) -> Any:
+    def log_to_stderr(self, level: int | None = None) -> logging.Logger:
         """Make the package's logger print to stderr, and return it."""
         return util.log_to_stderr(level)
 
@@ -303,6 +407,19 @@ class BaseContext:
 
         set_forkserver_preload(module_names)
 
+    if TYPE_CHECKING:
+
+        @overload
+        def get_context(self, method: None = None) -> BaseContext: ...
+        @overload
+        def get_context(self, method: Literal["spawn"]) -> SpawnContext: ...
+        @overload
+        def get_context(self, method: Literal["fork"]) -> ForkContext: ...
+        @overload
+        def get_context(self, method: Literal["forkserver"]) -> ForkServerContext: ...
+        @overload
+        def get_context(self, method: str) -> BaseContext: ...
+
     def get_context(self, method: str | None = None) -> BaseContext:
         """Return the context of start method ``method`` (this one if None)."""
         if method is None:
@@ -316,6 +433,13 @@ class BaseContext:
             ) from None
         ctx._check_available()
         return ctx
+
+    if TYPE_CHECKING:
+
+        @overload
+        def get_start_method(self, allow_none: Literal[False] = False) -> str: ...
+        @overload
+        def get_start_method(self, allow_none: bool) -> str | None: ...
 
     def get_start_method(self, allow_none: bool = False) -> str | None:
         """Return the start method of this context."""
@@ -389,19 +513,22 @@ class Process(process.BaseProcess):
         return _default_context.get_context().Process._after_fork()
 
 
+_DefaultProcess = Process  # its name inside DefaultContext, whose Process it is
+
+
 class ForkContext(BaseContext):
     _name = "fork"
-    Process = ForkProcess
+    Process: ClassVar[type[ForkProcess]] = ForkProcess
 
 
 class SpawnContext(BaseContext):
     _name = "spawn"
-    Process = SpawnProcess
+    Process: ClassVar[type[SpawnProcess]] = SpawnProcess
 
 
 class ForkServerContext(BaseContext):
     _name = "forkserver"
-    Process = ForkServerProcess
+    Process: ClassVar[type[ForkServerProcess]] = ForkServerProcess
 
     def _check_available(self) -> None:
         if not reduction.HAVE_SEND_HANDLE:
@@ -411,11 +538,24 @@ class ForkServerContext(BaseContext):
 class DefaultContext(BaseContext):
     """The package-level context: the start method is fixed on first use."""
 
-    Process = Process
+    Process: ClassVar[type[_DefaultProcess]] = Process
 
     def __init__(self, context: BaseContext) -> None:
         self._default_context = context
         self._actual_context: BaseContext | None = None
+
+    if TYPE_CHECKING:
+
+        @overload
+        def get_context(self, method: None = None) -> BaseContext: ...
+        @overload
+        def get_context(self, method: Literal["spawn"]) -> SpawnContext: ...
+        @overload
+        def get_context(self, method: Literal["fork"]) -> ForkContext: ...
+        @overload
+        def get_context(self, method: Literal["forkserver"]) -> ForkServerContext: ...
+        @overload
+        def get_context(self, method: str) -> BaseContext: ...
 
     def get_context(self, method: str | None = None) -> BaseContext:
         if method is None:
@@ -437,6 +577,13 @@ class DefaultContext(BaseContext):
             return
         self._actual_context = self.get_context(method)
 
+    if TYPE_CHECKING:
+
+        @overload
+        def get_start_method(self, allow_none: Literal[False] = False) -> str: ...
+        @overload
+        def get_start_method(self, allow_none: bool) -> str | None: ...
+
     def get_start_method(self, allow_none: bool = False) -> str | None:
         if self._actual_context is None:
             if allow_none:
@@ -447,7 +594,7 @@ class DefaultContext(BaseContext):
     def get_all_start_methods(self) -> list[str]:
         """Return the start methods available here, the default first."""
         methods = [name for name, ctx in _concrete_contexts.items() if _available(ctx)]
-        default = self._default_context._name
+        default = self._default_context.get_start_method()
         methods.remove(default)
         return [default, *methods]
 
@@ -481,7 +628,7 @@ def _default_start_method() -> str:
     return _default_start_method_for(sys.platform, sys.version_info, reduction.HAVE_SEND_HANDLE)
 
 
-_concrete_contexts: dict = {
+_concrete_contexts: dict[str, BaseContext] = {
     "fork": ForkContext(),
     "spawn": SpawnContext(),
     "forkserver": ForkServerContext(),

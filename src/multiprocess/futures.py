@@ -49,7 +49,12 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import BrokenExecutor
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, TypeVar, overload
+
+if TYPE_CHECKING:  # annotations only (ParamSpec is in typing from 3.10)
+    from typing_extensions import ParamSpec
+
+    _P = ParamSpec("_P")
 
 from . import context as _context
 from ._errors import ProcessError
@@ -68,6 +73,10 @@ from .pool._limits import _check_timeout, _parse_size, _resolve_timeout
 from .pool._pool import _PoolFinalizer, _serializer_of
 from .pool._results import _ItemFailed, _job_counter, _PartialChunk, _PoolCache
 from .pool._wire import _APPLY, _MAP, _STARMAP
+
+_T = TypeVar("_T")
+_S1 = TypeVar("_S1")
+_S2 = TypeVar("_S2")
 
 __all__ = ["ProcessPoolExecutor", "WorkerDiedError", "get_reusable_executor"]
 
@@ -379,8 +388,8 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
     # -- submit -------------------------------------------------------------------
 
     def submit(
-        self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
-    ) -> concurrent.futures.Future:
+        self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs
+    ) -> concurrent.futures.Future[_T]:
         """Schedule ``fn(*args, **kwargs)`` in a worker; return its ``Future``.
 
         Raises:
@@ -392,12 +401,12 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
 
     def schedule(
         self,
-        fn: Callable[..., Any],
+        fn: Callable[..., _T],
         args: Iterable[Any] = (),
         kwargs: dict[str, Any] | None = None,
         *,
         task_timeout: float | None = None,
-    ) -> concurrent.futures.Future:
+    ) -> concurrent.futures.Future[_T]:
         """Schedule ``fn(*args, **kwargs)`` as ``submit`` does, with a ``task_timeout``.
 
         ``task_timeout`` (seconds) overrides the executor's for this call
@@ -415,9 +424,9 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
         return self._schedule(fn, tuple(args), dict(kwargs or {}), timeout)
 
     def _schedule(
-        self, fn: Callable[..., Any], args: Any, kwargs: Any, timeout: float | None
-    ) -> concurrent.futures.Future:
-        future: concurrent.futures.Future = concurrent.futures.Future()
+        self, fn: Callable[..., _T], args: Any, kwargs: Any, timeout: float | None
+    ) -> concurrent.futures.Future[_T]:
+        future: concurrent.futures.Future[_T] = concurrent.futures.Future()
         with self._lock:
             self._check_open()
             self._queue.append((future, fn, args, kwargs, timeout))
@@ -530,16 +539,75 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
 
     # -- map --------------------------------------------------------------------
 
+    # One or two iterables: the function's parameters are checked against
+    # their items (typeshed's Executor.map checks none); none, or three and
+    # more: as Executor.map.  Together they take every call Executor.map
+    # takes, which mypy does not see (it wants one overload that takes them
+    # all, and that one would let map(square, ["x"]) through): hence the ignore.
+    @overload  # type: ignore[override]
     def map(
         self,
-        fn: Callable[..., Any],
+        fn: Callable[[_S1], _T],
+        iterable: Iterable[_S1],
+        /,
+        *,
+        timeout: float | None = None,
+        chunksize: int = 1,
+        buffersize: int | None = None,
+        progress: _progress.ProgressArg = None,
+        task_timeout: float | None = None,
+    ) -> Iterator[_T]: ...
+    @overload
+    def map(
+        self,
+        fn: Callable[[_S1, _S2], _T],
+        iterable1: Iterable[_S1],
+        iterable2: Iterable[_S2],
+        /,
+        *,
+        timeout: float | None = None,
+        chunksize: int = 1,
+        buffersize: int | None = None,
+        progress: _progress.ProgressArg = None,
+        task_timeout: float | None = None,
+    ) -> Iterator[_T]: ...
+    @overload
+    def map(
+        self,
+        fn: Callable[..., _T],
+        /,
+        *,
+        timeout: float | None = None,
+        chunksize: int = 1,
+        buffersize: int | None = None,
+        progress: _progress.ProgressArg = None,
+        task_timeout: float | None = None,
+    ) -> Iterator[_T]: ...
+    @overload
+    def map(
+        self,
+        fn: Callable[..., _T],
+        iterable1: Iterable[Any],
+        iterable2: Iterable[Any],
+        iterable3: Iterable[Any],
+        /,
         *iterables: Iterable[Any],
         timeout: float | None = None,
         chunksize: int = 1,
         buffersize: int | None = None,
         progress: _progress.ProgressArg = None,
         task_timeout: float | None = None,
-    ) -> Iterator[Any]:
+    ) -> Iterator[_T]: ...
+    def map(
+        self,
+        fn: Callable[..., _T],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+        buffersize: int | None = None,
+        progress: _progress.ProgressArg = None,
+        task_timeout: float | None = None,
+    ) -> Iterator[_T]:
         """Return an iterator of ``fn(*args)`` for ``args`` in ``zip(*iterables)``.
 
         The inputs are read at once (or ``buffersize`` chunks ahead, if given)

@@ -84,7 +84,8 @@ class Arena:
         self.size = size
         self.fd = fd
         closer = weakref.finalize(self, os.close, fd)
-        closer.atexit = False
+        # Older typeshed (mypy < 1.20) declares atexit a read-only slot; it is writable.
+        closer.atexit = False  # type: ignore[misc, unused-ignore]
         self.buffer = mmap.mmap(fd, size)
 
     def _new_memory_file(self, size: int) -> int:

@@ -67,7 +67,7 @@ import types
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from traceback import format_exc
-from typing import TYPE_CHECKING, Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Generic, TypeVar, overload
 
 from . import connection, process, reduction, util
 from . import context as _context
@@ -75,7 +75,15 @@ from ._errors import ProcessError
 from ._spawning import get_spawning_popen
 
 if TYPE_CHECKING:
+    from _typeshed import SupportsKeysAndGetItem
     from typing_extensions import Self
+
+    from .pool import Pool
+    from .shared_memory import ShareableList, SharedMemory
+
+_T = TypeVar("_T")
+_KT = TypeVar("_KT")
+_VT = TypeVar("_VT")
 
 __all__ = ["BaseManager", "BaseProxy", "SharedMemoryManager", "SyncManager", "Token"]
 
@@ -2109,201 +2117,209 @@ class NamespaceProxy(BaseProxy):
         return callmethod("__delattr__", (key,))
 
 
-class ValueProxy(BaseProxy):
-    """A proxy to a :class:`Value`."""
+class ValueProxy(BaseProxy, Generic[_T]):
+    """A proxy to a :class:`Value` (``ValueProxy[int]`` for type checkers)."""
 
     _exposed_ = ("get", "set")
 
-    def get(self) -> Any:
+    def get(self) -> _T:
         return self._callmethod("get")
 
-    def set(self, value: Any) -> Any:
+    def set(self, value: _T) -> None:
         return self._callmethod("set", (value,))
 
-    value = property(get, set)
+    if TYPE_CHECKING:
+        value: _T
+    else:
+        value = property(get, set)
 
-    __class_getitem__: Any = classmethod(types.GenericAlias)
-
-
-BaseListProxy = MakeProxyType(
-    "BaseListProxy",
-    (
-        "__add__",
-        "__contains__",
-        "__delitem__",
-        "__getitem__",
-        "__len__",
-        "__mul__",
-        "__reversed__",
-        "__rmul__",
-        "__setitem__",
-        "append",
-        "count",
-        "extend",
-        "index",
-        "insert",
-        "pop",
-        "remove",
-        "reverse",
-        "sort",
-        "__imul__",
-        # New in CPython 3.14, carried on every version:
-        "clear",
-        "copy",
-    ),
-)
+    if not TYPE_CHECKING:  # as the standard library's: ValueProxy[int] is a types.GenericAlias
+        __class_getitem__ = classmethod(types.GenericAlias)
 
 
-class ListProxy(BaseListProxy):  # type: ignore[valid-type, misc]
-    """A proxy to a list."""
+if TYPE_CHECKING:
+    # Type checkers see no methods made at run time: _proxytypes declares them
+    # (ListProxy[int], DictProxy[str, float], SetProxy[bytes]).  "X as X":
+    # public names of this module for type checkers too (no implicit re-export).
+    from ._proxytypes import BaseListProxy as BaseListProxy  # noqa: PLC0414
+    from ._proxytypes import DictProxy as DictProxy  # noqa: PLC0414
+    from ._proxytypes import ListProxy as ListProxy  # noqa: PLC0414
+    from ._proxytypes import SetProxy as SetProxy  # noqa: PLC0414
+    from ._proxytypes import _BaseDictProxy, _BaseSetProxy
+else:
+    BaseListProxy = MakeProxyType(
+        "BaseListProxy",
+        (
+            "__add__",
+            "__contains__",
+            "__delitem__",
+            "__getitem__",
+            "__len__",
+            "__mul__",
+            "__reversed__",
+            "__rmul__",
+            "__setitem__",
+            "append",
+            "count",
+            "extend",
+            "index",
+            "insert",
+            "pop",
+            "remove",
+            "reverse",
+            "sort",
+            "__imul__",
+            # New in CPython 3.14, carried on every version:
+            "clear",
+            "copy",
+        ),
+    )
 
-    def __iadd__(self, value: Any) -> Self:
-        self._callmethod("extend", (value,))
-        return self
+    class ListProxy(BaseListProxy):  # type: ignore[valid-type, misc]
+        """A proxy to a list."""
 
-    def __imul__(self, value: Any) -> Self:
-        self._callmethod("__imul__", (value,))
-        return self
-
-    __class_getitem__: Any = classmethod(types.GenericAlias)
-
-
-_BaseDictProxy = MakeProxyType(
-    "_BaseDictProxy",
-    (
-        "__contains__",
-        "__delitem__",
-        "__getitem__",
-        "__iter__",
-        "__len__",
-        "__setitem__",
-        "clear",
-        "copy",
-        "get",
-        "items",
-        "keys",
-        "pop",
-        "popitem",
-        "setdefault",
-        "update",
-        "values",
-        # New in CPython 3.14, carried on every version:
-        "__ior__",
-        "__or__",
-        "__reversed__",
-        "__ror__",
-        "fromkeys",
-    ),
-)
-
-
-class DictProxy(_BaseDictProxy):  # type: ignore[valid-type, misc]
-    """A proxy to a dict (``iter()`` gives a proxy to the server's iterator).
-
-    ``proxy | other`` and ``other | proxy`` return new plain dicts;
-    ``reversed(proxy)`` iterates over a snapshot of the keys, last first;
-    ``proxy.fromkeys(keys, value)`` returns a new plain dict.
-    """
-
-    _method_to_typeid_: ClassVar[dict[str, str]] = {"__iter__": "Iterator"}
-
-    def __ior__(self, value: Any) -> Self:
-        # dict |= x is dict.update(x); update answers None where __ior__ would
-        # send the whole dict back.
-        self._callmethod("update", (value,))
-        return self
-
-    __class_getitem__: Any = classmethod(types.GenericAlias)
-
-
-_BaseSetProxy = MakeProxyType(
-    "_BaseSetProxy",
-    (
-        "__and__",
-        "__contains__",
-        "__ge__",
-        "__gt__",
-        "__iand__",
-        "__ior__",
-        "__isub__",
-        "__iter__",
-        "__ixor__",
-        "__le__",
-        "__len__",
-        "__lt__",
-        "__or__",
-        "__rand__",
-        "__ror__",
-        "__rsub__",
-        "__rxor__",
-        "__sub__",
-        "__xor__",
-        "add",
-        "clear",
-        "copy",
-        "difference",
-        "difference_update",
-        "discard",
-        "intersection",
-        "intersection_update",
-        "isdisjoint",
-        "issubset",
-        "issuperset",
-        "pop",
-        "remove",
-        "symmetric_difference",
-        "symmetric_difference_update",
-        "union",
-        "update",
-    ),
-)
-
-# The in-place operators of a set proxy: special method -> (symbol, update method).
-_SET_INPLACE = {
-    "__ior__": ("|=", "update"),
-    "__iand__": ("&=", "intersection_update"),
-    "__isub__": ("-=", "difference_update"),
-    "__ixor__": ("^=", "symmetric_difference_update"),
-}
-
-
-def _set_inplace(name: str) -> Callable[..., Any]:
-    symbol, update = _SET_INPLACE[name]
-
-    def method(self: BaseProxy, value: Any) -> Any:
-        if isinstance(value, BaseProxy) and isinstance(value, _BaseSetProxy):
-            value = value._getvalue()
-        if isinstance(value, (set, frozenset)):
-            # What the operator does with a set operand, without sending the
-            # whole set back as the special method's result would.
-            self._callmethod(update, (value,))
+        def __iadd__(self, value: Any) -> Self:
+            self._callmethod("extend", (value,))
             return self
-        if self._callmethod(name, (value,)) is NotImplemented:
-            raise TypeError(
-                f"unsupported operand type(s) for {symbol}: "
-                f"{type(self).__name__!r} and {type(value).__name__!r} "
-                f"(the right operand must be a set, a frozenset or a set proxy)"
-            )
-        return self
 
-    method.__name__ = name
-    method.__qualname__ = f"SetProxy.{name}"
-    return method
+        def __imul__(self, value: Any) -> Self:
+            self._callmethod("__imul__", (value,))
+            return self
 
+        __class_getitem__: Any = classmethod(types.GenericAlias)
 
-class SetProxy(_BaseSetProxy):  # type: ignore[valid-type, misc]
-    """A proxy to a set (new in CPython 3.14; here on every version).
+    _BaseDictProxy = MakeProxyType(
+        "_BaseDictProxy",
+        (
+            "__contains__",
+            "__delitem__",
+            "__getitem__",
+            "__iter__",
+            "__len__",
+            "__setitem__",
+            "clear",
+            "copy",
+            "get",
+            "items",
+            "keys",
+            "pop",
+            "popitem",
+            "setdefault",
+            "update",
+            "values",
+            # New in CPython 3.14, carried on every version:
+            "__ior__",
+            "__or__",
+            "__reversed__",
+            "__ror__",
+            "fromkeys",
+        ),
+    )
 
-    Operators with a set return new plain sets; ``iter()`` iterates over a
-    snapshot; ``|=``, ``&=``, ``-=`` and ``^=`` change the shared set.
-    """
+    class DictProxy(_BaseDictProxy):  # type: ignore[valid-type, misc]
+        """A proxy to a dict (``iter()`` gives a proxy to the server's iterator).
 
-    __ior__ = _set_inplace("__ior__")
-    __iand__ = _set_inplace("__iand__")
-    __isub__ = _set_inplace("__isub__")
-    __ixor__ = _set_inplace("__ixor__")
+        ``proxy | other`` and ``other | proxy`` return new plain dicts;
+        ``reversed(proxy)`` iterates over a snapshot of the keys, last first;
+        ``proxy.fromkeys(keys, value)`` returns a new plain dict.
+        """
 
-    __class_getitem__: Any = classmethod(types.GenericAlias)
+        _method_to_typeid_: ClassVar[dict[str, str]] = {"__iter__": "Iterator"}
+
+        def __ior__(self, value: Any) -> Self:
+            # dict |= x is dict.update(x); update answers None where __ior__ would
+            # send the whole dict back.
+            self._callmethod("update", (value,))
+            return self
+
+        __class_getitem__: Any = classmethod(types.GenericAlias)
+
+    _BaseSetProxy = MakeProxyType(
+        "_BaseSetProxy",
+        (
+            "__and__",
+            "__contains__",
+            "__ge__",
+            "__gt__",
+            "__iand__",
+            "__ior__",
+            "__isub__",
+            "__iter__",
+            "__ixor__",
+            "__le__",
+            "__len__",
+            "__lt__",
+            "__or__",
+            "__rand__",
+            "__ror__",
+            "__rsub__",
+            "__rxor__",
+            "__sub__",
+            "__xor__",
+            "add",
+            "clear",
+            "copy",
+            "difference",
+            "difference_update",
+            "discard",
+            "intersection",
+            "intersection_update",
+            "isdisjoint",
+            "issubset",
+            "issuperset",
+            "pop",
+            "remove",
+            "symmetric_difference",
+            "symmetric_difference_update",
+            "union",
+            "update",
+        ),
+    )
+
+    # The in-place operators of a set proxy: special method -> (symbol, update method).
+    _SET_INPLACE = {
+        "__ior__": ("|=", "update"),
+        "__iand__": ("&=", "intersection_update"),
+        "__isub__": ("-=", "difference_update"),
+        "__ixor__": ("^=", "symmetric_difference_update"),
+    }
+
+    def _set_inplace(name: str) -> Callable[..., Any]:
+        symbol, update = _SET_INPLACE[name]
+
+        def method(self: BaseProxy, value: Any) -> Any:
+            if isinstance(value, BaseProxy) and isinstance(value, _BaseSetProxy):
+                value = value._getvalue()
+            if isinstance(value, (set, frozenset)):
+                # What the operator does with a set operand, without sending the
+                # whole set back as the special method's result would.
+                self._callmethod(update, (value,))
+                return self
+            if self._callmethod(name, (value,)) is NotImplemented:
+                raise TypeError(
+                    f"unsupported operand type(s) for {symbol}: "
+                    f"{type(self).__name__!r} and {type(value).__name__!r} "
+                    f"(the right operand must be a set, a frozenset or a set proxy)"
+                )
+            return self
+
+        method.__name__ = name
+        method.__qualname__ = f"SetProxy.{name}"
+        return method
+
+    class SetProxy(_BaseSetProxy):  # type: ignore[valid-type, misc]
+        """A proxy to a set (new in CPython 3.14; here on every version).
+
+        Operators with a set return new plain sets; ``iter()`` iterates over a
+        snapshot; ``|=``, ``&=``, ``-=`` and ``^=`` change the shared set.
+        """
+
+        __ior__ = _set_inplace("__ior__")
+        __iand__ = _set_inplace("__iand__")
+        __isub__ = _set_inplace("__isub__")
+        __ixor__ = _set_inplace("__ixor__")
+
+        __class_getitem__: Any = classmethod(types.GenericAlias)
 
 
 # As CPython 3.14 does, so that isinstance() checks written for the real
@@ -2364,6 +2380,56 @@ class SyncManager(BaseManager):
     ``threading.Lock``...): all clients' calls run in the server process.
     ``multiprocess.Manager()`` returns a started instance.
     """
+
+    if TYPE_CHECKING:
+        # The methods register() adds below, as type checkers should see them
+        # (typeshed's types for the standard library's SyncManager).
+        def Queue(self, maxsize: int = 0) -> queue.Queue[Any]: ...
+        def JoinableQueue(self, maxsize: int = 0) -> queue.Queue[Any]: ...
+        def Event(self) -> threading.Event: ...
+        def Lock(self) -> threading.Lock: ...
+        def RLock(self) -> threading.RLock: ...
+        def Semaphore(self, value: int = 1) -> threading.Semaphore: ...
+        def BoundedSemaphore(self, value: int = 1) -> threading.BoundedSemaphore: ...
+        def Condition(self, lock: Any = None) -> threading.Condition: ...
+        def Barrier(
+            self,
+            parties: int,
+            action: Callable[[], object] | None = None,
+            timeout: float | None = None,
+        ) -> threading.Barrier: ...
+        def Pool(
+            self,
+            processes: int | None = None,
+            initializer: Callable[..., object] | None = None,
+            initargs: Iterable[Any] = (),
+            maxtasksperchild: int | None = None,
+            context: Any = None,
+        ) -> Pool: ...
+        def Value(self, typecode: Any, value: _T, lock: Any = True) -> ValueProxy[_T]: ...
+        def Array(
+            self, typecode: Any, sequence: Sequence[_T], lock: Any = True
+        ) -> Sequence[_T]: ...
+        def Namespace(self, **kwds: Any) -> NamespaceProxy: ...
+        @overload
+        def list(self) -> ListProxy[Any]: ...
+        @overload
+        def list(self, iterable: Iterable[_T], /) -> ListProxy[_T]: ...
+        def list(self, *args: Any) -> Any: ...
+        @overload
+        def dict(self) -> DictProxy[Any, Any]: ...
+        @overload
+        def dict(self, **kwargs: _VT) -> DictProxy[str, _VT]: ...
+        @overload
+        def dict(self, mapping: SupportsKeysAndGetItem[_KT, _VT], /) -> DictProxy[_KT, _VT]: ...
+        @overload
+        def dict(self, iterable: Iterable[tuple[_KT, _VT]], /) -> DictProxy[_KT, _VT]: ...
+        def dict(self, *args: Any, **kwargs: Any) -> Any: ...
+        @overload
+        def set(self) -> SetProxy[Any]: ...
+        @overload
+        def set(self, iterable: Iterable[_T], /) -> SetProxy[_T]: ...
+        def set(self, *args: Any) -> Any: ...
 
 
 SyncManager.register("Queue", queue.Queue)
@@ -2513,7 +2579,7 @@ class SharedMemoryManager(BaseManager):
             unlink()
             raise
 
-    def SharedMemory(self, size: int) -> Any:
+    def SharedMemory(self, size: int) -> SharedMemory:
         """Return a new SharedMemory block of ``size`` bytes that the server tracks."""
         from . import shared_memory
 
@@ -2522,7 +2588,7 @@ class SharedMemoryManager(BaseManager):
         self._track(sms.name, sms.unlink)  # type: ignore[arg-type]
         return sms
 
-    def ShareableList(self, sequence: Iterable[Any] | None) -> Any:
+    def ShareableList(self, sequence: Iterable[Any] | None) -> ShareableList:
         """Return a new ShareableList holding ``sequence`` that the server tracks."""
         from . import shared_memory
 

@@ -76,7 +76,8 @@ class Popen(popen_fork.Popen):
             # The child holds child_w open until it exits: parent_r (the
             # sentinel) reaches EOF exactly then.
             self._fds.extend([child_r, child_w])
-            self._proc = util.spawnv_passfds(spawn.get_executable(), cmd, self._fds)
+            # cmd[0]: the interpreter, which get_command_line checked is set.
+            self._proc = util.spawnv_passfds(cmd[0], cmd, self._fds)
             self.pid = self._proc.pid
             self.sentinel = parent_r
             with open(parent_w, "wb", closefd=False) as f:

@@ -53,7 +53,7 @@ class _ProcessState:
     def __init__(self, current: BaseProcess) -> None:
         self.current = current
         self.parent: BaseProcess | None = None
-        self.children: set = set()
+        self.children: set[BaseProcess] = set()
         self.counter = itertools.count(1)
 
     def enter_child(self, me: BaseProcess, parent: BaseProcess | None) -> None:
@@ -81,7 +81,7 @@ def parent_process() -> BaseProcess | None:
     return _state.parent
 
 
-def active_children() -> list:
+def active_children() -> list[BaseProcess]:
     """Return the live children of this process (joining those that have exited)."""
     _state.reap()
     return list(_state.children)
@@ -100,6 +100,12 @@ class BaseProcess:
     """
 
     _start_method: str | None = None
+    # Set in __init__ (and by the _MainProcess and _ParentProcess stand-ins).
+    _identity: tuple[int, ...]
+    _config: dict[str, Any]
+    _parent_pid: int | None
+    # Set by spawn's child bootstrap while it unpickles the process object.
+    _inheriting: bool
 
     @staticmethod
     def _Popen(process_obj: BaseProcess) -> Any:
@@ -371,7 +377,7 @@ class _MainProcess(BaseProcess):
 class _ParentProcess(BaseProcess):
     """The parent, seen from a child: alive until its sentinel reports EOF."""
 
-    def __init__(self, name: str, pid: int, sentinel: int | None) -> None:
+    def __init__(self, name: str, pid: int | None, sentinel: int | None) -> None:
         self._identity = ()
         self._name = name
         self._pid = pid
@@ -387,7 +393,7 @@ class _ParentProcess(BaseProcess):
         return not wait_readable([self._sentinel], timeout=0)
 
     @property
-    def ident(self) -> int:
+    def ident(self) -> int | None:
         return self._pid
 
     pid = ident

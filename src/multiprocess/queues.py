@@ -127,7 +127,7 @@ import time
 import types
 import weakref
 from queue import Empty, Full
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Generic, TypeVar
 
 from . import reduction, util
 from ._memfd import HAVE_MEMFD as _HAVE_MEMFD
@@ -140,6 +140,8 @@ from ._posix import pid_alive as _pid_alive
 from ._spawning import assert_spawning
 from .connection import Connection, Pipe
 from .synchronize import SEM_VALUE_MAX, _resolve_context, _SharedBlock
+
+_T = TypeVar("_T")
 
 __all__ = ["JoinableQueue", "Queue", "SimpleQueue"]
 
@@ -222,7 +224,7 @@ class _StreamCorrupted(OSError):
 #
 
 
-class Queue:
+class Queue(Generic[_T]):
     """A FIFO queue shared between processes (``queue.Queue``'s API).
 
     Args:
@@ -234,6 +236,8 @@ class Queue:
     serialized is reported through ``_on_queue_feeder_error(e, obj)`` (by
     default the traceback is printed) and dropped, and the queue goes on.
     """
+
+    _notempty: threading.Condition  # made by _reset, which a fork calls again
 
     def __init__(self, maxsize: int = 0, *, ctx: Any = None) -> None:
         ctx = _resolve_context(ctx)
@@ -332,7 +336,7 @@ class Queue:
 
     # -- putting --
 
-    def put(self, obj: Any, block: bool = True, timeout: float | None = None) -> None:
+    def put(self, obj: _T, block: bool = True, timeout: float | None = None) -> None:
         """Put ``obj`` in the queue.
 
         Blocks while the queue is full (at most ``timeout`` seconds if given);
@@ -349,13 +353,13 @@ class Queue:
             self._buffer.append(obj)
             self._notempty.notify()
 
-    def put_nowait(self, obj: Any) -> None:
+    def put_nowait(self, obj: _T) -> None:
         """``put(obj, False)``."""
         return self.put(obj, False)
 
     # -- getting --
 
-    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+    def get(self, block: bool = True, timeout: float | None = None) -> _T:
         """Remove and return an object from the queue.
 
         Blocks until one is available (at most ``timeout`` seconds if given;
@@ -398,7 +402,7 @@ class Queue:
             return _loads(data)
         return _decode(kind, data)
 
-    def get_nowait(self) -> Any:
+    def get_nowait(self) -> _T:
         """``get(False)``."""
         return self.get(False)
 
@@ -515,7 +519,8 @@ class Queue:
 
         traceback.print_exc()
 
-    __class_getitem__ = classmethod(types.GenericAlias)
+    if not TYPE_CHECKING:  # as the standard library's: Queue[int] is a types.GenericAlias
+        __class_getitem__ = classmethod(types.GenericAlias)
 
 
 _SENTINEL = object()
@@ -625,7 +630,7 @@ def _write_object(writer: _RecordWriter, obj: Any, serializer: str | None) -> No
 #
 
 
-class JoinableQueue(Queue):
+class JoinableQueue(Queue[_T]):
     """A Queue with ``task_done()`` and ``join()`` (``queue.Queue``'s API).
 
     An object that cannot be serialized counts as done.
@@ -644,7 +649,7 @@ class JoinableQueue(Queue):
         Queue.__setstate__(self, state[:-2])
         self._cond, self._unfinished_tasks = state[-2:]
 
-    def put(self, obj: Any, block: bool = True, timeout: float | None = None) -> None:
+    def put(self, obj: _T, block: bool = True, timeout: float | None = None) -> None:
         """Put ``obj`` in the queue and count one more unfinished task."""
         if self._closed:
             raise ValueError(f"Queue {self!r} is closed")
@@ -691,7 +696,7 @@ class JoinableQueue(Queue):
 #
 
 
-class SimpleQueue:
+class SimpleQueue(Generic[_T]):
     """A queue without buffer or thread: a pipe with a lock at each end.
 
     ``put`` serializes in the calling thread and writes one Connection message;
@@ -750,7 +755,7 @@ class SimpleQueue:
         ) = state
         self._make_methods()
 
-    def get(self) -> Any:
+    def get(self) -> _T:
         """Remove and return an object, waiting until there is one."""
         self._read_lock.acquire()
         try:
@@ -760,13 +765,14 @@ class SimpleQueue:
         # Deserialize after releasing the lock: other readers need not wait.
         return reduction.loads(data)
 
-    def put(self, obj: Any) -> None:
+    def put(self, obj: _T) -> None:
         """Put ``obj`` in the queue."""
         data = reduction.dumps(obj, serializer=self._serializer)
         with self._wlock:
             self._writer.send_bytes(data)
 
-    __class_getitem__ = classmethod(types.GenericAlias)
+    if not TYPE_CHECKING:  # as the standard library's: Queue[int] is a types.GenericAlias
+        __class_getitem__ = classmethod(types.GenericAlias)
 
 
 #

@@ -24,11 +24,22 @@ from __future__ import annotations
 import ctypes
 import pickle
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, Union, overload
 
 from . import context, heap, reduction
 from ._spawning import assert_spawning
+
+if TYPE_CHECKING:
+    from _ctypes import _CData as _CDataType
+    from ctypes import _SimpleCData, c_char
+
+    from . import synchronize
+
+    _LockLike = Union[synchronize.Lock, synchronize.RLock]
+    _CT = TypeVar("_CT", bound=_CDataType)
+
+_T = TypeVar("_T")
 
 __all__ = ["Array", "RawArray", "RawValue", "Value", "copy", "synchronized"]
 
@@ -83,6 +94,12 @@ def _new_value(type_: Any) -> Any:
     return obj
 
 
+# The overloads of these four functions give the types typeshed gives the
+# standard library's (see BaseContext's methods of the same names).
+@overload
+def RawValue(typecode_or_type: type[_CT], *args: Any) -> _CT: ...
+@overload
+def RawValue(typecode_or_type: str, *args: Any) -> Any: ...
 def RawValue(typecode_or_type: Any, *args: Any) -> Any:
     """Return a ctypes object in shared memory, initialized with ``args``.
 
@@ -100,6 +117,12 @@ def RawValue(typecode_or_type: Any, *args: Any) -> Any:
     return obj
 
 
+@overload
+def RawArray(
+    typecode_or_type: type[_CT], size_or_initializer: int | Sequence[Any]
+) -> ctypes.Array[_CT]: ...
+@overload
+def RawArray(typecode_or_type: str, size_or_initializer: int | Sequence[Any]) -> Any: ...
 def RawArray(typecode_or_type: Any, size_or_initializer: Any) -> Any:
     """Return a ctypes array in shared memory.
 
@@ -144,6 +167,28 @@ def _context(ctx: Any) -> Any:
     return ctx.get_context()
 
 
+@overload
+def Value(
+    typecode_or_type: type[_SimpleCData[_T]],
+    *args: Any,
+    lock: Literal[True] | _LockLike = True,
+    ctx: Any = None,
+) -> Synchronized[_T]: ...
+@overload
+def Value(
+    typecode_or_type: type[_CT], *args: Any, lock: Literal[False], ctx: Any = None
+) -> _CT: ...
+@overload
+def Value(
+    typecode_or_type: str, *args: Any, lock: Literal[True] | _LockLike = True, ctx: Any = None
+) -> Synchronized[Any]: ...
+@overload
+def Value(
+    typecode_or_type: str | type[_CDataType],
+    *args: Any,
+    lock: bool | _LockLike = True,
+    ctx: Any = None,
+) -> Any: ...
 def Value(typecode_or_type: Any, *args: Any, lock: Any = True, ctx: Any = None) -> Any:
     """Return a ctypes object in shared memory, wrapped with a lock.
 
@@ -163,6 +208,46 @@ def Value(typecode_or_type: Any, *args: Any, lock: Any = True, ctx: Any = None) 
     return synchronized(RawValue(typecode_or_type, *args), lock, ctx=ctx)
 
 
+@overload
+def Array(
+    typecode_or_type: type[c_char],
+    size_or_initializer: int | Sequence[Any],
+    *,
+    lock: Literal[True] | _LockLike = True,
+    ctx: Any = None,
+) -> SynchronizedString: ...
+@overload
+def Array(
+    typecode_or_type: type[_SimpleCData[_T]],
+    size_or_initializer: int | Sequence[Any],
+    *,
+    lock: Literal[True] | _LockLike = True,
+    ctx: Any = None,
+) -> SynchronizedArray[_T]: ...
+@overload
+def Array(
+    typecode_or_type: type[_CT],
+    size_or_initializer: int | Sequence[Any],
+    *,
+    lock: Literal[False],
+    ctx: Any = None,
+) -> ctypes.Array[_CT]: ...
+@overload
+def Array(
+    typecode_or_type: str,
+    size_or_initializer: int | Sequence[Any],
+    *,
+    lock: Literal[True] | _LockLike = True,
+    ctx: Any = None,
+) -> SynchronizedArray[Any]: ...
+@overload
+def Array(
+    typecode_or_type: str | type[_CDataType],
+    size_or_initializer: int | Sequence[Any],
+    *,
+    lock: bool | _LockLike = True,
+    ctx: Any = None,
+) -> Any: ...
 def Array(
     typecode_or_type: Any, size_or_initializer: Any, *, lock: Any = True, ctx: Any = None
 ) -> Any:
@@ -188,6 +273,20 @@ def copy(obj: Any) -> Any:
     return new_obj
 
 
+@overload
+def synchronized(
+    obj: _SimpleCData[_T], lock: _LockLike | None = None, ctx: Any = None
+) -> Synchronized[_T]: ...
+@overload
+def synchronized(
+    obj: ctypes.Array[c_char], lock: _LockLike | None = None, ctx: Any = None
+) -> SynchronizedString: ...
+@overload
+def synchronized(
+    obj: ctypes.Array[_SimpleCData[_T]], lock: _LockLike | None = None, ctx: Any = None
+) -> SynchronizedArray[_T]: ...
+@overload
+def synchronized(obj: Any, lock: _LockLike | None = None, ctx: Any = None) -> SynchronizedBase: ...
 def synchronized(obj: Any, lock: Any = None, ctx: Any = None) -> SynchronizedBase:
     """Wrap the ctypes object ``obj`` so that every access holds ``lock``.
 
@@ -267,22 +366,41 @@ class _Locked:
             setattr(wrapper._obj, self.name, value)
 
 
-class Synchronized(SynchronizedBase):
-    """A synchronized ctypes scalar: ``value`` is read and written under the lock."""
+class Synchronized(SynchronizedBase, Generic[_T]):
+    """A synchronized ctypes scalar: ``value`` is read and written under the lock.
 
-    value = _Locked("value")
+    ``Synchronized[int]`` is what ``Value(ctypes.c_int)`` returns (for type checkers).
+    """
+
+    if TYPE_CHECKING:
+        value: _T
+
+        def get_obj(self) -> _SimpleCData[_T]: ...
+    else:
+        value = _Locked("value")
 
 
-class SynchronizedArray(SynchronizedBase):
-    """A synchronized ctypes array: items and slices are accessed under the lock."""
+class SynchronizedArray(SynchronizedBase, Generic[_T]):
+    """A synchronized ctypes array: items and slices are accessed under the lock.
+
+    ``SynchronizedArray[float]`` is what ``Array(ctypes.c_double, n)`` returns.
+    """
 
     def __len__(self) -> int:
         return len(self._obj)
 
+    @overload
+    def __getitem__(self, i: slice) -> list[_T]: ...
+    @overload
+    def __getitem__(self, i: int) -> _T: ...
     def __getitem__(self, i: Any) -> Any:
         with self:
             return self._obj[i]
 
+    @overload
+    def __setitem__(self, i: slice, value: Iterable[_T]) -> None: ...
+    @overload
+    def __setitem__(self, i: int, value: _T) -> None: ...
     def __setitem__(self, i: Any, value: Any) -> None:
         with self:
             self._obj[i] = value
@@ -295,11 +413,15 @@ class SynchronizedArray(SynchronizedBase):
         self[start:stop] = values
 
 
-class SynchronizedString(SynchronizedArray):
+class SynchronizedString(SynchronizedArray[bytes]):
     """A synchronized array of ``c_char``, with ``value`` (up to NUL) and ``raw``."""
 
-    value = _Locked("value")
-    raw = _Locked("raw")
+    if TYPE_CHECKING:
+        value: bytes
+        raw: bytes
+    else:
+        value = _Locked("value")
+        raw = _Locked("raw")
 
 
 _class_cache: dict[type, type] = {}

@@ -199,7 +199,8 @@ def get_preparation_data(name: str) -> dict[str, Any]:
     if util._logger is not None:
         d["log_level"] = util._logger.getEffectiveLevel()
 
-    sys_path = sys.path.copy()
+    # ORIGINAL_DIR is None if the working directory was gone at import.
+    sys_path: list[str | None] = list(sys.path)
     try:
         sys_path[sys_path.index("")] = process.ORIGINAL_DIR
     except ValueError:

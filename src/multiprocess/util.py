@@ -441,7 +441,7 @@ class ForkAwareThreadLock:
         return self._lock.__enter__()
 
     def __exit__(self, *args: object) -> None:
-        self._lock.__exit__(*args)
+        self._lock.release()
 
 
 class ForkAwareLocal(threading.local):

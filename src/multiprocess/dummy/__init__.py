@@ -14,10 +14,13 @@ import weakref
 from collections.abc import Iterable
 from queue import Queue
 from threading import Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from . import connection as connection
 from .connection import Pipe
+
+if TYPE_CHECKING:
+    from ..pool import ThreadPool
 
 __all__ = [
     "Barrier",
@@ -149,7 +152,7 @@ def Pool(
     processes: int | None = None,
     initializer: Callable[..., Any] | None = None,
     initargs: Iterable[Any] = (),
-) -> Any:
+) -> ThreadPool:
     """Return a ``ThreadPool``: a Pool whose workers are threads."""
     from ..pool import ThreadPool
 

@@ -100,6 +100,7 @@ from ._results import AsyncResult as AsyncResult
 from ._results import IMapIterator as IMapIterator
 from ._results import IMapUnorderedIterator as IMapUnorderedIterator
 from ._results import MapResult as MapResult
+from ._results import ResultIterator as ResultIterator
 from ._worker import mapstar as mapstar
 from ._worker import starmapstar as starmapstar
 from ._worker import worker as worker

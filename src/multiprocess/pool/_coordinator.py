@@ -534,13 +534,13 @@ class _Coordinator(_Dispatch, _TaskControl):
                 self._jobs.clear()
                 self._accepting = False
                 self._cond.notify_all()
-            make_error = (
-                self._broken_error
-                if self.broken is not None
-                else lambda: PoolTerminatedError(
+            make_error: Callable[[], BaseException]
+            if self.broken is not None:
+                make_error = self._broken_error
+            else:
+                make_error = lambda: PoolTerminatedError(
                     "the pool was terminated before this task finished"
                 )
-            )
             self._fail_pending(make_error)
             for job in jobs:
                 job.result._abandon(make_error())

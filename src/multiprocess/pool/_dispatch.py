@@ -499,7 +499,8 @@ class _Dispatch:
         if self._soft_memory_limit is not None:
             self._check_soft_limit(w)
         if not ok:
-            name_item(value, job, task.index, offsets=task.redo and task.redo.offsets)
+            offsets = None if task.redo is None else task.redo.offsets
+            name_item(value, job, task.index, offsets=offsets)
         if task.redo is None:
             job.result._set(task.index, (ok, value))
         else:

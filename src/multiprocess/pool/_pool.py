@@ -9,8 +9,8 @@ from __future__ import annotations
 import operator
 import os
 import warnings
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Literal, TypeVar, overload
 
 if TYPE_CHECKING:  # annotations only: typing_extensions is not a dependency
     from typing_extensions import Self
@@ -35,6 +35,7 @@ from ._results import (
 from ._threads import _ThreadCoordinator
 from ._wire import _APPLY, _MAP, _ONE, _STARMAP
 
+_S = TypeVar("_S")
 _T = TypeVar("_T")
 
 #
@@ -273,7 +274,7 @@ class Pool:
         self,
         func: Callable[..., _T],
         args: Iterable[Any] = (),
-        kwds: dict[str, Any] = {},  # noqa: B006 - the standard library's signature
+        kwds: Mapping[str, Any] = {},  # the standard library's default (never mutated)
         *,
         task_timeout: float | None = None,
     ) -> _T:
@@ -288,7 +289,7 @@ class Pool:
         self,
         func: Callable[..., _T],
         args: Iterable[Any] = (),
-        kwds: dict[str, Any] = {},  # noqa: B006 - the standard library's signature
+        kwds: Mapping[str, Any] = {},  # the standard library's default (never mutated)
         callback: Callable[[_T], Any] | None = None,
         error_callback: Callable[[BaseException], Any] | None = None,
         *,
@@ -310,8 +311,8 @@ class Pool:
 
     def map(
         self,
-        func: Callable[[Any], _T],
-        iterable: Iterable[Any],
+        func: Callable[[_S], _T],
+        iterable: Iterable[_S],
         chunksize: int | None = None,
         *,
         progress: _progress.ProgressArg = None,
@@ -339,8 +340,8 @@ class Pool:
 
     def map_async(
         self,
-        func: Callable[[Any], _T],
-        iterable: Iterable[Any],
+        func: Callable[[_S], _T],
+        iterable: Iterable[_S],
         chunksize: int | None = None,
         callback: Callable[[list[_T]], Any] | None = None,
         error_callback: Callable[[BaseException], Any] | None = None,
@@ -459,10 +460,32 @@ class Pool:
             self._submit(result, func, kind, _chunks(iterable, chunksize), api, chunksize, timeout)
         return result
 
+    # chunksize 1 (the default) gives the IMapIterator itself, with next(timeout);
+    # a larger one an iterator over its chunks' items (for and async for only).
+    @overload
     def imap(
         self,
-        func: Callable[[Any], _T],
-        iterable: Iterable[Any],
+        func: Callable[[_S], _T],
+        iterable: Iterable[_S],
+        chunksize: Literal[1] = 1,
+        *,
+        progress: _progress.ProgressArg = None,
+        task_timeout: float | None = None,
+    ) -> IMapIterator[_T]: ...
+    @overload
+    def imap(
+        self,
+        func: Callable[[_S], _T],
+        iterable: Iterable[_S],
+        chunksize: int,
+        *,
+        progress: _progress.ProgressArg = None,
+        task_timeout: float | None = None,
+    ) -> ResultIterator[_T]: ...
+    def imap(
+        self,
+        func: Callable[[_S], _T],
+        iterable: Iterable[_S],
         chunksize: int = 1,
         *,
         progress: _progress.ProgressArg = None,
@@ -478,10 +501,32 @@ class Pool:
         """
         return self._imap(IMapIterator, func, iterable, chunksize, "imap", progress, task_timeout)
 
+    # chunksize 1 (the default) gives the IMapIterator itself, with next(timeout);
+    # a larger one an iterator over its chunks' items (for and async for only).
+    @overload
     def imap_unordered(
         self,
-        func: Callable[[Any], _T],
-        iterable: Iterable[Any],
+        func: Callable[[_S], _T],
+        iterable: Iterable[_S],
+        chunksize: Literal[1] = 1,
+        *,
+        progress: _progress.ProgressArg = None,
+        task_timeout: float | None = None,
+    ) -> IMapUnorderedIterator[_T]: ...
+    @overload
+    def imap_unordered(
+        self,
+        func: Callable[[_S], _T],
+        iterable: Iterable[_S],
+        chunksize: int,
+        *,
+        progress: _progress.ProgressArg = None,
+        task_timeout: float | None = None,
+    ) -> ResultIterator[_T]: ...
+    def imap_unordered(
+        self,
+        func: Callable[[_S], _T],
+        iterable: Iterable[_S],
         chunksize: int = 1,
         *,
         progress: _progress.ProgressArg = None,
