@@ -229,7 +229,9 @@ def run_suite(
     env = dict(os.environ)
     env["MP_CONFORMANCE_TARGET"] = suite.targets[target]
     env["PYTHONPATH"] = os.pathsep.join(p for p in (ALIAS, workdir, env.get("PYTHONPATH")) if p)
-    cmd = [args.python, "-m", "unittest", "-v"]
+    # -X faulthandler: on a time-out the suite gets SIGABRT first, and dumps the
+    # stack of each of its threads into the log (a hang, at exit too, says where).
+    cmd = [args.python, "-X", "faulthandler", "-m", "unittest", "-v"]
     for pattern in patterns:
         cmd += ["-k", pattern]
     cmd.append(module)
@@ -249,6 +251,12 @@ def run_suite(
         except subprocess.TimeoutExpired:
             rc = 124
             log.write(f"\nconformance: TIMED OUT after {args.timeout:g} s\n")
+            log.flush()
+            try:
+                os.kill(proc.pid, signal.SIGABRT)
+                proc.wait(10)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                pass
         finally:
             # The whole session: children the suite left behind (hung ones
             # included) must not run on and slow down what comes next.
