@@ -316,6 +316,8 @@ class _DaskCoordinator:
             )
             self._running[future.key] = task
         future.add_done_callback(self._done.put)
+        if task.deadline is not None:
+            self._done.put(None)  # the collector waits for this deadline too
 
     # -- the collector thread ---------------------------------------------------
 
@@ -540,7 +542,7 @@ class _DaskCoordinator:
         self._functions.clear()
         if not self._cluster.owned or self._cluster.cluster is None:
             try:  # a cluster that lives on: its workers forget this pool's functions
-                self._client.run(forget_pool, self._id, wait=False)
+                self._client.run(forget_pool, self._id)
             except Exception:  # noqa: BLE001 - best effort (the scheduler may be gone)
                 pass
         self._cluster.close()
