@@ -18,6 +18,7 @@ import asyncio
 import functools
 import logging
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -31,13 +32,13 @@ pytest.importorskip(
     "distributed", reason="Dask's distributed is not installed (pip install 'multiprocess[dask]')"
 )
 
-import distributed  # noqa: E402
+import _dask_helpers as h
+import distributed
 
-import _dask_helpers as h  # noqa: E402
-from multiprocess import TaskTimeoutError  # noqa: E402
-from multiprocess.dask import Pool, ProcessPoolExecutor, SchedulerUnreachableError  # noqa: E402
-from multiprocess.futures import WorkerDiedError  # noqa: E402
-from multiprocess.pool import BrokenPoolError, TerminatedWorkerError  # noqa: E402
+from multiprocess import TaskTimeoutError
+from multiprocess.dask import Pool, ProcessPoolExecutor, SchedulerUnreachableError
+from multiprocess.futures import WorkerDiedError
+from multiprocess.pool import BrokenPoolError, TerminatedWorkerError
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -51,9 +52,9 @@ def local_cluster():
         threads_per_worker=1,
         processes=True,
         host="127.0.0.1",
-        dashboard_address=None,
+        dashboard_address=":0",
         silence_logs=logging.ERROR,
-        scheduler_kwargs={"allowed_failures": 0},
+        scheduler_kwargs={"allowed_failures": 0, "dashboard": False},
     )
     try:
         yield cluster.scheduler_address
@@ -96,15 +97,32 @@ def cli_cluster(tmp_path_factory):
 
     try:
         line = launch(
-            ["scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-             "--scheduler-file", scheduler_file],
+            [
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--no-dashboard",
+                "--scheduler-file",
+                scheduler_file,
+            ],
             "Scheduler at:",
         )
         address = line.split("Scheduler at:")[1].strip()
         for _ in range(2):
             launch(
-                ["worker", "--scheduler-file", scheduler_file, "--nthreads", "1", "--nanny",
-                 "--no-dashboard", "--host", "127.0.0.1"],
+                [
+                    "worker",
+                    "--scheduler-file",
+                    scheduler_file,
+                    "--nthreads",
+                    "1",
+                    "--nanny",
+                    "--no-dashboard",
+                    "--host",
+                    "127.0.0.1",
+                ],
                 "Registered to:",
             )
         with distributed.Client(address, timeout=30, set_as_default=False) as client:
@@ -156,9 +174,9 @@ def test_every_pool_call(address):
         assert pool.starmap(h.add, [(1, 2), (3, 4)]) == [3, 7]
         assert pool.starmap_async(h.add, [(5, 6)]).get(60) == [11]
         counts = []
-        assert pool.map(h.square, range(8), chunksize=2, progress=lambda d, t: counts.append(d)) == [
-            x * x for x in range(8)
-        ]
+        assert pool.map(
+            h.square, range(8), chunksize=2, progress=lambda d, t: counts.append(d)
+        ) == [x * x for x in range(8)]
         assert counts and counts[-1] == 8
 
         async def awaited():
@@ -205,6 +223,7 @@ def test_executor(address):
 def test_lambdas_and_main_classes_on_workers_that_never_saw_main(address):
     proc = subprocess.run(
         [sys.executable, os.path.join(HERE, "_dask_main_script.py"), address],
+        check=False,
         capture_output=True,
         text=True,
         timeout=100,
@@ -329,7 +348,9 @@ def _free_port() -> int:
 def test_an_unreachable_scheduler_is_a_clear_error_within_the_connect_timeout(face):
     address = f"tcp://127.0.0.1:{_free_port()}"
     started = time.monotonic()
-    with pytest.raises(SchedulerUnreachableError, match=f"no|could not reach a Dask scheduler at {address}"):
+    with pytest.raises(
+        SchedulerUnreachableError, match=re.escape(f"could not reach a Dask scheduler at {address}")
+    ):
         face(address=address, connect_timeout=2)
     assert time.monotonic() - started < 60  # bounded, not a hang (no timing precision asserted)
 
@@ -356,6 +377,7 @@ def test_without_distributed_the_error_names_the_extra():
         "import multiprocess.dask as d\n"
         "try:\n    d.Pool(1)\nexcept ImportError as e:\n    print(e)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60
+    )
     assert "multiprocess[dask]" in out.stdout, out.stderr
-

@@ -61,7 +61,9 @@ def _check_options(retries: Any, connect_timeout: Any) -> None:
         or not isinstance(connect_timeout, (int, float))
         or not 0 < connect_timeout < math.inf
     ):
-        raise ValueError(f"connect_timeout must be a positive number of seconds, not {connect_timeout!r}")
+        raise ValueError(
+            f"connect_timeout must be a positive number of seconds, not {connect_timeout!r}"
+        )
 
 
 class Pool(_pool.Pool):

@@ -82,9 +82,11 @@ def connect(
         threads_per_worker=1,
         processes=True,
         host="127.0.0.1",
-        dashboard_address=":0" if dashboard else None,
+        # A free port on 127.0.0.1: the scheduler serves its health and metrics
+        # routes there even without the dashboard (on 8787 by default).
+        dashboard_address=":0",
         silence_logs=logging.ERROR,
-        scheduler_kwargs={"allowed_failures": 0},
+        scheduler_kwargs={"allowed_failures": 0, "dashboard": dashboard},
     )
     try:
         made = distributed.Client(cluster, set_as_default=False)

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import _thread
 import collections
+import contextlib
+import functools
 import itertools
 import queue
 import re
@@ -206,7 +208,7 @@ class _DaskCoordinator:
         current = threading.current_thread()
         for thread in (self._feeder, self._collector):
             if thread is not None and thread is not current:
-                util.wait_interruptibly(lambda t, th=thread: _join(th, t), None)
+                util.wait_interruptibly(functools.partial(_join, thread), None)
 
     # -- the feeder thread ------------------------------------------------------
 
@@ -460,7 +462,9 @@ class _DaskCoordinator:
         for task in late:
             limit = task.job.timeout
             assert limit is not None
-            others = "the pool's other tasks" if task.job.kind == _APPLY else "the call's other items"
+            others = (
+                "the pool's other tasks" if task.job.kind == _APPLY else "the call's other items"
+            )
             size = f" ({task.size} items: {task.size} times that)" if task.size > 1 else ""
             error = TaskTimeoutError(
                 f"{task.job.describe(task.index)} was still running after its task_timeout of "
@@ -485,10 +489,8 @@ class _DaskCoordinator:
     def _cancel(self, futures: list[Any]) -> None:
         futures = [f for f in futures if f is not None]
         if futures:
-            try:
+            with contextlib.suppress(Exception):  # the client may be closing already
                 self._client.cancel(futures)
-            except Exception:  # noqa: BLE001 - the client may be closing already
-                pass
 
     def _break(self, exc: BaseException, what: str) -> None:
         name = _callable_name(self._initializer)
@@ -541,14 +543,15 @@ class _DaskCoordinator:
             self._scattered.clear()
         self._functions.clear()
         if not self._cluster.owned or self._cluster.cluster is None:
-            try:  # a cluster that lives on: its workers forget this pool's functions
+            # A cluster that lives on: its workers forget this pool's functions
+            # (best effort: the scheduler may be gone).
+            with contextlib.suppress(Exception):
                 self._client.run(forget_pool, self._id)
-            except Exception:  # noqa: BLE001 - best effort (the scheduler may be gone)
-                pass
         self._cluster.close()
 
 
 def _join(thread: threading.Thread, timeout: float | None) -> bool:
+    """``thread.join(timeout)``; True once it has ended (for ``util.wait_interruptibly``)."""
     thread.join(timeout)
     return not thread.is_alive()
 
