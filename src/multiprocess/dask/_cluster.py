@@ -77,7 +77,25 @@ def connect(
     # only (anyone who can reach a scheduler can run code on its workers).
     # allowed_failures=0: a task whose worker died fails at once, with our
     # error; the pool's retries= decides whether it runs again.
-    cluster = distributed.LocalCluster(
+    # worker-saturation 1.0: the scheduler gives a worker thread one queued
+    # task at a time (Dask's default gives it a little more), so that a worker
+    # that dies fails the task it was running, not also one waiting behind it.
+    import dask
+
+    with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
+        cluster = _local_cluster(n_workers, dashboard)
+    try:
+        made = distributed.Client(cluster, set_as_default=False)
+    except BaseException:
+        cluster.close()
+        raise
+    return _Cluster(made, cluster, owned=True)
+
+
+def _local_cluster(n_workers: int | None, dashboard: bool) -> Any:
+    import distributed
+
+    return distributed.LocalCluster(
         n_workers=n_workers,
         threads_per_worker=1,
         processes=True,
@@ -88,9 +106,3 @@ def connect(
         silence_logs=logging.ERROR,
         scheduler_kwargs={"allowed_failures": 0, "dashboard": dashboard},
     )
-    try:
-        made = distributed.Client(cluster, set_as_default=False)
-    except BaseException:
-        cluster.close()
-        raise
-    return _Cluster(made, cluster, owned=True)
