@@ -284,7 +284,6 @@ def test_task_timeout(address):
 
 
 def test_initializer_runs_once_per_worker(address):
-    _two_workers(address)
     token = uuid.uuid4().hex
     with Pool(address=address, initializer=h.record_init, initargs=(token,)) as pool:
         seen = pool.map(h.init_count, [token] * 12, chunksize=1)
