@@ -15,7 +15,9 @@ come from a script run in a subprocess (``_dask_main_script``).
 from __future__ import annotations
 
 import asyncio
+import copyreg
 import functools
+import importlib.util
 import logging
 import os
 import re
@@ -28,12 +30,22 @@ import uuid
 
 import pytest
 
-pytest.importorskip(
-    "distributed", reason="Dask's distributed is not installed (pip install 'multiprocess[dask]')"
-)
+if importlib.util.find_spec("distributed") is None:
+    pytest.skip(
+        "Dask's distributed is not installed (pip install 'multiprocess[dask]')",
+        allow_module_level=True,
+    )
+
+# Importing distributed registers tblib's reducers in copyreg for every exception
+# class (SystemExit(3) then unpickles with code None): undo that here, so that the
+# tests of other modules collected in this process see the interpreter as it was.
+_saved_dispatch = dict(copyreg.dispatch_table)
+import distributed
+
+copyreg.dispatch_table.clear()
+copyreg.dispatch_table.update(_saved_dispatch)
 
 import _dask_helpers as h
-import distributed
 
 from multiprocess import TaskTimeoutError
 from multiprocess.dask import Pool, ProcessPoolExecutor, SchedulerUnreachableError
