@@ -5,6 +5,9 @@ Measures, for each package under the same start method:
 - Queue throughput: 100,000 small objects from a child to the parent;
 - Queue throughput for 64 MiB payloads (a numpy array, a bytes object), in GiB/s,
   the parent reading a byte of every page of what it gets;
+- Pipe throughput for 64 MiB payloads (a numpy array, a bytes object) from a
+  child through a duplex ``Pipe()`` (``send``/``recv``), in GiB/s, the parent
+  touching every page as above;
 - Pipe round-trip latency of a small object (a child echoes it back);
 - uncontended Lock acquire/release.
 
@@ -45,6 +48,18 @@ def _produce_big(q, kind, count):
         q.put(payload)
 
 
+def _send_big(conn, kind, count):
+    if kind == "numpy":
+        import numpy as np
+
+        payload = np.ones(BIG_BYTES // 8, dtype=np.float64)
+    else:
+        payload = b"\x01" * BIG_BYTES
+    for _ in range(count):
+        conn.send(payload)
+    conn.recv()  # the parent got them all
+
+
 def _touch(payload):
     """Read one byte of every 4 KiB page: the data must really be there."""
     return bytes(memoryview(payload).cast("B")[::4096])
@@ -82,6 +97,21 @@ def queue_big(mp, method, kind):
     return BIG_COUNT * BIG_BYTES / elapsed / 2**30  # GiB/s
 
 
+def pipe_big(mp, method, kind):
+    ctx = mp.get_context(method)
+    a, b = ctx.Pipe()
+    p = ctx.Process(target=_send_big, args=(b, kind, BIG_COUNT + 1))
+    p.start()
+    a.recv()  # the first one pays for the child's start-up: not counted
+    t0 = time.perf_counter()
+    for _ in range(BIG_COUNT):
+        _touch(a.recv())
+    elapsed = time.perf_counter() - t0
+    a.send(None)
+    p.join()
+    return BIG_COUNT * BIG_BYTES / elapsed / 2**30  # GiB/s
+
+
 def pipe_round_trip(mp, method):
     ctx = mp.get_context(method)
     a, b = ctx.Pipe()
@@ -112,6 +142,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--method", default="fork", choices=["fork", "spawn", "forkserver"])
+    parser.add_argument("--only", default="", help="run only the cases whose title contains this")
     args = parser.parse_args()
     try:
         import numpy  # noqa: F401
@@ -134,12 +165,22 @@ def main() -> None:
             )
             for kind in kinds
         ],
+        *[
+            (
+                f"Pipe: 64 MiB {kind} (GiB/s)",
+                lambda mp, k=kind: pipe_big(mp, args.method, k),
+                True,
+            )
+            for kind in kinds
+        ],
         ("Pipe round trip (us)", lambda mp: pipe_round_trip(mp, args.method), False),
         ("Lock acquire+release (ns)", lambda mp: lock_cycle(mp, args.method), False),
     ]
     print(f"start method {args.method}, median of {args.repeat}")
     print(f"{'case':42} {'multiprocess':>13} {'stdlib':>13} {'ratio':>7}")
     for title, fn, higher_is_better in cases:
+        if args.only not in title:
+            continue
         ours, theirs = [], []
         for _ in range(args.repeat):  # interleaved, so drifts in load hit both
             ours.append(fn(our_mp))

@@ -20,8 +20,17 @@ import _pool_transfer_helpers as th
 import pytest
 
 from multiprocess import pool as mpool
+from multiprocess.pool import _oob
 
 pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(autouse=True)
+def _through_the_pipes(monkeypatch):
+    """Large frames through the pipes, as off Linux: on Linux they would go in
+    memfds (see pool/_oob; test_pool_oob kills a worker in that path)."""
+    monkeypatch.setattr(_oob, "ENABLED", False)
+
 
 WAIT = 60
 

@@ -438,7 +438,7 @@ def test_large_buffers_round_trip(ctx):
 def _next_record(q):
     """The next record's kind, flags and payload (consumes it, not its memfds' message)."""
     assert q._reader.poll(60)
-    reader = queues._RecordReader(q._reader, q._write_lock, lambda: None)
+    reader = queues._RecordReader(q._reader, q._write_lock, lambda: None, None, q._stream)
     header = bytearray(queues._HEADER_SIZE)
     assert reader._read_into(memoryview(header))
     _magic, kind, flags, size = queues._HEADER.unpack(header)

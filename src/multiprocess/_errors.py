@@ -50,3 +50,11 @@ class TaskTimeoutError(ProcessError, builtins.TimeoutError):
     own ``multiprocess.TimeoutError``, which ``AsyncResult.get(timeout)``
     raises while the result may still come.
     """
+
+
+class _TruncatedMessageError(EOFError, OSError):
+    """The peer closed the connection in the middle of a message.
+
+    An ``EOFError`` (the peer is gone) and an ``OSError`` (what the standard
+    library raises here), so that callers written for either keep working.
+    """

@@ -46,6 +46,7 @@ MAP_MIN_SIZE = 1 << 20
 _MAP_FLAGS: int | None = (
     mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS if hasattr(mmap, "MAP_ANONYMOUS") else None
 )
+_MAP_POPULATE: int = getattr(mmap, "MAP_POPULATE", 0)
 _MADV_HUGEPAGE: int | None = getattr(mmap, "MADV_HUGEPAGE", None)
 # Python 3.13's mmap can map a file without keeping a duplicate of its
 # descriptor; before that, every live map holds one, so at most
@@ -128,20 +129,32 @@ def _unmapped() -> None:
     _live_maps -= 1
 
 
-def map_memfd(fd: int, size: int, error: type[OSError] = OSError) -> Any:
+def map_memfd(
+    fd: int,
+    size: int,
+    error: type[OSError] = OSError,
+    private: bool = False,
+    populate: bool = False,
+) -> Any:
     """The received memfd ``fd`` of ``size`` bytes, as a writable buffer (``fd`` stays open).
 
     Mapped where that costs no descriptor (Python 3.13) or few are mapped;
     otherwise copied into a private buffer.  A memfd of another size, or one
-    that ends early, raises ``error``.
+    that ends early, raises ``error``.  ``private``: a copy-on-write map
+    (writes stay in this process, for a memfd that other processes map too).
+    ``populate``: for a buffer about to be read whole, its pages are mapped
+    at once (one system call instead of a page fault per 4 KiB).
     """
     global _live_maps
     if os.fstat(fd).st_size != size:
         raise error("memfd of the wrong size")
+    flags = mmap.MAP_PRIVATE if private else mmap.MAP_SHARED
+    if populate:
+        flags |= _MAP_POPULATE
     if _MAP_TRACKFD_ARG:
-        return mmap.mmap(fd, size, trackfd=False)  # type: ignore[call-arg]
+        return mmap.mmap(fd, size, flags=flags, trackfd=False)  # type: ignore[call-arg]
     if _live_maps < _MAX_LIVE_MAPS:
-        buf = mmap.mmap(fd, size)  # keeps a duplicate of fd while it lives
+        buf = mmap.mmap(fd, size, flags=flags)  # keeps a duplicate of fd while it lives
         _live_maps += 1
         weakref.finalize(buf, _unmapped)
         return buf

@@ -27,6 +27,16 @@ that).  A header that no message can have (a negative length other than -1,
 or more than ``sys.maxsize``) raises ``OSError("bad message length")`` and, as
 an oversized message does, leaves the connection unreadable.
 
+Large objects (Linux): on a duplex ``Pipe()``, and on an AF_UNIX ``Listener``
+/ ``Client`` pair whose two ends are both this package (each side marks the
+random part of its authkey challenge; a standard-library peer just signs it,
+and never sees the new frame), ``send()`` passes buffers, pickles and bytes
+objects of 1 MiB or more in memfds, with an out-of-band frame that the
+standard library's format cannot produce (a length word of -2): see
+:mod:`multiprocess._conn_oob`.  ``send_bytes()`` / ``recv_bytes()`` stay
+byte-exact with the standard library; ``recv_bytes()`` on an out-of-band
+frame returns the equivalent plain pickle.
+
 Authentication: ``Listener(authkey=...)`` and ``Client(authkey=...)`` run the
 HMAC challenge of CPython 3.12+ (``#CHALLENGE#{sha256}<random>``), and accept the
 legacy HMAC-MD5 form of Python <= 3.11 peers.  The challenge is run on
@@ -57,11 +67,12 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable
 
-from . import reduction, util
+from . import _conn_oob, reduction, util
 
 # Both are also re-exported from here, as the standard library does.
-from ._errors import AuthenticationError, BufferTooShort
+from ._errors import AuthenticationError, BufferTooShort, _TruncatedMessageError
 from ._forklock import FORK_LOCK
+from ._memfd import HAVE_MEMFD
 from ._posix import wait_readable, writev_all
 
 if TYPE_CHECKING:
@@ -102,14 +113,6 @@ _READ_CHUNK = 1024 * 1024
 _PREALLOC_LIMIT = 32 * 1024 * 1024
 # Largest single read()/write(): macOS rejects counts above INT_MAX.
 _IO_CHUNK = 1 << 30
-
-
-class _TruncatedMessageError(EOFError, OSError):
-    """The peer closed the connection in the middle of a message.
-
-    An ``EOFError`` (the peer is gone) and an ``OSError`` (what the standard
-    library raises here), so that callers written for either keep working.
-    """
 
 
 def _end_of_file(got: int, in_message: bool) -> Exception:
@@ -175,6 +178,11 @@ class _ConnectionBase:
     """
 
     _handle: int | None = None
+    # Whether the transport passes descriptors (an AF_UNIX stream socket on
+    # Linux), so that out-of-band frames can be read; and whether the peer
+    # is known to read them, so that send() may write them.
+    _oob_capable: bool = False
+    _oob: bool = False
 
     def __init__(
         self,
@@ -222,14 +230,17 @@ class _ConnectionBase:
             raise OSError("connection is read-only")
 
     def _bad_message_length(self) -> None:
+        self._stop_reading(OSError("bad message length"))
+
+    def _stop_reading(self, error: Exception) -> None:
         # The unread rest of the message is still in the stream, so nothing
         # after it can be read correctly: stop reading (and close a
-        # connection that has nothing else to offer).
+        # connection that has nothing else to offer), then raise ``error``.
         if self._writable:
             self._readable = False
         else:
             self.close()
-        raise OSError("bad message length")
+        raise error
 
     # -- properties --
 
@@ -303,6 +314,9 @@ class _ConnectionBase:
         """
         self._check_closed()
         self._check_writable()
+        if self._oob:
+            _conn_oob.send(self, obj, self._serializer)
+            return
         data = reduction.get_serializer(self._serializer).dumps(obj)
         self._send_frame(memoryview(data))
 
@@ -327,6 +341,11 @@ class _ConnectionBase:
         if maxlength is not None and maxlength < 0:
             raise ValueError("negative maxlength")
         size = self._recv_header()
+        if size == _conn_oob.OOB_LENGTH_WORD:
+            data = _conn_oob.recv_in_band(self)
+            if maxlength is not None and len(data) > maxlength:
+                self._bad_message_length()
+            return data
         if maxlength is not None and size > maxlength:
             self._bad_message_length()
         return self._recv_payload(size)
@@ -354,6 +373,13 @@ class _ConnectionBase:
             if offset > bytesize:
                 raise ValueError("offset too large")
             size = self._recv_header()
+            if size == _conn_oob.OOB_LENGTH_WORD:
+                data = _conn_oob.recv_in_band(self)
+                size = len(data)
+                if offset + size > bytesize:
+                    raise BufferTooShort(data)
+                flat[offset : offset + size] = data
+                return size
             if offset + size > bytesize:
                 raise BufferTooShort(self._recv_payload(size))
             with flat[offset : offset + size] as target:
@@ -374,7 +400,10 @@ class _ConnectionBase:
         """
         self._check_closed()
         self._check_readable()
-        data = self._recv_payload_buffer(self._recv_header())
+        size = self._recv_header()
+        if size == _conn_oob.OOB_LENGTH_WORD:
+            return _conn_oob.recv(self)
+        data = self._recv_payload_buffer(size)
         try:
             return reduction.loads(data)
         except EOFError as e:
@@ -504,6 +533,8 @@ class Connection(_ConnectionBase):
             if size > sys.maxsize:
                 self._bad_message_length()
         elif size < 0:
+            if size == _conn_oob.OOB_LENGTH_WORD and self._oob_capable:
+                return size
             self._bad_message_length()
         return size
 
@@ -679,6 +710,8 @@ def Pipe(duplex: bool = True, *, serializer: str | None = None) -> tuple[Connect
         s2.setblocking(True)
         c1 = Connection(s1.detach(), serializer=serializer)
         c2 = Connection(s2.detach(), serializer=serializer)
+        # Both ends are ours: large objects may go out of band.
+        c1._oob_capable = c2._oob_capable = c1._oob = c2._oob = HAVE_MEMFD
     else:
         r, w = os.pipe()
         c1 = Connection(r, writable=False, serializer=serializer)
@@ -727,7 +760,9 @@ class SocketListener:
         s, self._last_accepted = self._socket.accept()
         # The accepted socket inherits the default timeout, if one is set.
         s.setblocking(True)
-        return Connection(s.detach(), serializer=self._serializer)
+        c = Connection(s.detach(), serializer=self._serializer)
+        c._oob_capable = HAVE_MEMFD and self._family == "AF_UNIX"
+        return c
 
     def close(self) -> None:
         try:
@@ -746,7 +781,9 @@ def SocketClient(
     with socket.socket(getattr(socket, family)) as s:
         s.setblocking(True)
         s.connect(address)
-        return Connection(s.detach(), serializer=serializer)
+        c = Connection(s.detach(), serializer=serializer)
+        c._oob_capable = HAVE_MEMFD and family == "AF_UNIX"
+        return c
 
 
 # -- authentication --------------------------------------------------------
@@ -767,6 +804,10 @@ WELCOME = b"#WELCOME#"
 FAILURE = b"#FAILURE#"
 # Names used by Python 3.12+.
 _CHALLENGE, _WELCOME, _FAILURE = CHALLENGE, WELCOME, FAILURE
+# Leads the random part of a challenge from a connection of ours that can
+# read out-of-band frames.  A standard-library peer signs it like any random
+# bytes; a peer of ours that sees it may send such frames (see _conn_oob).
+_OOB_MARK = b"multiprocess-oob1:"
 
 _ALLOWED_DIGESTS = frozenset({b"md5", b"sha256", b"sha384", b"sha3_256", b"sha3_384"})
 _MAX_DIGEST_NAME = max(len(name) for name in _ALLOWED_DIGESTS)
@@ -893,7 +934,8 @@ def _deliver_challenge(
     _check_authkey(authkey)
     if digest_name.encode("ascii") not in _ALLOWED_DIGESTS:
         raise ValueError(f"unsupported digest {digest_name!r}")
-    message = b"{%s}%s" % (digest_name.encode("ascii"), os.urandom(MESSAGE_LENGTH))
+    mark = _OOB_MARK if getattr(connection, "_oob_capable", False) else b""
+    message = b"{%s}%s%s" % (digest_name.encode("ascii"), mark, os.urandom(MESSAGE_LENGTH))
     connection.send_bytes(CHALLENGE + message)
     response = _recv_handshake(connection, deadline)
     try:
@@ -915,6 +957,10 @@ def _answer_challenge(connection: Any, authkey: bytes, deadline: _Deadline | Non
     connection.send_bytes(_create_response(authkey, message))
     if _recv_handshake(connection, deadline) != WELCOME:
         raise AuthenticationError("digest sent was rejected")
+    if getattr(connection, "_oob_capable", False) and message.partition(b"}")[2].startswith(
+        _OOB_MARK
+    ):
+        connection._oob = True  # the challenger is ours and reads out-of-band frames
 
 
 def deliver_challenge(connection: Any, authkey: bytes, digest_name: str = "sha256") -> None:
@@ -1019,16 +1065,33 @@ def reduce_connection(conn: Connection) -> tuple[Callable[..., Connection], tupl
     resource sharer (``reduction.DupFd`` chooses).
     """
     df = reduction.DupFd(conn.fileno())
+    if conn._oob_capable:
+        return rebuild_connection, (
+            df,
+            conn.readable,
+            conn.writable,
+            conn._serializer,
+            conn._oob_capable,
+            conn._oob,
+        )
     if conn._serializer is None:
         return rebuild_connection, (df, conn.readable, conn.writable)
     return rebuild_connection, (df, conn.readable, conn.writable, conn._serializer)
 
 
 def rebuild_connection(
-    df: Any, readable: bool, writable: bool, serializer: str | None = None
+    df: Any,
+    readable: bool,
+    writable: bool,
+    serializer: str | None = None,
+    oob_capable: bool = False,
+    oob: bool = False,
 ) -> Connection:
     """Rebuild a Connection pickled by :func:`reduce_connection`."""
-    return Connection(df.detach(), readable, writable, serializer=serializer)
+    c = Connection(df.detach(), readable, writable, serializer=serializer)
+    # The same socket: still passes descriptors, still the same peer.
+    c._oob_capable, c._oob = oob_capable, oob
+    return c
 
 
 reduction.register(Connection, reduce_connection)

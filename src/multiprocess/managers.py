@@ -291,7 +291,9 @@ class _RequestChannel:
     On a manager's connections the two sides take turns (a client sends one
     request and waits for its answer; the server answers and waits for the
     next request), so the peer has at most one message in flight, and one
-    ``read()`` of up to 64 KiB takes in a whole small message.  Should a peer
+    ``read()`` of up to 64 KiB takes in a whole small message (except with a
+    peer of ours on a unix socket, which may send out-of-band frames: see
+    ``multiprocess._conn_oob``; those are read by the connection).  Should a peer
     send ahead anyway, the bytes of its next message stay in ``_pending`` for
     the next ``recv()``: the framing is exactly the Connection's.  Like it, a
     length header is never trusted with memory: the rest of a long message is
@@ -325,6 +327,10 @@ class _RequestChannel:
         """Receive one message and unpickle it (see ``Connection.recv``)."""
         if self._conn.closed:
             raise OSError("handle is closed")
+        if self._conn._oob and not self._pending:
+            # The peer is ours and may send out-of-band frames, whose
+            # descriptors a read of 64 KiB would swallow: frame by frame.
+            return self._conn.recv()
         data = self._read_message()
         try:
             return reduction.loads(data)

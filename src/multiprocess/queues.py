@@ -59,11 +59,12 @@ with the socket.  Memory: the side channel's send buffer is kept to its
 minimum, so a writer has at most about two messages in flight that no
 reader has taken (then ``send`` waits), besides the memfd it is sending.
 
-Killed producers.  A producer may die (SIGKILL, OOM killer) holding the write
-lock, in the middle of a record.  The standard library's queue then hangs:
-the lock is never released and a reader waits forever for the rest of the
-message.  Here three integers in shared memory (a :class:`_SharedBlock`) keep
-the queue going:
+Killed producers and consumers.  A producer may die (SIGKILL, OOM killer)
+holding the write lock, in the middle of a record; a consumer, holding the
+read lock, in the middle of reading one.  The standard library's queue then
+hangs: the lock is never released, and a reader waits forever for the rest
+of the message (or reads the rest of a record as a header).  Here a block
+of shared memory (a :class:`_SharedBlock`) keeps the queue going:
 
 - the pid of the process holding the write lock, and of the one holding the
   read lock (:class:`_OwnedLock`).  A process that waits for a lock whose
@@ -74,6 +75,16 @@ the queue going:
   dry (in the middle of that record, or between records with an empty pipe)
   has consumed all of it, drops what it read, gives back the record's slot
   of ``maxsize`` and clears the flag.
+- a *read-dirty* flag, set when the read lock is taken back from a dead
+  reader (or a reader stops in the middle of a record: an exception, ^C),
+  and the stream's counters (:class:`_Stream`): the bytes written to the
+  pipe, counted by the writers around each (non-blocking) write call; where
+  the record being read starts, moved to its end by the reader that gets it;
+  and the header of that record, read straight into shared memory.  The next
+  reader computes how much of the record the dead one took (bytes written
+  minus bytes in the pipe, minus the record's start), skips the rest, gives
+  back the record's slot, and reads on from the next record.  Nothing in
+  this needs a store between two reads, so the reader may die at any point.
 
 So ``get(timeout=...)`` raises ``queue.Empty`` in time after a producer died
 mid-record, and the other producers and consumers go on.  Lost: the record
@@ -81,8 +92,16 @@ being written and the objects still in the dead producer's buffer (for a
 bounded queue their slots stay taken; for a JoinableQueue their tasks stay
 unfinished).  Once a record has started to arrive, ``get`` waits for its end
 as long as its writer is alive, even past its timeout.  A consumer killed
-while it waits for data loses nothing; one killed in the middle of reading a
-record leaves the stream unreadable (``get`` then raises OSError).
+while it waits for data loses nothing; one killed in the middle of a
+``get()`` loses the object it was reading (its slot is given back, and for a
+JoinableQueue it counts as done), and the others get every object after it.
+A memfd whose message a dead reader had taken is freed with it; one it had
+not taken is dropped by the next reader of a record with memfds (tokens).
+
+Gaps: a consumer killed in the instant between the end of a record and
+giving back its slot leaves the slot taken (``qsize()`` one too high); a
+consumer and a producer killed at once, the producer in the middle of a
+write call, make the next reader drop everything in the pipe.
 """
 
 from __future__ import annotations
@@ -92,6 +111,7 @@ import collections
 import errno
 import fcntl
 import functools
+import io
 import itertools
 import math
 import mmap
@@ -101,6 +121,7 @@ import select
 import socket
 import struct
 import sys
+import termios
 import threading
 import time
 import types
@@ -167,10 +188,25 @@ _SIDE_MESSAGE_SIZE = 1536
 # Pipe capacity asked for on Linux once a large record is written.
 _PIPE_SIZE = 1 << 20
 
-# Indices of the shared integers (see the module docstring).
+# A queue's shared block (see the module docstring): four int32 (the lock
+# owners and the flags), four int64 (the stream counters), the read header.
+_SHARED_SIZE = 64
+# Indices of the int32 in bytes 0-15.
 _RLOCK_OWNER = 0
 _WLOCK_OWNER = 1
 _DIRTY = 2
+# Set when the read lock is taken back from a dead reader, cleared by the
+# reader that skips what is left of the record it was reading.
+_RDIRTY = 3
+# Indices of the int64 in bytes 16-47: twice the bytes written to the pipe
+# since the queue was made, plus 1 while a write system call is in flight;
+# where in that stream the record being read starts (the next record,
+# between records).
+_WRITTEN = 0
+_RSTART = 1
+# Bytes 48-63: the header of the record being read, read there by the
+# kernel, so that it outlives a reader killed after reading it.
+_HEADER_SLOT = 48
 
 # How often a process waiting on a lock, on the rest of a record, or for a
 # reader to drop a dead writer's partial record, checks on the others.
@@ -211,12 +247,15 @@ class Queue:
         # end, shared by every process that has it, and only readers of this
         # queue (all through _RecordReader) use that end.
         os.set_blocking(self._reader.fileno(), False)
+        # Writers never block in a system call either (they wait in poll()),
+        # so that the bytes written are always counted (_Stream).
+        os.set_blocking(self._writer.fileno(), False)
         self._rlock = ctx.Lock()
         self._wlock = ctx.Lock()
         # Serializes taking back a lock from a dead holder (held for microseconds).
         self._guard = ctx.Lock()
-        # Lock owners and the dirty flag (see the module docstring).
-        self._shared = _SharedBlock(16)
+        # Lock owners, flags, stream counters (see the module docstring).
+        self._shared = _SharedBlock(_SHARED_SIZE)
         self._sem = ctx.BoundedSemaphore(maxsize)
         self._opid = os.getpid()
         # True: the feeder thread stops quietly when the reader end is gone
@@ -280,8 +319,12 @@ class Queue:
         self._closed = False
         self._close: util.Finalize | None = None
         self._poll = self._reader.poll
-        shared = memoryview(self._shared.buf).cast("i")
-        self._read_lock = _OwnedLock(self._rlock, shared, _RLOCK_OWNER, self._guard)
+        block = memoryview(self._shared.buf)
+        shared = block[:16].cast("i")
+        self._stream = _Stream(block[16:_HEADER_SLOT].cast("q"), block[_HEADER_SLOT:_SHARED_SIZE])
+        self._read_lock = _OwnedLock(
+            self._rlock, shared, _RLOCK_OWNER, self._guard, dirty_index=_RDIRTY
+        )
         self._write_lock = _OwnedLock(
             self._wlock, shared, _WLOCK_OWNER, self._guard, dirty_index=_DIRTY
         )
@@ -332,11 +375,20 @@ class Queue:
                 # Made on first use: JoinableQueue's discard needs attributes
                 # that are not set yet when _reset() runs in __init__.
                 reader = self._reader_state = _RecordReader(
-                    self._reader, self._write_lock, self._discard(), self._side_reader
+                    self._reader, self._write_lock, self._discard(), self._side_reader, self._stream
                 )
-            record = reader.read(block, deadline)
+            try:
+                record = reader.read(block, deadline)
+            except BaseException:
+                # A ^C or an error in the middle of a record leaves the rest
+                # of it in the pipe: the next reader skips it, as it does
+                # after a reader was killed there.
+                self._read_lock._shared[_RDIRTY] = 1
+                raise
             if record is None:
                 raise Empty
+            # Right after the record's end is recorded (in read()): a reader
+            # killed between the two leaves the slot taken (qsize() one high).
             self._sem.release()
         finally:
             self._read_lock.release()
@@ -414,7 +466,13 @@ class Queue:
     def _start_thread(self) -> None:
         util.debug("Queue._start_thread()")
         writer = _RecordWriter(
-            self._writer, self._write_lock, self._reader, self._read_lock, self._side_writer
+            self._writer,
+            self._write_lock,
+            self._reader,
+            self._read_lock,
+            self._side_writer,
+            self._stream,
+            self._discard(),
         )
         self._thread = threading.Thread(
             target=_feed,
@@ -720,16 +778,28 @@ class _OwnedLock:
     """A lock whose holder's pid is kept in shared memory, so that it can be recovered.
 
     ``shared[index]`` holds the pid of the process holding ``lock`` through
-    this wrapper (0: nobody, or a holder that went round it).  A process that
-    waits longer than ``_RECOVERY_INTERVAL`` checks that pid; if that process
-    is gone, it releases the lock on the dead holder's behalf, under ``guard``
-    so that only one waiter does it, and sets ``shared[dirty_index]`` if given.
+    this wrapper (0: nobody, or a holder that went round it; negative: the
+    lock was just taken back).  A process that waits longer than
+    ``_RECOVERY_INTERVAL`` checks that pid; if that process is gone, it
+    releases the lock on the dead holder's behalf, under ``guard`` so that
+    only one waiter does it, and sets ``shared[dirty_index]`` if given.
 
-    Known gaps: a holder killed between taking the lock and writing its pid
-    (a few bytecodes) is not detected, and a reused pid looks alive.
+    A holder killed between taking the lock and writing its pid, or between
+    clearing it and releasing the lock (a few bytecodes), leaves the lock
+    held with no pid: a waiter that sees it so for ``_ANONYMOUS_AFTER``
+    seconds takes it back too (a live holder is there for microseconds).
+    A reused pid still looks alive.
     """
 
-    __slots__ = ("_dirty_index", "_guard", "_index", "_lock", "_shared")
+    __slots__ = (
+        "_anonymous",
+        "_dirty_index",
+        "_guard",
+        "_guard_stuck",
+        "_index",
+        "_lock",
+        "_shared",
+    )
 
     def __init__(
         self,
@@ -744,6 +814,10 @@ class _OwnedLock:
         self._index = index
         self._guard = guard
         self._dirty_index = dirty_index
+        # (owner value, first seen, last seen) while the lock was held with
+        # no pid; and since when the guard could not be taken.
+        self._anonymous: tuple[int, float, float] | None = None
+        self._guard_stuck: tuple[float, float] | None = None
 
     def acquire(self, block: bool = True, timeout: float | None = None) -> bool:
         """Like ``Lock.acquire``; a negative timeout counts as zero."""
@@ -778,24 +852,68 @@ class _OwnedLock:
     def _recover(self) -> bool:
         shared, index = self._shared, self._index
         pid = shared[index]
-        if pid == 0 or _pid_alive(pid):
-            return False
-        if not self._guard.acquire(True, _RECOVERY_INTERVAL):
+        if pid > 0:
+            self._anonymous = None
+            if _pid_alive(pid):
+                return False
+        else:
+            # Held (the caller just failed to take it) with no pid: a holder
+            # in the few bytecodes around its pid's store, or one killed there.
+            # Only observations in a row count (each call follows a failed
+            # wait of at most _RECOVERY_INTERVAL).
+            now = time.monotonic()
+            seen = self._anonymous
+            if seen is None or seen[0] != pid or now - seen[2] > 4 * _RECOVERY_INTERVAL:
+                self._anonymous = (pid, now, now)
+                return False
+            self._anonymous = (pid, seen[1], now)
+            if now - seen[1] < _ANONYMOUS_AFTER:
+                return False
+        if not self._take_guard():
             return False
         try:
             if shared[index] != pid:
-                return False  # somebody else recovered it meanwhile
+                return False  # somebody else recovered it meanwhile, or a new holder came
             if self._dirty_index is not None:
                 shared[self._dirty_index] = 1
-            shared[index] = 0
+            # A value no holder writes, and another after each recovery: a
+            # waiter that decided on the old value does not release it again.
+            shared[index] = min(pid, 0) - 1
             try:
                 self._lock.release()
             except ValueError:
                 pass  # the holder died just after releasing it
         finally:
             self._guard.release()
+        self._anonymous = None
         util.info("took back a queue lock held by dead process %d", pid)
         return True
+
+    def _take_guard(self) -> bool:
+        """Take the guard; one that stays held for ``_ANONYMOUS_AFTER`` seconds is
+        held by a process killed while it recovered a lock: take it back."""
+        if self._guard.acquire(True, _RECOVERY_INTERVAL):
+            self._guard_stuck = None
+            return True
+        now = time.monotonic()
+        stuck = self._guard_stuck
+        if stuck is None or now - stuck[1] > 4 * _RECOVERY_INTERVAL:
+            self._guard_stuck = (now, now)
+        elif now - stuck[0] < _ANONYMOUS_AFTER:
+            self._guard_stuck = (stuck[0], now)
+        else:
+            self._guard_stuck = None
+            try:
+                self._guard.release()
+            except ValueError:
+                pass  # released meanwhile
+            util.info("took back a queue guard held for %s s", _ANONYMOUS_AFTER)
+        return False
+
+
+# How long a lock (or guard) may stay held with no live holder recorded
+# before a waiter takes it back.
+_ANONYMOUS_AFTER = 2.0
 
 
 # This process's pid, for _OwnedLock.acquire (os.getpid() is a system call).
@@ -815,6 +933,87 @@ os.register_at_fork(after_in_child=_update_pid)
 #
 
 
+class _Stream:
+    """Where a queue's byte stream stands, kept in shared memory so that a reader
+    can take over from one killed in the middle of a record.
+
+    ``counts[_WRITTEN]`` counts the bytes written to the pipe since the queue
+    was made, doubled: a writer adds 1 before a write system call and
+    replaces it with what the call wrote right after (one load and two
+    stores per call).  The pipe's write
+    end is non-blocking, so that no call stays in flight (writers wait for
+    room in ``poll``).  ``counts[_RSTART]`` is where the record being read
+    starts in that stream: the reader moves it to the record's end once it
+    has all of it (one store per ``get()``).  ``header`` is the record's
+    header, which the reader reads straight into it.
+
+    With the read lock held and no write in flight, readers have taken
+    ``written - (bytes in the pipe)`` bytes: a reader killed in the middle of
+    a record took that minus ``counts[_RSTART]`` of it, and the header says
+    how many are left.  No store is needed between two reads, so a reader
+    killed at any instant leaves a state that can be read.
+    """
+
+    __slots__ = ("counts", "header")
+
+    def __init__(self, counts: memoryview, header: memoryview) -> None:
+        self.counts = counts
+        self.header = header
+
+    def taken(self, fd: int, wlock: _OwnedLock) -> int | None:
+        """Bytes readers have taken from the pipe (read lock held); None if that
+        cannot be known (a writer died in the middle of a write call)."""
+        counts = self.counts
+        while True:
+            written = counts[_WRITTEN]
+            queued = _bytes_in_pipe(fd)
+            # Consistent if no write call was in flight, nor started meanwhile
+            # (each start changes the value).
+            if not written & 1 and counts[_WRITTEN] == written:
+                return (written >> 1) - queued
+            # A write call takes microseconds, unless its writer died in it.
+            wlock.holder_died()
+            if wlock._shared[_DIRTY] and counts[_WRITTEN] & 1:
+                return None
+            time.sleep(0.001)
+
+    def restart(self) -> None:
+        """All that was written has been read, and nobody writes (the dirty flag
+        is set, the read lock held): count from here."""
+        counts = self.counts
+        written = counts[_WRITTEN] >> 1
+        counts[_WRITTEN] = written << 1
+        counts[_RSTART] = written
+
+
+def _bytes_in_pipe(fd: int) -> int:
+    return int.from_bytes(fcntl.ioctl(fd, termios.FIONREAD, bytes(4)), sys.byteorder, signed=True)
+
+
+def _wait_writable(fd: int) -> None:
+    """Wait until the pipe has room (or has no reader: the next write raises EPIPE)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    poller.poll()
+
+
+def _clean_empty_pipe(shared: memoryview, stream: _Stream, discard: Callable[[], None]) -> None:
+    """Clear the dirty flag: the pipe is empty, nobody writes, the read lock is held.
+
+    A reader that died holding the read lock (``_RDIRTY``) in the middle of a
+    record whose writer died too lost that record: give back its slot.
+    """
+    counts = stream.counts
+    if shared[_RDIRTY]:
+        written = counts[_WRITTEN]
+        if not written & 1 and written >> 1 != counts[_RSTART]:
+            stream.restart()
+            discard()
+        shared[_RDIRTY] = 0
+    stream.restart()
+    shared[_DIRTY] = 0
+
+
 class _RecordWriter:
     """Writes records to a queue's pipe (used by the feeder thread)."""
 
@@ -824,13 +1023,18 @@ class _RecordWriter:
         wlock: _OwnedLock,
         reader: Any,
         rlock: _OwnedLock,
-        side: Connection | None = None,
+        side: Connection | None,
+        stream: _Stream,
+        discard: Callable[[], None],
     ) -> None:
         self._conn = conn
         self._wlock = wlock
         self._reader = reader
         self._rlock = rlock
         self._side = side
+        self._counts = stream.counts
+        self._stream = stream
+        self._discard = discard
         self._pipe_sized = False
 
     def close(self) -> None:
@@ -864,12 +1068,25 @@ class _RecordWriter:
             # One write of at most PIPE_BUF bytes to a blocking pipe: all of
             # it or nothing, so no partial record can be left behind.
             record = header + data
+            fd, counts = self._conn.fileno(), self._counts
             self._lock_clean()
             try:
-                os.write(self._conn.fileno(), record)
+                while True:
+                    written = counts[_WRITTEN]
+                    counts[_WRITTEN] = written + 1  # a write call in flight (_Stream)
+                    try:
+                        n = os.write(fd, record)
+                    except BlockingIOError:
+                        counts[_WRITTEN] = written
+                        _wait_writable(fd)  # all or nothing: it did not fit
+                        continue
+                    except BaseException:
+                        counts[_WRITTEN] = written
+                        raise
+                    counts[_WRITTEN] = written + 2 * n
+                    return
             finally:
                 self._wlock.release()
-            return
         if self._write_in_memfd(memoryview(data).cast("B"), kind):
             # A large pickle went in a memfd: the record in the pipe is only its token.
             return
@@ -950,16 +1167,14 @@ class _RecordWriter:
         try:
             started = False
             try:
-                if size <= _IO_CHUNK and len(views) < 256:
-                    written = os.writev(fd, [header, *views])
-                    started = True
-                else:
-                    written = 0
-                if written != len(header) + size:
-                    views = advance([memoryview(header), *views], written)
-                    while views:
-                        views = advance(views, os.writev(fd, first_bytes(views, _IO_CHUNK)))
+                views = [memoryview(header), *views]
+                whole = size <= _IO_CHUNK and len(views) <= 256
+                while views:
+                    n = self._writev(fd, views if whole else first_bytes(views, _IO_CHUNK))
+                    if n:
                         started = True
+                        views = advance(views, n)
+                        whole = False
                 if fds:
                     self._send_fds(token, fds)
             except BaseException:
@@ -969,6 +1184,23 @@ class _RecordWriter:
                 raise
         finally:
             wlock.release()
+
+    def _writev(self, fd: int, views: list[memoryview]) -> int:
+        """One counted write call (see _Stream); 0 after waiting for room."""
+        counts = self._counts
+        written = counts[_WRITTEN]
+        counts[_WRITTEN] = written + 1
+        try:
+            n = os.writev(fd, views)
+        except BlockingIOError:
+            counts[_WRITTEN] = written
+            _wait_writable(fd)
+            return 0
+        except BaseException:
+            counts[_WRITTEN] = written
+            raise
+        counts[_WRITTEN] = written + 2 * n
+        return n
 
     def _send_fds(self, token: int, fds: list[int]) -> None:
         """Send a record's memfds on the side channel (blocks while two are in flight)."""
@@ -1000,7 +1232,7 @@ class _RecordWriter:
             if not self._reader.closed and self._rlock.acquire(False):
                 try:
                     if not _readable(self._reader.fileno(), 0):
-                        shared[_DIRTY] = 0
+                        _clean_empty_pipe(shared, self._stream, self._discard)
                 finally:
                     self._rlock.release()
             if shared[_DIRTY]:
@@ -1015,7 +1247,8 @@ class _RecordReader:
         conn: Any,
         wlock: _OwnedLock,
         discard: Callable[[], None],
-        side: Connection | None = None,
+        side: Connection | None,
+        stream: _Stream,
     ) -> None:
         self._fd = conn.fileno()
         self._side = side
@@ -1027,57 +1260,126 @@ class _RecordReader:
         self._wlock = wlock
         self._shared = wlock._shared
         self._discard = discard
+        self._stream = stream
+        self._counts = stream.counts
+        # The header is read into shared memory, where it outlives this
+        # process (_Stream); FileIO.readinto is the quickest way there (it
+        # returns None instead of raising when the pipe is empty).
+        self._readinto = io.FileIO(self._fd, "rb", closefd=False).readinto
 
     def read(self, block: bool, deadline: float | None) -> tuple[int, Any] | None:
         """Return ``(kind, payload)``, or None if no record started in time.
 
         Partial records left by dead writers are dropped, calling ``discard``
-        for each.
+        for each, and so is the rest of a record whose reader was killed.
         """
-        fd, discard = self._fd, self._discard
+        fd, discard, header = self._fd, self._discard, self._stream.header
+        if self._shared[_RDIRTY]:
+            self._resync()
         while True:
-            try:
-                header = os.read(fd, _HEADER_SIZE)
-            except BlockingIOError:
+            got = self._readinto(header)
+            if got is None:
                 if not self._wait_for_record(block, deadline):
                     return None
                 continue
-            if not header:
-                raise EOFError("the queue's pipe is closed")
-            if len(header) < _HEADER_SIZE:
-                rest = bytearray(_HEADER_SIZE - len(header))
-                if not self._read_into(memoryview(rest)):
+            if got != _HEADER_SIZE:
+                if not got:
+                    raise EOFError("the queue's pipe is closed")
+                if not self._read_into(header[got:]):
                     discard()
                     continue
-                header += rest
-            magic, kind, flags, size = _HEADER.unpack(header)
-            if magic != _MAGIC:
-                raise _StreamCorrupted(
-                    "corrupted queue stream (was a process killed while it read from this queue?)"
-                )
-            if kind == _KIND_OOB:
-                record = self._read_oob(size, flags)
-                if record is not None:
-                    return kind, record
-                discard()
-                continue
-            if flags & _FLAG_FDS:
-                payload = self._read_in_memfd(size)
-                if payload is not None:
-                    return kind, payload
-                discard()
-                continue
-            if size <= _SMALL_PAYLOAD:
+            magic, kind, flags, size = _HEADER.unpack_from(header)
+            if not flags and kind == _KIND_PICKLE and size <= _SMALL_PAYLOAD and magic == _MAGIC:
                 # Written with one write of at most PIPE_BUF bytes: atomic,
                 # so the payload is already there.
                 data = os.read(fd, size)
                 if len(data) != size:
                     raise _StreamCorrupted("corrupted queue stream (short record)")
+                # The record is ours: the next one starts after it.
+                self._counts[_RSTART] += _HEADER_SIZE + size
                 return kind, data
-            payload = _allocate(size)
-            if self._read_into(memoryview(payload)):
-                return kind, payload
+            record = self._read_body(fd, magic, kind, flags, size)
+            if record is not None:
+                return record
             discard()
+
+    def _read_body(
+        self, fd: int, magic: int, kind: int, flags: int, size: int
+    ) -> tuple[int, Any] | None:
+        """The rest of a record whose header was read; None if its writer died midway."""
+        if magic != _MAGIC:
+            raise _StreamCorrupted(
+                "corrupted queue stream (was a process killed while it read from this queue?)"
+            )
+        payload: Any
+        if kind == _KIND_OOB:
+            payload = self._read_oob(size, flags)
+        elif flags & _FLAG_FDS:
+            payload = self._read_in_memfd(size)
+        elif size <= _SMALL_PAYLOAD:
+            payload = os.read(fd, size)  # atomic, as in read()
+            if len(payload) != size:
+                raise _StreamCorrupted("corrupted queue stream (short record)")
+        else:
+            payload = _allocate(size)
+            if not self._read_into(memoryview(payload)):
+                payload = None
+        if payload is None:
+            return None
+        # The record is ours: the next one starts after it.
+        self._counts[_RSTART] += _HEADER_SIZE + size
+        return kind, payload
+
+    def _resync(self) -> None:
+        """The read lock was taken back from a dead reader: skip the rest of its record.
+
+        The record it was reading is lost with it (its slot is given back);
+        the next record is intact.
+        """
+        shared, stream, counts = self._shared, self._stream, self._counts
+        fd = self._fd
+        taken = stream.taken(fd, self._wlock)
+        if taken is None:
+            # A writer died in the middle of a write call too: where the
+            # records start cannot be known.  Nobody writes (dirty flag):
+            # drop all the pipe holds.
+            util.info("dropped a queue's records: a reader and a writer died at once")
+            while _drain(fd):
+                pass
+            self._discard()
+            _clean_empty_pipe(shared, stream, lambda: None)
+            shared[_RDIRTY] = 0
+            return
+        start = counts[_RSTART]
+        done = taken - start
+        if done == 0:
+            shared[_RDIRTY] = 0  # it was killed between records
+            return
+        header = stream.header
+        if done < 0:
+            raise _StreamCorrupted(f"corrupted queue stream ({-done} bytes read twice?)")
+        if done < _HEADER_SIZE:
+            # It read part of the header: read the rest where it is.
+            if not self._read_into(header[done:]):
+                return  # its writer died too: _writer_lost gave the slot back
+            done = _HEADER_SIZE
+        magic, _kind, _flags, size = _HEADER.unpack_from(header)
+        if magic != _MAGIC or done > _HEADER_SIZE + size:
+            raise _StreamCorrupted("corrupted queue stream (a reader's state is inconsistent)")
+        left = _HEADER_SIZE + size - done
+        if left:
+            scratch = memoryview(bytearray(min(left, 1 << 16)))
+            while left:
+                n = min(left, scratch.nbytes)
+                if not self._read_into(scratch[:n]):
+                    return  # its writer died too: _writer_lost gave the slot back
+                left -= n
+        # Its memfds' message, if it was not taken, is dropped by the next
+        # reader of a record with memfds (by its token).
+        counts[_RSTART] = start + _HEADER_SIZE + size
+        self._discard()
+        shared[_RDIRTY] = 0
+        util.info("dropped the rest of a queue record whose reader died (%d bytes)", size)
 
     def _read_oob(self, size: int, flags: int) -> tuple[bytearray, list[Any]] | None:
         """Read a kind-1 payload of ``size`` bytes; None if its writer died midway.
@@ -1211,7 +1513,7 @@ class _RecordReader:
             if shared[_DIRTY]:
                 # Between records with an empty pipe: whatever a dead writer
                 # left has been read.  Writers may go on.
-                shared[_DIRTY] = 0
+                _clean_empty_pipe(shared, self._stream, self._discard)
             if not block or (deadline is not None and time.monotonic() >= deadline):
                 return False
 
@@ -1251,8 +1553,8 @@ class _RecordReader:
         shared = self._shared
         if not shared[_DIRTY]:
             self._wlock.holder_died()
-        if shared[_DIRTY] and not readable(0):
-            shared[_DIRTY] = 0
+        if shared[_DIRTY] and not readable(0) and not _readable(self._fd, 0):
+            _clean_empty_pipe(shared, self._stream, self._discard)
             return True
         return False
 
@@ -1276,6 +1578,14 @@ def _decode(kind: int, data: Any) -> Any:
     if kind == _KIND_BYTES:
         return bytes(data)
     raise OSError(f"queue record of unknown kind {kind} (written by a newer multiprocess?)")
+
+
+def _drain(fd: int) -> int:
+    """Read and drop what the non-blocking ``fd`` holds (at most 64 KiB); bytes read."""
+    try:
+        return len(os.read(fd, 1 << 16))
+    except BlockingIOError:
+        return 0
 
 
 def _readable(fd: int, timeout: float | None) -> bool:

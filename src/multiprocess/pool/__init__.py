@@ -28,7 +28,9 @@ Serialization goes through :mod:`multiprocess.reduction` with the context's
 serializer, looked up at each call.  The function of a call is pickled once
 per call (or not at all, see ``_PickledFunctions``) and sent once to each
 worker that runs one of its tasks; workers keep the last few functions by key.
-Results come back in the order the tasks were sent, which is how the
+Large data (arguments, the function, results: buffers or pickles of 1 MiB
+or more) crosses in memfds that the receiver maps, and a call's function in
+one memfd that every worker maps (see ``_oob``).  Results come back in the order the tasks were sent, which is how the
 coordinator knows which task a worker was running when it died; and since it
 keeps the worker's end of the task pipe, it can tell whether the dead worker
 had read that task at all (if not, another worker gets it).
@@ -48,6 +50,7 @@ only those above it in this list)::
 
   _exceptions   the exceptions of tasks and pools, and their messages
   _wire         the frames between the pool and its workers, readers and writers
+  _oob          large data out of band: memfds on a side channel per worker (Linux)
   _notes        the note that names the item an exception was raised for
   _record       each worker's record in shared memory: which item it runs, since when
   _worker       the loop a worker process runs (``worker``, ``mapstar``)

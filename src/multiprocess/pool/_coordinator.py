@@ -30,6 +30,7 @@ from typing import Any, Callable
 
 from .. import connection, spawn, util
 from .._forklock import FORK_LOCK
+from . import _oob
 from ._dispatch import _TERMINATE_GRACE, _Dispatch, _Worker
 from ._exceptions import (
     BrokenPoolError,
@@ -41,6 +42,7 @@ from ._exceptions import (
 from ._functions import _PickledFunctions
 from ._jobs import _explain_task_pickling_error, _Job, _Task
 from ._limits import _rss_reader
+from ._oob import pack
 from ._record import _Records
 from ._results import _PoolCache
 from ._task_control import _show, _TaskControl
@@ -91,7 +93,10 @@ class _Coordinator(_Dispatch, _TaskControl):
         self._fed_bytes = 0  # written by the feeder only
         self._sent_bytes = 0  # written by the coordinator only
         self._feeder_waiting = False
-        self._functions = _PickledFunctions()
+        # Large buffers of tasks, functions and results go out of band where
+        # memfds and side channels exist (see _oob).
+        self._oob = _oob.ENABLED
+        self._functions = _PickledFunctions(self._oob)
 
         self._accepting = True
         self._closing = False
@@ -294,15 +299,21 @@ class _Coordinator(_Dispatch, _TaskControl):
             task = self._pickle_task(job, index, payload)
             drawn = payload = None
             if task is not None:
-                self._fed_bytes += len(task.body)
+                self._fed_bytes += task.nbytes
                 self._ready.append(task)
                 self.wake()
 
     def _pickle_task(self, job: _Job, index: int, payload: Any) -> _Task | None:
         serializer = job.serializer
         assert serializer is not None
+        oob = None
         try:
-            body = serializer.dumps(payload)
+            if self._oob:
+                if job.oob_memo is None:
+                    job.oob_memo = {}
+                body, oob = pack(serializer, payload, job.oob_memo)
+            else:
+                body = serializer.dumps(payload)
         except Exception as e:  # noqa: BLE001 - the task's error
             job.result._set(index, (False, _explain_task_pickling_error(job, index, payload, e)))
             return None
@@ -316,7 +327,7 @@ class _Coordinator(_Dispatch, _TaskControl):
                 return None
         else:
             self._functions.retain(entry)
-        task = _Task(job, index, body, entry)
+        task = _Task(job, index, body, entry, oob)
         if job.kind == _MAP or job.kind == _STARMAP:
             task.size = len(payload)
         if job.timeout is not None or self._memory_limit is not None:

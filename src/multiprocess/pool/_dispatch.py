@@ -32,6 +32,7 @@ from ._exceptions import BrokenPoolError, ResultUnpicklingError
 from ._functions import _PickledFunctions
 from ._jobs import _Task
 from ._notes import name_item
+from ._oob import RESULT_MARK, Channel, decode, encode, side_channel, unpack
 from ._record import _Records
 from ._wire import (
     _CATCH_ALL,
@@ -39,6 +40,7 @@ from ._wire import (
     _FUNCTION_CACHE_SIZE,
     _MSG_READY,
     _MSG_STARTED,
+    _OOB,
     _READ_SIZE,
     _SERIALIZER_CODES,
     _SUBSET,
@@ -91,6 +93,7 @@ class _Worker:
         "reader",
         "ready",
         "results",
+        "side",
         "slot",
         "started",
         "task_r",
@@ -107,6 +110,8 @@ class _Worker:
         self.task_r: Any = None
         self.results = results  # parent's read end of the result pipe (non-blocking)
         self.reader = _NonBlockingFrameReader(results.fileno())
+        # Our end of its side channel for memfds (see _oob), or None.
+        self.side: Channel | None = None
         # Bytes of task frames that the task pipe (non-blocking) did not take
         # yet, oldest first: written when it has room (_Dispatch._write_more).
         self.out: list[memoryview] = []
@@ -157,6 +162,7 @@ class _Dispatch:
     _feeder_waiting: bool
     _feeder_done: bool
     _functions: _PickledFunctions
+    _oob: bool
     _terminating: bool
     _stopping_workers: bool
     broken: BrokenPoolError | None
@@ -177,6 +183,7 @@ class _Dispatch:
     def _start_worker(self) -> None:
         task_r, task_w = connection.Pipe(duplex=False)
         result_r, result_w = connection.Pipe(duplex=False)
+        side, side_theirs = side_channel() if self._oob else (None, None)
         slot = -1
         try:
             slot = self._records.take()
@@ -191,12 +198,14 @@ class _Dispatch:
                     self._maxtasks,
                     self._wrap_exception,
                     *self._records.for_worker(slot),
+                    side_theirs,
                 ),
             )
             process.name = process.name.replace("Process", "PoolWorker")
             process.daemon = True
             w = _Worker(process, task_w, result_r)
             w.slot = slot
+            w.side = Channel(side) if side is not None else None
             self.pool.append(process)
             self._starting = w
             try:
@@ -207,12 +216,15 @@ class _Dispatch:
             finally:
                 self._starting = None
         except BaseException:
-            for conn in (task_w, result_r, task_r):
-                conn.close()
+            for conn in (task_w, result_r, task_r, side):
+                if conn is not None:
+                    conn.close()
             self._records.give_back(slot)
             raise
         finally:
             result_w.close()
+            if side_theirs is not None:
+                side_theirs.close()
         w.task_r = task_r
         # The coordinator never blocks on one worker's pipe (see _write and
         # _NonBlockingFrameReader).  Our ends only: the worker's are other
@@ -242,7 +254,7 @@ class _Dispatch:
         else:
             self._workers.pop(-id(w), None)
         w.out = []
-        for conn in (w.tasks, w.results, w.task_r):
+        for conn in (w.tasks, w.results, w.task_r, w.side):
             if conn is not None:
                 conn.close()
         self._records.give_back(w.slot)
@@ -267,7 +279,7 @@ class _Dispatch:
         # must not wait behind it on a busy worker while a worker comes up).
         if filling or len(w.outstanding) >= w.depth:
             return False
-        size = len(task.body) + _TASK_HEADER.size + 12
+        size = task.nbytes + _TASK_HEADER.size + 12
         if task.entry.key not in w.functions:
             size += len(task.entry.data)
         return w.unread + size <= _PIPELINE_BUDGET
@@ -283,7 +295,7 @@ class _Dispatch:
                 # Its result is settled: the task never runs.
                 ready.popleft()
                 self._functions.release(task.entry)
-                self._sent_bytes += len(task.body)  # out of the feeder's budget
+                self._sent_bytes += task.nbytes  # out of the feeder's budget
                 continue
             best = None
             for w in workers:
@@ -314,8 +326,10 @@ class _Dispatch:
         job = task.job
         entry = task.entry
         fbytes = b""
+        fpacked = None
         if entry.key not in w.functions:
             fbytes = entry.data
+            fpacked = entry.packed
             if len(w.functions) >= _FUNCTION_CACHE_SIZE:
                 w.functions.popitem(last=False)
             w.functions[entry.key] = None
@@ -330,14 +344,20 @@ class _Dispatch:
             kind |= _SUBSET
             offsets = task.redo.offsets
             subset = struct.pack(f"!I{len(offsets)}I", len(offsets), *offsets)
+        oob: list[Any] = []
+        if fpacked is not None or task.oob is not None:
+            # Large data (see _oob): its memfds go on the side channel now,
+            # the frame says which (or carries the bytes if they cannot).
+            kind |= _OOB
+            oob = encode(w.side, fpacked, task.oob)
         header = _TASK_HEADER.pack(entry.key, kind, code, len(fbytes))
-        size = _frame_parts(batch, (header, fbytes, subset, task.body))
+        size = _frame_parts(batch, (header, fbytes, subset, *oob, task.body))
         if not w.outstanding:
             w.busy_since = time.monotonic()
         w.outstanding.append((task, size))
         w.unread += size
         w.assigned += 1
-        self._sent_bytes += len(task.body)
+        self._sent_bytes += task.nbytes
         if self._maxtasks is not None and w.assigned >= self._maxtasks:
             w.closed_in = True  # it exits by itself after this task
 
@@ -354,7 +374,7 @@ class _Dispatch:
                 task, size = w.outstanding.pop()
                 w.unread -= size
                 w.assigned -= 1
-                self._sent_bytes -= len(task.body)
+                self._sent_bytes -= task.nbytes
                 self._ready.appendleft(task)
 
     def _write(self, w: _Worker, parts: list[Any]) -> None:
@@ -443,7 +463,12 @@ class _Dispatch:
             self._startup_deaths = 0
             return
         try:
-            ok, value = reduction.loads(data)
+            if data[:1] == RESULT_MARK:  # with segments (see _oob)
+                _func, segments, _end = decode(memoryview(data), 1, w.side, False)
+                ok, value = unpack(segments)
+                del segments
+            else:
+                ok, value = reduction.loads(data)
         except Exception as e:  # noqa: BLE001 - the task's error
             if not w.ready:
                 self._break_initializer(w, e)
@@ -519,7 +544,7 @@ class _Dispatch:
             victim, _size = outstanding.popleft()
         # The others never started: they go to other workers, in order.
         for task, _size in reversed(outstanding):
-            self._sent_bytes -= len(task.body)
+            self._sent_bytes -= task.nbytes
             self._ready.appendleft(task)
         outstanding.clear()
         if victim is not None:

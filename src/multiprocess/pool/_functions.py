@@ -12,17 +12,21 @@ import types
 from typing import Any
 
 from .. import reduction
+from ._oob import Packed, pack
 
 # What workers know a function by: unique in this process, like call ids.
 _function_keys = itertools.count()
 
 
 class _PickledFunction:
-    __slots__ = ("cache_key", "data", "fingerprint", "func", "key", "uses")
+    __slots__ = ("cache_key", "data", "fingerprint", "func", "key", "packed", "uses")
 
     def __init__(self, data: bytes, func: Any, fingerprint: tuple | None, cache_key: Any) -> None:
         self.key = next(_function_keys)  # what workers know it by
         self.data = data
+        # Its segments when it has large buffers (see _oob): their memfds are
+        # made once and live as long as this entry.
+        self.packed: Packed | None = None
         self.func = func
         self.fingerprint = fingerprint
         self.cache_key = cache_key
@@ -90,7 +94,8 @@ class _PickledFunctions:
     flight may therefore not reach calls made meanwhile.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, oob: bool = False) -> None:
+        self._oob = oob  # large buffers out of band (see _oob)
         self._lock = threading.Lock()
         self._entries: dict[Any, _PickledFunction] = {}
 
@@ -104,7 +109,12 @@ class _PickledFunctions:
                 if entry is not None and _same(entry.fingerprint, fingerprint):  # type: ignore[arg-type]
                     entry.uses += 1
                     return entry
-        entry = _PickledFunction(serializer.dumps(func), func, fingerprint, cache_key)
+        if self._oob:
+            data, packed = pack(serializer, func)
+        else:
+            data, packed = serializer.dumps(func), None
+        entry = _PickledFunction(data, func, fingerprint, cache_key)
+        entry.packed = packed
         if cache_key is not None:
             with self._lock:
                 self._entries[cache_key] = entry

@@ -14,6 +14,7 @@ from typing import Any, Callable
 from .. import reduction
 from ._exceptions import _callable_name, _pickling_failure, _short_repr
 from ._functions import _PickledFunction
+from ._oob import Packed
 from ._wire import _APPLY, _ONE
 
 
@@ -47,6 +48,7 @@ class _Job:
         "func",
         "id",
         "kind",
+        "oob_memo",
         "result",
         "serializer",
         "slow",
@@ -90,6 +92,8 @@ class _Job:
         # The index in the whole call of its first item (a part of a call:
         # the executor's map with a buffersize sends each chunk as a job).
         self.first = first
+        # The memfds of the large buffers its payloads share, by exporter (see _oob.pack).
+        self.oob_memo: dict[int, Any] | None = None
 
     @property
     def cancelled(self) -> bool:
@@ -148,12 +152,16 @@ class _Job:
 
 
 class _Task:
-    __slots__ = ("body", "entry", "index", "job", "redo", "shown", "size")
+    __slots__ = ("body", "entry", "index", "job", "oob", "redo", "shown", "size")
 
-    def __init__(self, job: _Job, index: int, body: bytes, entry: _PickledFunction) -> None:
+    def __init__(
+        self, job: _Job, index: int, body: bytes, entry: _PickledFunction, oob: Packed | None = None
+    ) -> None:
         self.job = job
         self.index = index
         self.body = body  # the pickled payload (a re-run's: its chunk's)
+        # Or, if large, its segments (see _oob; then body is empty).
+        self.oob = oob
         self.entry = entry  # the pickled function
         # Set on a task that re-runs what is left of a chunk after one of its
         # items failed (see _Coordinator._isolate): which items, and the chunk.
@@ -163,6 +171,11 @@ class _Task:
         # of timeouts and memory limits; made as it is pickled, only for calls
         # that have either (see _Coordinator._pickle_task).
         self.shown: tuple[str, ...] | None = None
+
+    @property
+    def nbytes(self) -> int:
+        """The size of its payload, pickled (in band or not)."""
+        return len(self.body) if self.oob is None else self.oob.nbytes
 
 
 class _Redo:

@@ -182,10 +182,10 @@ class _TaskControl:
                 self._functions.retain(task.entry)  # the first takes the dead task's
             # The chunk's own bytes again, with the offsets of the items to run
             # (see _wire._SUBSET): nothing is unpickled here.
-            again = _Task(job, task.index, task.body, task.entry)
+            again = _Task(job, task.index, task.body, task.entry, task.oob)
             again.redo = _Redo([offsets[i] for i in group], chunk)
             again.size, again.shown = task.size, task.shown
-            self._sent_bytes -= len(task.body)  # not the feeder's: out of its budget
+            self._sent_bytes -= task.nbytes  # not the feeder's: out of its budget
             self._ready.appendleft(again)
 
     def _redo_done(self, task: _Task, ok: bool, value: Any) -> None:

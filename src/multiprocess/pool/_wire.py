@@ -6,7 +6,8 @@ bytes) then the function bytes (absent when the worker already has them)
 then the pickled arguments; an empty frame asks the worker to exit.  Worker
 to parent: ``_MSG_STARTED``, ``_MSG_READY`` (initializer done), then one
 pickled ``(ok, value)`` per task in the order the tasks were sent, or
-``(None, exc)`` if the initializer raised.
+``(None, exc)`` if the initializer raised.  Large data changes both (a
+task's ``_OOB`` bit, a result's ``_oob.RESULT_MARK``): see ``_oob``.
 
 Here are the constants of that format, the frame readers both ends use, and
 the non-blocking writes of the coordinator.
@@ -44,6 +45,9 @@ _CATCH_ALL = 0x20
 # parent never unpickles what it sent (user code, which may crash or not be
 # meant to run there).
 _SUBSET = 0x10
+# Or'ed into the kind of a task whose frame has a table of out-of-band
+# segments (the function's, the payload's: see _oob) before the payload.
+_OOB = 0x08
 _COUNT = struct.Struct("!I")
 
 # call id, kind, serializer code, length of the function bytes that follow (0: none)

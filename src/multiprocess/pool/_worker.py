@@ -18,6 +18,7 @@ from typing import Any, Callable
 from .. import reduction, util
 from ._exceptions import ExceptionWithTraceback, MaybeEncodingError
 from ._notes import _failed_item, _item_at
+from ._oob import RESULT_MARK, Channel, OobError, decode, encode, pack, unpack, worker_end
 from ._record import ITEM, SEQ, _worker_view
 from ._wire import (
     _CATCH_ALL,
@@ -28,6 +29,7 @@ from ._wire import (
     _MSG_READY,
     _MSG_STARTED,
     _ONE,
+    _OOB,
     _SERIALIZER_NAMES,
     _STARMAP,
     _SUBSET,
@@ -147,6 +149,7 @@ def worker(
     wrap_exception: bool = True,
     record: Any = None,
     slot: int = -1,
+    side: Any = None,
 ) -> None:
     """The loop a pool's worker process runs.
 
@@ -158,7 +161,9 @@ def worker(
         wrap_exception: Send exceptions with their traceback (as ``__cause__``).
         record, slot: The pool's shared record of its workers and this
             worker's slot in it (see ``_record``); None: untracked.
+        side: Its end of the side channel for memfds (see ``_oob``), or None.
     """
+    channel = worker_end(side)
     serializers: dict[int, reduction.Serializer] = {}
 
     def serializer(code: int) -> reduction.Serializer:
@@ -170,9 +175,18 @@ def worker(
     def wrap(exc: BaseException, item: tuple[int, str] | None = None) -> Any:
         return ExceptionWithTraceback(exc, exc.__traceback__, item) if wrap_exception else exc
 
+    def dumps(code: int, result: tuple[Any, Any]) -> Any:
+        if channel is None:
+            return serializer(code).dumps(result)
+        data, packed = pack(serializer(code), result)
+        if packed is None:
+            return data
+        # Large: its memfds go first, then the frame that refers to them.
+        return b"".join([RESULT_MARK, *encode(channel, None, packed)])
+
     def send(code: int, ok: Any, value: Any, catch_all: int = 0) -> None:
         try:
-            data = serializer(code).dumps((ok, value))
+            data = dumps(code, (ok, value))
         except BaseException as e:  # any failure becomes the task's error
             if not isinstance(e, Exception):
                 if not catch_all:
@@ -195,9 +209,16 @@ def worker(
                 send(_DEFAULT_SERIALIZER_CODE, None, ExceptionWithTraceback(e, e.__traceback__))
                 return
         results.send_bytes(_MSG_READY)
-        _serve(tasks, send, wrap, maxtasks, *_worker_view(record, slot))
+        _serve(tasks, send, wrap, maxtasks, *_worker_view(record, slot), channel)
     except BrokenPipeError:
         util.debug("worker's parent has gone -- exiting")
+
+
+def _keep(functions: collections.OrderedDict[int, Any], key: int, entry: Any) -> None:
+    """Keep a call's function, evicting the oldest exactly as the coordinator's mirror does."""
+    if len(functions) >= _FUNCTION_CACHE_SIZE:
+        functions.popitem(last=False)
+    functions[key] = entry
 
 
 def _serve(
@@ -207,6 +228,7 @@ def _serve(
     maxtasks: int | None,
     rec: memoryview,
     base: int,
+    channel: Channel | None = None,
 ) -> None:
     """Run tasks until told to stop, the pipe closes or ``maxtasks`` are done.
 
@@ -231,6 +253,9 @@ def _serve(
         catch_all = kind & _CATCH_ALL
         if catch_all:
             kind ^= _CATCH_ALL
+        oob = kind & _OOB
+        if oob:
+            kind ^= _OOB
         items = _NOT_RUN
         # A new task: its number (negative: its items are not tracked), after
         # its item is reset if they are (see _record).
@@ -247,18 +272,34 @@ def _serve(
                     entry = reduction.loads(view[start : start + flen])
                 except Exception as e:  # noqa: BLE001 - every task using it gets the error
                     entry = _UnloadableFunction(e)
-                if len(functions) >= _FUNCTION_CACHE_SIZE:
-                    functions.popitem(last=False)
-                functions[key] = entry
+                _keep(functions, key, entry)
                 start += flen
-            func = functions[key]
             subset = None
             if kind & _SUBSET:  # some items of a chunk, run again (see _wire)
                 kind ^= _SUBSET
                 (count,) = _COUNT.unpack_from(view, start)
                 subset = struct.unpack_from(f"!{count}I", view, start + 4)
                 start += 4 + 4 * count
-            payload: Any = reduction.loads(view[start:])
+            segments: list[Any] | None = None
+            if oob:  # large data in memfds or after a table (see _oob)
+                try:
+                    fsegments, segments, start = decode(view, start, channel, True)
+                except OobError as e:
+                    if e.has_function:
+                        _keep(functions, key, _UnloadableFunction(e))
+                    raise
+                if fsegments:
+                    try:
+                        entry = unpack(fsegments)
+                    except Exception as e:  # noqa: BLE001 - every task using it gets the error
+                        entry = _UnloadableFunction(e)
+                    _keep(functions, key, entry)
+                    fsegments = []
+                if not segments:
+                    segments = None
+            func = functions[key]
+            payload: Any = reduction.loads(view[start:]) if segments is None else unpack(segments)
+            segments = None
             if subset is not None:
                 payload = tuple(payload[i] for i in subset)
             if kind < _TRACKED:
@@ -286,6 +327,6 @@ def _serve(
                     where = _item_at(kind & 0x3F, payload, rec[base + ITEM])
             result = (False, wrap(e, where))
         send(code, *result, catch_all)
-        frame = view = func = payload = items = result = value = None  # type: ignore[assignment]
+        frame = view = func = payload = items = result = value = entry = None  # type: ignore[assignment]
         completed += 1
     util.debug("worker exiting after %d tasks", completed)
