@@ -36,15 +36,6 @@ if importlib.util.find_spec("distributed") is None:
         allow_module_level=True,
     )
 
-# Importing distributed registers tblib's reducers in copyreg for every exception
-# class (SystemExit(3) then unpickles with code None): undo that here, so that the
-# tests of other modules collected in this process see the interpreter as it was.
-_saved_dispatch = dict(copyreg.dispatch_table)
-import distributed
-
-copyreg.dispatch_table.clear()
-copyreg.dispatch_table.update(_saved_dispatch)
-
 import _dask_helpers as h
 
 from multiprocess import TaskTimeoutError
@@ -57,8 +48,27 @@ pytestmark = pytest.mark.timeout(120)
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _distributed_imported_here():
+    """Import distributed for this module only, and undo what importing it did to copyreg.
+
+    Importing it registers tblib's reducers in copyreg for every exception class
+    (SystemExit(3) then unpickles with code None), and starts machinery of its
+    own: done here, not at collection, so that the tests of other modules run
+    in the interpreter as it was.
+    """
+    saved = dict(copyreg.dispatch_table)
+    import distributed  # noqa: F401
+
+    yield
+    copyreg.dispatch_table.clear()
+    copyreg.dispatch_table.update(saved)
+
+
 @pytest.fixture(scope="module")
-def local_cluster():
+def local_cluster(_distributed_imported_here):
+    import distributed
+
     cluster = distributed.LocalCluster(
         n_workers=2,
         threads_per_worker=1,
@@ -89,7 +99,9 @@ def _drain(stream, wanted: str, found: dict, seen: threading.Event) -> None:
 
 
 @pytest.fixture(scope="module")
-def cli_cluster(tmp_path_factory):
+def cli_cluster(tmp_path_factory, _distributed_imported_here):
+    import distributed
+
     folder = tmp_path_factory.mktemp("dask-cli")
     scheduler_file = str(folder / "scheduler.json")
     env = dict(os.environ, DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES="0")
@@ -159,6 +171,8 @@ def address(request):
 
 def _two_workers(address: str) -> None:
     """Wait until both workers are up (a nanny restarts one killed by an earlier test)."""
+    import distributed
+
     with distributed.Client(address, timeout=30, set_as_default=False) as client:
         client.wait_for_workers(2, timeout=60)
 
@@ -340,6 +354,8 @@ def test_a_pool_with_no_address_owns_a_local_cluster_on_loopback():
 
 
 def test_a_users_client_is_left_open(local_cluster):
+    import distributed
+
     with distributed.Client(local_cluster, set_as_default=False) as client:
         with Pool(client=client) as pool:
             assert pool.map(h.square, range(3)) == [0, 1, 4]
