@@ -345,24 +345,11 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
         self._cache = _PoolCache()
         if initializer is not None:
             initializer, initargs = _run_initializer, (initializer, *initargs)
-        coordinator = _Coordinator(
-            mp_context,
-            lambda ctx, *args, **kwds: ctx.Process(*args, **kwds),
-            max_workers,
-            initializer,
-            initargs,
-            max_tasks_per_child,
-            True,
-            self._cache,
-            task_timeout=self._task_timeout,
-            memory_limit=memory_limit,
-            max_memory_per_child=max_memory_per_child,
+        coordinator = self._make_coordinator(
+            initializer, initargs, memory_limit, max_memory_per_child
         )
         self._cache.notifier = coordinator.wake
-        # Workers start as calls need them (the stdlib's behaviour), except
-        # under fork, where starting them later would fork a parent that has
-        # threads running: the stdlib starts them all at once there too.
-        self._on_demand = mp_context.get_start_method(allow_none=False) != "fork"
+        self._on_demand = self._starts_on_demand()
         if self._on_demand:
             coordinator._processes = 0
         try:
@@ -373,6 +360,34 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
         coordinator.start()
         self._coordinator = coordinator
         self._finalizer = _PoolFinalizer(self, coordinator.terminate, exitpriority=15)
+
+    def _make_coordinator(
+        self,
+        initializer: Callable[..., Any] | None,
+        initargs: Iterable[Any],
+        memory_limit: int | None,
+        max_memory_per_child: int | None,
+    ) -> Any:
+        """The engine (another engine's executor overrides this, see ``multiprocess.dask``)."""
+        return _Coordinator(
+            self._mp_context,
+            lambda ctx, *args, **kwds: ctx.Process(*args, **kwds),
+            self._max_workers,
+            initializer,
+            initargs,
+            self._max_tasks_per_child,
+            True,
+            self._cache,
+            task_timeout=self._task_timeout,
+            memory_limit=memory_limit,
+            max_memory_per_child=max_memory_per_child,
+        )
+
+    def _starts_on_demand(self) -> bool:
+        # Workers start as calls need them (the stdlib's behaviour), except
+        # under fork, where starting them later would fork a parent that has
+        # threads running: the stdlib starts them all at once there too.
+        return self._mp_context.get_start_method(allow_none=False) != "fork"  # type: ignore[no-any-return]
 
     # -- what the standard library's executor exposes (its tests read them) ----
 

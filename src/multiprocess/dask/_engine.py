@@ -1,0 +1,579 @@
+"""The engine of a pool on a Dask cluster: ``_DaskCoordinator`` (layer 5).
+
+The same engine interface as the process and thread engines (``pool``,
+``broken``, ``start_workers``, ``start``, ``wake``, ``submit``, ``close``,
+``terminate``, ``join``), so that ``Pool`` and ``ProcessPoolExecutor`` are
+the same faces on it.  Dask schedules; we only turn each task of a call into
+one Dask task and its outcome back into the call's result::
+
+  submit(job) --> feeder thread: draws the call's tasks (chunks, as the Pool
+     chunks them), pickles each with our serializer, and hands it to Dask as
+     client.submit(run_chunk, ..., task_bytes), at most a few per worker
+     thread at a time (an imap over a huge iterator is read as Dask goes)
+  Dask future done --> its callback queues it --> collector thread: gathers
+     the results' bytes (a batch at a time), loads them with our serializer,
+     and sets them on the call's result, as a pool's coordinator does
+
+A call's function is pickled once (``_PickledFunctions``); if its pickle is
+large (a partial over an array), it is scattered once and Dask moves it to
+each worker that needs it once; small ones ride along with each task.  Either
+way a worker loads it once (see ``_worker_side``).
+
+Faults: a worker that dies running a task fails it with
+``TerminatedWorkerError`` naming the worker's address (or runs it again, up to
+``retries`` times); a task past its ``task_timeout`` fails with
+``TaskTimeoutError`` and its Dask future is cancelled, but Dask cannot stop a
+running thread: the function runs on in its worker until it returns.
+"""
+
+from __future__ import annotations
+
+import _thread
+import collections
+import contextlib
+import functools
+import itertools
+import queue
+import re
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+from typing import Any, Callable
+
+from .. import reduction, util
+from .._errors import TaskTimeoutError
+from ..pool._exceptions import (
+    BrokenPoolError,
+    PoolTerminatedError,
+    ResultUnpicklingError,
+    TerminatedWorkerError,
+    _callable_name,
+    _pickling_failure,
+)
+from ..pool._functions import _PickledFunction, _PickledFunctions
+from ..pool._jobs import _explain_task_pickling_error, _Job
+from ..pool._notes import name_item
+from ..pool._results import _PoolCache
+from ..pool._wire import _APPLY, _MAP, _STARMAP
+from ._cluster import _Cluster
+from ._worker_side import forget_pool, run_chunk
+
+# A function whose pickle is at least this large is scattered (sent to each
+# worker once, by Dask); a smaller one rides along with each task.
+_SCATTER_AT = 64 << 10
+# Tasks handed to Dask at once, per worker thread (calls with a timeout: 1,
+# so that a task starts about when it is handed over, when its clock starts).
+_IN_FLIGHT_PER_THREAD = 3
+_STOP = object()
+_task_numbers = itertools.count()
+
+
+class _DaskTask:
+    """One task of a call (an apply, an item, or a chunk), handed to Dask."""
+
+    __slots__ = ("body", "deadline", "fdata", "fkey", "future", "index", "job", "size", "tries")
+
+    def __init__(self, job: _Job, index: int, body: bytes, fkey: str, fdata: Any) -> None:
+        self.job = job
+        self.index = index
+        self.body = body
+        self.fkey = fkey
+        self.fdata = fdata  # the function's bytes, or the future of their scattered copy
+        self.size = 1
+        self.tries = 0  # runs again after its worker died (see retries)
+        self.deadline: float | None = None
+        self.future: Any = None
+
+
+class _DaskCoordinator:
+    """Runs a pool's calls on a Dask cluster; see the module docstring."""
+
+    def __init__(
+        self,
+        cluster: _Cluster,
+        processes: int,
+        initializer: Callable[..., Any] | None,
+        initargs: Iterable[Any],
+        wrap_exception: bool,
+        cache: _PoolCache,
+        *,
+        task_timeout: float | None = None,
+        retries: int = 0,
+    ) -> None:
+        self._cluster = cluster
+        self._client = cluster.client
+        self._processes = processes
+        self._initializer = initializer
+        self._initargs = tuple(initargs)
+        self._init_data: Any = None
+        self._cache = cache
+        self._retries = retries
+        self._id = f"mp-{uuid.uuid4().hex}"
+        self.pool: list[Any] = []  # no worker processes of ours (Pool._pool)
+        self.broken: BrokenPoolError | None = None
+
+        self._cond = threading.Condition(threading.Lock())
+        self._jobs: collections.deque[_Job] = collections.deque()
+        self._running: dict[str, _DaskTask] = {}  # by Dask key: handed over, not yet done
+        self._done: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._functions = _PickledFunctions()
+        self._scattered: dict[int, Any] = {}  # _PickledFunction.key -> scattered future
+        self._accepting = True
+        self._closing = False
+        self._terminating = False
+        self._fed_all = False  # the feeder has handed over everything it will
+        self._shut = False
+        self._shut_lock = threading.Lock()
+        self._feeder: threading.Thread | None = None
+        self._collector: threading.Thread | None = None
+
+    # -- the engine interface ---------------------------------------------------
+
+    def start_workers(self) -> None:
+        pass  # Dask's workers are the cluster's
+
+    def start(self) -> None:
+        self._feeder = threading.Thread(target=self._feed, name="DaskPoolFeeder", daemon=True)
+        self._collector = threading.Thread(
+            target=self._collect, name="DaskPoolCollector", daemon=True
+        )
+        self._feeder.start()
+        self._collector.start()
+
+    def wake(self) -> None:
+        self._done.put(None)  # the collector looks again whether everything is done
+
+    def submit(self, job: _Job) -> None:
+        with self._cond:
+            if self._accepting:
+                self._jobs.append(job)
+                self._cond.notify_all()
+                return
+        if self.broken is not None:
+            exc: BaseException = self._broken_error()
+        elif self._terminating:
+            exc = PoolTerminatedError("the pool was terminated")
+        else:
+            exc = ValueError("Pool not running")
+        job.result._abandon(exc)
+
+    def _broken_error(self) -> BrokenPoolError:
+        assert self.broken is not None
+        error = BrokenPoolError(*self.broken.args)
+        error.__cause__ = self.broken.__cause__
+        return error
+
+    def close(self) -> None:
+        with self._cond:
+            self._accepting = False
+            self._closing = True
+            self._cond.notify_all()
+
+    def terminate(self, wait: bool = True) -> None:
+        """Fail pending tasks, cancel their Dask futures, close a cluster we own.
+
+        ``wait=False`` (the pool was garbage-collected, maybe on one of our
+        threads or under a result's lock): do it on a new thread.
+        """
+        if not wait:
+            try:
+                _thread.start_new_thread(self.terminate, ())
+            except RuntimeError:
+                pass  # the interpreter is shutting down: the daemon threads go with it
+            return
+        with self._cond:
+            self._accepting = False
+            self._terminating = True
+            tasks = list(self._running.values())
+            self._running.clear()
+            jobs = list(self._jobs)
+            self._jobs.clear()
+            self._cond.notify_all()
+        self._done.put(_STOP)
+        self._cancel([t.future for t in tasks])
+        error = lambda: PoolTerminatedError("the pool was terminated before this task finished")
+        for result in list(self._cache.values()):
+            result._abandon(error())
+        for job in jobs:
+            job.result._abandon(error())
+        current = threading.current_thread()
+        for thread in (self._collector, self._feeder):
+            if thread is not None and thread is not current:
+                # The feeder may be inside the caller's own iterable: don't wait long.
+                thread.join(None if thread is self._collector else 1.0)
+        self._shutdown()
+
+    def join(self) -> None:
+        current = threading.current_thread()
+        for thread in (self._feeder, self._collector):
+            if thread is not None and thread is not current:
+                util.wait_interruptibly(functools.partial(_join, thread), None)
+
+    # -- the feeder thread ------------------------------------------------------
+
+    def _limit(self, job: _Job) -> int:
+        threads = max(1, self._processes)
+        return threads if job.timeout is not None else _IN_FLIGHT_PER_THREAD * threads
+
+    def _feed(self) -> None:
+        try:
+            while True:
+                with self._cond:
+                    while True:
+                        if self._terminating or self.broken is not None:
+                            return
+                        if self._jobs and len(self._running) < self._limit(self._jobs[0]):
+                            break
+                        if self._closing and not self._jobs:
+                            return
+                        self._cond.wait()
+                    job = self._jobs[0]
+                # Outside the lock: this runs the caller's iterable and pickler.
+                self._feed_one(job)
+                if job.done:
+                    with self._cond:
+                        if self._jobs and self._jobs[0] is job:
+                            self._jobs.popleft()
+                job = None  # type: ignore[assignment]
+        except BaseException as e:  # noqa: BLE001 - never leave callers waiting
+            self._internal_error(e)
+        finally:
+            with self._cond:
+                self._fed_all = True
+            self._done.put(None)
+
+    def _feed_one(self, job: _Job) -> None:
+        drawn = job.draw()
+        if drawn is None:
+            return
+        index, payload = drawn
+        serializer = job.serializer
+        assert serializer is not None
+        if self._initializer is not None and self._init_data is None:
+            try:
+                data = serializer.dumps((self._initializer, self._initargs))
+            except Exception as e:  # noqa: BLE001 - the pool cannot start its workers
+                self._break(e, "could not be pickled")
+                return
+            self._init_data = self._share(data)
+        try:
+            body = serializer.dumps(payload)
+        except Exception as e:  # noqa: BLE001 - the task's error
+            job.result._set(index, (False, _explain_task_pickling_error(job, index, payload, e)))
+            return
+        entry = job.fentry
+        if entry is None:
+            try:
+                entry = job.fentry = self._functions.acquire(job.func, serializer)  # once per call
+            except Exception as e:  # noqa: BLE001 - the whole call fails
+                where = f"{job.api}({_callable_name(job.func)})"
+                job.fail(index, _pickling_failure(e, f"cannot serialize the function of {where}"))
+                return
+        else:
+            self._functions.retain(entry)
+        task = _DaskTask(job, index, body, f"{self._id}-{entry.key}", self._function_data(entry))
+        if job.kind == _MAP or job.kind == _STARMAP:
+            task.size = len(payload)
+        self._send(task)
+
+    def _share(self, data: bytes) -> Any:
+        """``data`` itself if small, else the future of its scattered copy."""
+        if len(data) < _SCATTER_AT:
+            return data
+        # broadcast=False: Dask copies it to each worker that runs a task using it, once.
+        return self._client.scatter(data, broadcast=False, hash=False)
+
+    def _function_data(self, entry: _PickledFunction) -> Any:
+        with self._cond:
+            shared = self._scattered.get(entry.key)
+        if shared is None:
+            shared = self._share(entry.data)
+            if shared is not entry.data:
+                with self._cond:
+                    self._scattered[entry.key] = shared
+        return shared
+
+    def _send(self, task: _DaskTask) -> None:
+        job = task.job
+        if job.timeout is not None:
+            # A chunk of n items may run n times the timeout of one.
+            task.deadline = time.monotonic() + job.timeout * task.size
+        assert job.serializer is not None
+        key = f"{_callable_name(job.func)[:40]}-{self._id}-{next(_task_numbers)}"
+        with self._cond:
+            if self._terminating:
+                return
+            task.future = future = self._client.submit(
+                run_chunk,
+                self._id,
+                self._init_data,
+                task.fkey,
+                task.fdata,
+                job.kind,
+                job.serializer.name,
+                task.body,
+                key=key,
+                pure=False,
+            )
+            self._running[future.key] = task
+        future.add_done_callback(self._done.put)
+        if task.deadline is not None:
+            self._done.put(None)  # the collector waits for this deadline too
+
+    # -- the collector thread ---------------------------------------------------
+
+    def _collect(self) -> None:
+        try:
+            while True:
+                try:
+                    item = self._done.get(timeout=self._until_deadline())
+                except queue.Empty:
+                    item = None  # a deadline passed
+                if item is _STOP:
+                    return
+                batch = [item]
+                while True:
+                    try:
+                        batch.append(self._done.get_nowait())
+                    except queue.Empty:
+                        break
+                if _STOP in batch:
+                    return
+                self._receive([f for f in batch if f is not None])
+                self._check_deadlines()
+                with self._cond:
+                    finished = self._fed_all and not self._running
+                if finished:
+                    self._shutdown()
+                    return
+        except BaseException as e:  # noqa: BLE001 - never leave callers waiting
+            self._internal_error(e)
+            self._shutdown()
+
+    def _receive(self, futures: list[Any]) -> None:
+        finished: list[tuple[Any, _DaskTask]] = []
+        for future in futures:
+            with self._cond:
+                task = self._running.get(future.key)
+                if task is None or task.future is not future:
+                    continue  # timed out or terminated already
+            status = future.status
+            if status == "finished":
+                finished.append((future, task))
+            else:
+                self._failed(future, task, status)
+        if not finished:
+            return
+        # One round trip for the batch; one by one if that fails.
+        try:
+            datas = self._client.gather([f for f, _ in finished])
+        except Exception:  # noqa: BLE001
+            datas = None
+        for n, (future, task) in enumerate(finished):
+            if datas is not None:
+                data = datas[n]
+            else:
+                try:
+                    data = future.result()
+                except BaseException as e:  # noqa: BLE001 - the task's error
+                    self._failed(future, task, future.status, e)
+                    continue
+            if self._settle(future):
+                self._deliver_bytes(task, data)
+
+    def _settle(self, future: Any) -> bool:
+        """Take the task of ``future`` out of the running ones; False if it was already."""
+        with self._cond:
+            task = self._running.pop(future.key, None)
+            if task is not None:
+                self._cond.notify_all()  # the feeder may hand over another task
+        return task is not None
+
+    def _deliver_bytes(self, task: _DaskTask, data: bytes) -> None:
+        try:
+            ok, value = reduction.loads(data)
+        except Exception as e:  # noqa: BLE001 - the task's error
+            error = ResultUnpicklingError(e)
+            error.__cause__ = e
+            ok, value = False, error
+        if ok is None:
+            self._release(task)
+            self._break(value, "raised")
+            return
+        self._deliver(task, (ok, value))
+
+    def _deliver(self, task: _DaskTask, outcome: tuple[bool, Any]) -> None:
+        self._release(task)
+        if not outcome[0]:
+            name_item(outcome[1], task.job, task.index)
+        task.job.result._set(task.index, outcome)
+
+    def _failed(self, future: Any, task: _DaskTask, status: str, exc: Any = None) -> None:
+        if status == "error" and exc is None:
+            try:
+                exc = future.exception(timeout=30)
+            except BaseException as e:  # noqa: BLE001
+                exc = e
+        if self._terminating:
+            return
+        if _is_killed_worker(exc):
+            if task.tries < self._retries:
+                task.tries += 1
+                with self._cond:
+                    self._running.pop(future.key, None)
+                self._send(task)
+                return
+            error: BaseException = _killed_worker_error(exc, task)
+        elif status in ("cancelled", "lost"):
+            error = TerminatedWorkerError(
+                f"Dask {status} {task.job.describe(task.index)}: the scheduler at "
+                f"{self._cluster.address} was lost, or someone cancelled the task or "
+                f"closed the pool's client. Check that the scheduler runs, and make a new pool."
+            )
+        else:
+            error = TerminatedWorkerError(
+                f"Dask failed to run {task.job.describe(task.index)}: {type(exc).__name__}: {exc}"
+            )
+            error.__cause__ = exc
+        if self._settle(future):
+            self._deliver(task, (False, error))
+
+    def _until_deadline(self) -> float | None:
+        with self._cond:
+            deadlines = [t.deadline for t in self._running.values() if t.deadline is not None]
+        if not deadlines:
+            return None
+        return max(0.0, min(deadlines) - time.monotonic()) + 0.001
+
+    def _check_deadlines(self) -> None:
+        now = time.monotonic()
+        with self._cond:
+            late = [
+                t for t in self._running.values() if t.deadline is not None and t.deadline <= now
+            ]
+            for task in late:
+                del self._running[task.future.key]
+            if late:
+                self._cond.notify_all()
+        if not late:
+            return
+        self._cancel([t.future for t in late])
+        for task in late:
+            limit = task.job.timeout
+            assert limit is not None
+            others = (
+                "the pool's other tasks" if task.job.kind == _APPLY else "the call's other items"
+            )
+            size = f" ({task.size} items: {task.size} times that)" if task.size > 1 else ""
+            error = TaskTimeoutError(
+                f"{task.job.describe(task.index)} was still running after its task_timeout of "
+                f"{limit:g} s{size}: the pool cancelled its Dask task, and {others} go on. "
+                f"Dask cannot stop a running thread: the function may run on in its worker "
+                f"until it returns, keeping that worker's thread busy."
+            )
+            error.timeout = limit  # type: ignore[attr-defined]
+            self._deliver(task, (False, error))
+
+    # -- ending -------------------------------------------------------------------
+
+    def _release(self, task: _DaskTask) -> None:
+        entry = task.job.fentry
+        if entry is None:
+            return
+        self._functions.release(entry)
+        if entry.uses <= 0:
+            with self._cond:
+                self._scattered.pop(entry.key, None)  # Dask frees it with its last future
+
+    def _cancel(self, futures: list[Any]) -> None:
+        futures = [f for f in futures if f is not None]
+        if futures:
+            with contextlib.suppress(Exception):  # the client may be closing already
+                self._client.cancel(futures)
+
+    def _break(self, exc: BaseException, what: str) -> None:
+        name = _callable_name(self._initializer)
+        error = BrokenPoolError(
+            f"the pool's initializer {name} {what} ({type(exc).__name__}: {exc}) on a Dask "
+            f"worker. Every pending and future task of this pool fails; fix the initializer "
+            f"(its error is the cause below) and make a new pool."
+        )
+        error.__cause__ = exc
+        with self._cond:
+            if self.broken is not None:
+                return
+            self.broken = error
+            self._accepting = False
+            tasks = list(self._running.values())
+            self._running.clear()
+            jobs = list(self._jobs)
+            self._jobs.clear()
+            self._cond.notify_all()
+        self._cancel([t.future for t in tasks])
+        for result in list(self._cache.values()):
+            result._abandon(self._broken_error())
+        for job in jobs:
+            job.result._abandon(self._broken_error())
+        self._done.put(None)
+
+    def _internal_error(self, exc: BaseException) -> None:
+        util.debug("dask pool engine failed: %r", exc)
+        error = BrokenPoolError(f"the Dask pool's engine failed: {type(exc).__name__}: {exc}")
+        error.__cause__ = exc
+        with self._cond:
+            if self.broken is None:
+                self.broken = error
+            self._accepting = False
+            jobs = list(self._jobs)
+            self._jobs.clear()
+            self._cond.notify_all()
+        for result in list(self._cache.values()):
+            result._abandon(self._broken_error())
+        for job in jobs:
+            job.result._abandon(self._broken_error())
+
+    def _shutdown(self) -> None:
+        """Drop what the workers keep for us; close the client and cluster if ours."""
+        with self._shut_lock:
+            if self._shut:
+                return
+            self._shut = True
+        with self._cond:
+            self._scattered.clear()
+        self._functions.clear()
+        if not self._cluster.owned or self._cluster.cluster is None:
+            # A cluster that lives on: its workers forget this pool's functions
+            # (best effort: the scheduler may be gone).
+            with contextlib.suppress(Exception):
+                self._client.run(forget_pool, self._id)
+        self._cluster.close()
+
+
+def _join(thread: threading.Thread, timeout: float | None) -> bool:
+    """``thread.join(timeout)``; True once it has ended (for ``util.wait_interruptibly``)."""
+    thread.join(timeout)
+    return not thread.is_alive()
+
+
+def _is_killed_worker(exc: Any) -> bool:
+    return type(exc).__name__ == "KilledWorker"
+
+
+def _killed_worker_error(exc: BaseException, task: _DaskTask) -> TerminatedWorkerError:
+    """The error of a task whose Dask worker died: names the worker's address."""
+    worker = getattr(exc, "last_worker", None)
+    address = getattr(worker, "address", worker)
+    if not isinstance(address, str):
+        found = re.search(r"[a-z]+://[\w.\-\[\]:]+", str(exc))
+        address = found.group(0).rstrip(".") if found else "(unknown address)"
+    error = TerminatedWorkerError(
+        f"The Dask worker {address} died while running {task.job.describe(task.index)} "
+        f"(its process was killed or crashed: the Operating System's out-of-memory "
+        f"killer, a segmentation fault, os._exit() or kill -9). The pool goes on with "
+        f"the other workers (a nanny restarts the worker it watches); pass retries=1 to "
+        f"run a task again once when its worker dies."
+    )
+    error.address = address  # type: ignore[attr-defined]
+    error.__cause__ = exc
+    return error
