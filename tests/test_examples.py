@@ -117,6 +117,16 @@ def check_asyncio_pool(lines: list[str]) -> None:
     ]
 
 
+def check_cluster(lines: list[str]) -> None:
+    assert lines == [
+        "squares: [0, 1, 4, 9, 16, 25, 36, 49, 64, 81]",
+        "scaled: [0, 3, 6, 9, 12]",
+        "norms: [25, 100]",
+        "total: 250000",
+        "same as the local Pool: True",
+    ]
+
+
 CHECKS = {
     "queue_workers.py": check_queue_workers,
     "custom_manager.py": check_custom_manager,
@@ -124,6 +134,7 @@ CHECKS = {
     "http_server.py": check_http_server,
     "large_arrays.py": check_large_arrays,
     "asyncio_pool.py": check_asyncio_pool,
+    "cluster.py": check_cluster,
 }
 
 
