@@ -286,6 +286,10 @@ def gate_method(
     ours = outcomes(text)
     if rc == 124 or not ours:
         print(f"  {method}: FAILED: the suite timed out or ran no test (log: {args.logs})")
+        if rc == 124:
+            # Where it hung: the stacks faulthandler wrote on SIGABRT, for CI's output.
+            dump = text[text.rfind("conformance: TIMED OUT") :].splitlines()
+            print("\n".join("    " + line for line in dump[:120]), flush=True)
         return False
     candidates = not_passed(ours)
     stdlib: dict[str, str] = {}

@@ -43,6 +43,7 @@ from typing import Any, Callable
 
 from .. import reduction, util
 from .._errors import TaskTimeoutError
+from ..pool._engine import _EngineBase
 from ..pool._exceptions import (
     BrokenPoolError,
     PoolTerminatedError,
@@ -86,7 +87,7 @@ class _DaskTask:
         self.future: Any = None
 
 
-class _DaskCoordinator:
+class _DaskCoordinator(_EngineBase):
     """Runs a pool's calls on a Dask cluster; see the module docstring."""
 
     def __init__(
@@ -143,32 +144,6 @@ class _DaskCoordinator:
 
     def wake(self) -> None:
         self._done.put(None)  # the collector looks again whether everything is done
-
-    def submit(self, job: _Job) -> None:
-        with self._cond:
-            if self._accepting:
-                self._jobs.append(job)
-                self._cond.notify_all()
-                return
-        if self.broken is not None:
-            exc: BaseException = self._broken_error()
-        elif self._terminating:
-            exc = PoolTerminatedError("the pool was terminated")
-        else:
-            exc = ValueError("Pool not running")
-        job.result._abandon(exc)
-
-    def _broken_error(self) -> BrokenPoolError:
-        assert self.broken is not None
-        error = BrokenPoolError(*self.broken.args)
-        error.__cause__ = self.broken.__cause__
-        return error
-
-    def close(self) -> None:
-        with self._cond:
-            self._accepting = False
-            self._closing = True
-            self._cond.notify_all()
 
     def terminate(self, wait: bool = True) -> None:
         """Fail pending tasks, cancel their Dask futures, close a cluster we own.

@@ -32,6 +32,7 @@ from .. import connection, spawn, util
 from .._forklock import FORK_LOCK
 from . import _oob
 from ._dispatch import _TERMINATE_GRACE, _Dispatch, _Worker
+from ._engine import _EngineBase
 from ._exceptions import (
     BrokenPoolError,
     PoolTerminatedError,
@@ -49,7 +50,7 @@ from ._task_control import _show, _TaskControl
 from ._wire import _MAP, _STARMAP, _frame_parts
 
 
-class _Coordinator(_Dispatch, _TaskControl):
+class _Coordinator(_EngineBase, _Dispatch, _TaskControl):
     """Owns a process pool's workers and tasks; see the module docstring.
 
     Runs two threads: ``_feed`` turns calls into pickled tasks, ``_run`` gives
@@ -141,31 +142,11 @@ class _Coordinator(_Dispatch, _TaskControl):
         self._thread.start()
         self._feeder.start()
 
-    def submit(self, job: _Job) -> None:
+    def _prepare(self, job: _Job) -> None:
         if job.timeout is not None:
             self._watching = True
         if self._memory_limit is not None and job.chunksize > 1:
             job.track = True  # a worker killed for its memory: which item was it?
-        with self._cond:
-            if self._accepting:
-                self._jobs.append(job)
-                self._cond.notify()
-                return
-            exc = self._refusal()
-        job.result._abandon(exc)
-
-    def _refusal(self) -> BaseException:
-        if self.broken is not None:
-            return self._broken_error()
-        if self._terminating:
-            return PoolTerminatedError("the pool was terminated")
-        return ValueError("Pool not running")
-
-    def _broken_error(self) -> BrokenPoolError:
-        assert self.broken is not None
-        error = BrokenPoolError(*self.broken.args)
-        error.__cause__ = self.broken.__cause__
-        return error
 
     def wake(self) -> None:
         if not self._wake_pending:
@@ -176,13 +157,6 @@ class _Coordinator(_Dispatch, _TaskControl):
                         os.write(self._wake_w, b"\0")
                     except OSError:
                         pass  # full: it wakes up anyway
-
-    def close(self) -> None:
-        with self._cond:
-            self._accepting = False
-            self._closing = True
-            self._cond.notify_all()
-        self.wake()
 
     def terminate(self, wait: bool = True) -> None:
         """Stop now: kill the workers and fail every pending task.

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any, Callable
 
+from ._engine import _EngineBase
 from ._exceptions import BrokenPoolError, PoolTerminatedError, _callable_name
 from ._jobs import _Job
 from ._notes import _failed_item, name_item
@@ -18,7 +19,7 @@ from ._results import _PoolCache
 from ._worker import _run_task, _task_items
 
 
-class _ThreadCoordinator:
+class _ThreadCoordinator(_EngineBase):
     """Runs a ThreadPool: worker threads draw tasks from the calls themselves."""
 
     def __init__(
@@ -54,35 +55,6 @@ class _ThreadCoordinator:
 
     def start(self) -> None:
         pass
-
-    def wake(self) -> None:
-        pass
-
-    def submit(self, job: _Job) -> None:
-        with self._cond:
-            if self._accepting:
-                self._jobs.append(job)
-                self._cond.notify()
-                return
-        if self.broken is not None:
-            exc: BaseException = self._broken_error()
-        elif self._terminating:
-            exc = PoolTerminatedError("the pool was terminated")
-        else:
-            exc = ValueError("Pool not running")
-        job.result._abandon(exc)
-
-    def _broken_error(self) -> BrokenPoolError:
-        assert self.broken is not None
-        error = BrokenPoolError(*self.broken.args)
-        error.__cause__ = self.broken.__cause__
-        return error
-
-    def close(self) -> None:
-        with self._cond:
-            self._accepting = False
-            self._closing = True
-            self._cond.notify_all()
 
     def terminate(self, wait: bool = True) -> None:
         """Fail pending tasks and stop the threads after their current task (no waiting).

@@ -1,0 +1,67 @@
+"""What every engine of a pool shares: taking calls, refusing them, closing (layer 5).
+
+An engine (``_Coordinator`` for processes, ``_ThreadCoordinator`` for threads,
+``multiprocess.dask``'s ``_DaskCoordinator``) keeps the calls it was given in
+``_jobs``, under ``_cond``, until its feeder or workers draw their tasks.
+"""
+
+from __future__ import annotations
+
+from ._exceptions import BrokenPoolError, PoolTerminatedError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (cold start)
+if TYPE_CHECKING:
+    import collections
+    import threading
+
+    from ._jobs import _Job
+
+
+class _EngineBase:
+    """``submit``, ``close`` and the errors of a pool that takes no more calls."""
+
+    _cond: threading.Condition
+    _jobs: collections.deque[_Job]
+    _accepting: bool
+    _closing: bool
+    _terminating: bool
+    broken: BrokenPoolError | None
+
+    def wake(self) -> None:
+        """Have the engine look at its state again (no-op where threads wait on ``_cond``)."""
+
+    def _prepare(self, job: _Job) -> None:
+        """What the engine must know of a call before it queues it (nothing here)."""
+
+    def submit(self, job: _Job) -> None:
+        """Queue ``job``; a pool that takes no more calls fails it at once."""
+        self._prepare(job)
+        with self._cond:
+            if self._accepting:
+                self._jobs.append(job)
+                self._cond.notify()
+                return
+            exc = self._refusal()
+        job.result._abandon(exc)
+
+    def _refusal(self) -> BaseException:
+        if self.broken is not None:
+            return self._broken_error()
+        if self._terminating:
+            return PoolTerminatedError("the pool was terminated")
+        return ValueError("Pool not running")
+
+    def _broken_error(self) -> BrokenPoolError:
+        """A fresh copy of the error that broke the pool (each caller raises its own)."""
+        assert self.broken is not None
+        error = BrokenPoolError(*self.broken.args)
+        error.__cause__ = self.broken.__cause__
+        return error
+
+    def close(self) -> None:
+        """Take no more calls; those queued still run."""
+        with self._cond:
+            self._accepting = False
+            self._closing = True
+            self._cond.notify_all()
+        self.wake()
