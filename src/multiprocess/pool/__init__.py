@@ -81,6 +81,7 @@ from __future__ import annotations
 
 from .._errors import TaskTimeoutError as TaskTimeoutError
 from .._errors import TimeoutError as TimeoutError
+from .._forklock import FORK_LOCK as _FORK_LOCK
 from ._exceptions import BrokenPoolError as BrokenPoolError
 from ._exceptions import ExceptionWithTraceback as ExceptionWithTraceback
 from ._exceptions import MaybeEncodingError as MaybeEncodingError
@@ -90,44 +91,59 @@ from ._exceptions import RemoteTraceback as RemoteTraceback
 from ._exceptions import ResultUnpicklingError as ResultUnpicklingError
 from ._exceptions import TerminatedWorkerError as TerminatedWorkerError
 from ._exceptions import rebuild_exc as rebuild_exc
-from ._pool import CLOSE as CLOSE
-from ._pool import INIT as INIT
-from ._pool import RUN as RUN
-from ._pool import TERMINATE as TERMINATE
-from ._pool import Pool as Pool
-from ._pool import ThreadPool as ThreadPool
-from ._results import ApplyResult as ApplyResult
-from ._results import AsyncResult as AsyncResult
-from ._results import IMapIterator as IMapIterator
-from ._results import IMapUnorderedIterator as IMapUnorderedIterator
-from ._results import MapResult as MapResult
-from ._results import ResultIterator as ResultIterator
 from ._worker import mapstar as mapstar
 from ._worker import starmapstar as starmapstar
 from ._worker import worker as worker
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (cold start)
+if TYPE_CHECKING:
+    from typing import Any
+
+    from ._pool import CLOSE as CLOSE
+    from ._pool import INIT as INIT
+    from ._pool import RUN as RUN
+    from ._pool import TERMINATE as TERMINATE
+    from ._pool import Pool as Pool
+    from ._pool import ThreadPool as ThreadPool
+    from ._results import ApplyResult as ApplyResult
+    from ._results import AsyncResult as AsyncResult
+    from ._results import IMapIterator as IMapIterator
+    from ._results import IMapUnorderedIterator as IMapUnorderedIterator
+    from ._results import MapResult as MapResult
+    from ._results import ResultIterator as ResultIterator
+
 __all__ = ["Pool", "ThreadPool"]
 
-# Defined in the modules of this package, known by this one's name (see above).
-for _public in (
-    ApplyResult,
-    BrokenPoolError,
-    ExceptionWithTraceback,
-    IMapIterator,
-    IMapUnorderedIterator,
-    MapResult,
-    MaybeEncodingError,
-    MemoryLimitError,
-    Pool,
-    PoolTerminatedError,
-    RemoteTraceback,
-    ResultUnpicklingError,
-    TerminatedWorkerError,
-    ThreadPool,
-    mapstar,
-    rebuild_exc,
-    starmapstar,
-    worker,
-):
-    _public.__module__ = __name__
-del _public
+# The faces and the engine are imported on first use, not with the package: a
+# worker process imports this package (it finds ``worker`` here) and needs only
+# the worker's loop and the exceptions, which a spawned worker's start-up pays.
+_LAZY = {
+    "CLOSE": "_pool",
+    "INIT": "_pool",
+    "RUN": "_pool",
+    "TERMINATE": "_pool",
+    "Pool": "_pool",
+    "ThreadPool": "_pool",
+    "ApplyResult": "_results",
+    "AsyncResult": "_results",
+    "IMapIterator": "_results",
+    "IMapUnorderedIterator": "_results",
+    "MapResult": "_results",
+    "ResultIterator": "_results",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    with _FORK_LOCK:  # any thread may be the first (see _forklock)
+        import importlib
+
+        value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

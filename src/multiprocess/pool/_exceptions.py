@@ -275,3 +275,19 @@ def _pickling_failure(exc: BaseException, what: str) -> BaseException:
     if add_note is not None:
         add_note(what)
     return exc
+
+
+# Known by the package's name, as before the package was split (see the package docstring).
+for _public in (
+    BrokenPoolError,
+    ExceptionWithTraceback,
+    MaybeEncodingError,
+    MemoryLimitError,
+    PoolTerminatedError,
+    RemoteTraceback,
+    ResultUnpicklingError,
+    TerminatedWorkerError,
+    rebuild_exc,
+):
+    _public.__module__ = "multiprocess.pool"
+del _public

@@ -657,3 +657,12 @@ class ThreadPool(Pool):
         return _ThreadCoordinator(
             self._processes, self._initializer, self._initargs, False, self._cache
         )
+
+
+# Known by the package's name, as before the package was split (see the package docstring).
+for _public in (
+    Pool,
+    ThreadPool,
+):
+    _public.__module__ = "multiprocess.pool"
+del _public

@@ -607,3 +607,14 @@ class ResultIterator(Protocol[_T_co]):
     def __next__(self) -> _T_co: ...
 
     def __aiter__(self) -> AsyncIterator[_T_co]: ...
+
+
+# Known by the package's name, as before the package was split (see the package docstring).
+for _public in (
+    ApplyResult,
+    IMapIterator,
+    IMapUnorderedIterator,
+    MapResult,
+):
+    _public.__module__ = "multiprocess.pool"
+del _public

@@ -330,3 +330,13 @@ def _serve(
         frame = view = func = payload = items = result = value = entry = None  # type: ignore[assignment]
         completed += 1
     util.debug("worker exiting after %d tasks", completed)
+
+
+# Known by the package's name, as before the package was split (see the package docstring).
+for _public in (
+    mapstar,
+    starmapstar,
+    worker,
+):
+    _public.__module__ = "multiprocess.pool"
+del _public
