@@ -34,6 +34,12 @@ def touch(a, i):
     return float(a[(i * 7919) % len(a)])
 
 
+def touch_shared(shared, i):
+    """``touch`` as mpire calls it: its shared objects first (module level, so
+    that spawn and forkserver can pickle it)."""
+    return touch(shared, i)
+
+
 def echo(x):
     return x
 
@@ -63,7 +69,7 @@ def child(impl: str, case: str, method: str, processes: int, mib: int) -> dict:
             from mpire import WorkerPool
 
             with WorkerPool(processes, shared_objects=a, start_method=method) as pool:
-                out = pool.map(lambda shared, i: touch(shared, i), range(16), chunk_size=1)
+                out = pool.map(touch_shared, range(16), chunk_size=1)
         else:
             ctx = _pool_module(impl).get_context(method)
             with ctx.Pool(processes) as pool:

@@ -17,6 +17,10 @@ turns; the table shows medians and the ratio ours / standard library:
   interpreter that has imported the package, per start method (goal: at most
   1.0x).
 
+Each case also shows the CPU time of the whole process tree (``CPU, all``):
+on a loaded machine the wall times move with the load, the CPU times much
+less.
+
 Our modules are compiled to bytecode first (``compileall``), as ``pip
 install`` does: with ``PYTHONDONTWRITEBYTECODE`` set, an editable checkout
 would otherwise compile its sources in every fresh interpreter, which the
@@ -28,6 +32,7 @@ from __future__ import annotations
 import argparse
 import compileall
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -64,26 +69,39 @@ if __name__ == "__main__":
 """
 
 
-def _run(code: str, env: dict[str, str]) -> tuple[float, float]:
-    """Run ``code`` in a fresh interpreter: (wall time, the float it printed or 0)."""
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _run(code: str, env: dict[str, str]) -> tuple[float, float, float]:
+    """Run ``code`` in a fresh interpreter: (wall time, CPU time, the float it printed or 0).
+
+    The CPU time is the whole tree's (the interpreter, its workers, a
+    forkserver and its children, each counted once reaped): unlike the wall
+    time, it hardly moves with the load of a shared machine.
+    """
+    cpu = _children_cpu()
     start = time.perf_counter()
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     wall = time.perf_counter() - start
     printed = out.stdout.split()
-    return wall, float(printed[-1]) if printed else 0.0
+    return wall, _children_cpu() - cpu, float(printed[-1]) if printed else 0.0
 
 
 def _case(name: str, template: str, repeat: int, env: dict[str, str], **fmt: str) -> None:
     walls: dict[str, list[float]] = {pkg: [] for pkg in PACKAGES}
+    cpus: dict[str, list[float]] = {pkg: [] for pkg in PACKAGES}
     inner: dict[str, list[float]] = {pkg: [] for pkg in PACKAGES}
     for _ in range(repeat):
         for pkg in PACKAGES:  # taking turns: a noisy moment hits both
-            wall, value = _run(template.format(pkg=pkg, **fmt), env)
+            wall, cpu, value = _run(template.format(pkg=pkg, **fmt), env)
             walls[pkg].append(wall)
+            cpus[pkg].append(cpu)
             inner[pkg].append(value)
-    rows = [("process", walls)]
+    rows = [("process", walls), ("CPU, all", cpus)]
     if any(inner["multiprocess"]):
         rows.insert(0, ("timed part", inner))
     for label, times in rows:

@@ -156,3 +156,51 @@ def test_main_function_using_a_project_module(tmp_path, method):
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "(42, 'projutil', True)"
+
+
+SCRIPT_STATE = """
+import sys
+SEEN_ARGV0 = sys.argv[0]
+SEEN_MODULE = sys.modules[__name__].__dict__ is globals()
+RESULT = [__name__, __file__, __package__, __doc__, __cached__, __loader__, __spec__]
+"""
+
+
+def _run_both(tmp_path, source):
+    """runpy.run_path and spawn's own runner on the same file: their globals and errors."""
+    import runpy
+
+    from multiprocess import spawn
+
+    script = tmp_path / "state.py"
+    script.write_text(source)
+    out = []
+    for run in (runpy.run_path, spawn._run_source_file):
+        before = (sys.argv[0], sys.modules.get("__mp_main__"))
+        try:
+            if run is runpy.run_path:
+                result: object = run(str(script), run_name="__mp_main__")
+            else:
+                result = run(str(script), "__mp_main__")
+            result = {k: v for k, v in result.items() if k != "__builtins__"}
+        except Exception as e:  # noqa: BLE001 - compared below
+            result = (type(e), str(e))
+        assert (sys.argv[0], sys.modules.get("__mp_main__")) == before  # restored
+        out.append(result)
+    return out
+
+
+def test_spawn_runs_a_script_file_as_runpy_does(tmp_path):
+    # Children run their parent's script without runpy (which costs them
+    # pkgutil and typing): the same globals, sys.argv[0] and sys.modules entry.
+    theirs, ours = _run_both(tmp_path, SCRIPT_STATE)
+    assert ours == theirs
+    assert ours["SEEN_ARGV0"] == str(tmp_path / "state.py")
+    assert ours["SEEN_MODULE"] is True
+
+
+def test_spawn_script_errors_propagate_and_restore_state(tmp_path):
+    theirs, ours = _run_both(tmp_path, "import sys\nsys.argv[0]\nraise KeyError('boom')\n")
+    assert ours == theirs == (KeyError, "'boom'")
+    theirs, ours = _run_both(tmp_path, "def broken(:\n")
+    assert ours[0] is theirs[0] is SyntaxError

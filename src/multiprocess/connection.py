@@ -63,10 +63,14 @@ import socket
 import struct
 import sys
 import time
-import typing
-from collections.abc import Iterable
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Callable, Generic
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (cold start)
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from types import TracebackType
+    from typing import Any, Callable, Generic
+else:
+    from ._generics import Generic
 
 from . import _conn_oob, reduction, util
 
@@ -83,9 +87,11 @@ if TYPE_CHECKING:
     # as in typeshed's stubs of the standard library.
     _SendT_contra = TypeVar("_SendT_contra", contravariant=True, default=Any)
     _RecvT_co = TypeVar("_RecvT_co", covariant=True, default=Any)
-else:  # TypeVar defaults exist at run time from 3.13 only, and matter to type checkers alone
-    _SendT_contra = typing.TypeVar("_SendT_contra", contravariant=True)
-    _RecvT_co = typing.TypeVar("_RecvT_co", covariant=True)
+else:  # (type variables and their defaults matter to type checkers alone)
+    from ._generics import TypeVar
+
+    _SendT_contra = TypeVar("_SendT_contra", contravariant=True)
+    _RecvT_co = TypeVar("_RecvT_co", covariant=True)
 
 __all__ = ["Client", "Listener", "Pipe", "wait"]
 

@@ -53,7 +53,10 @@ import sys
 import threading
 import warnings
 from collections.abc import Sequence
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (cold start)
+if TYPE_CHECKING:
+    from typing import Any
 
 from . import process, resource_tracker, spawn, util
 from ._errors import AuthenticationError

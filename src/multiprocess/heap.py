@@ -37,7 +37,10 @@ import os
 import sys
 import threading
 import weakref
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (cold start)
+if TYPE_CHECKING:
+    from typing import Any
 
 from . import reduction, util
 from ._forklock import FORK_LOCK

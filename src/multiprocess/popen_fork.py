@@ -12,7 +12,10 @@ import atexit
 import os
 import signal
 import time
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (cold start)
+if TYPE_CHECKING:
+    from typing import Any
 
 from . import util
 from ._forklock import FORK_LOCK

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import io
 import os
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (cold start)
+if TYPE_CHECKING:
+    from typing import Any
 
 from . import forkserver, popen_fork, reduction, spawn, util
 from ._posix import wait_readable

@@ -127,7 +127,12 @@ import time
 import types
 import weakref
 from queue import Empty, Full
-from typing import TYPE_CHECKING, Any, Callable, Generic, TypeVar
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (cold start)
+if TYPE_CHECKING:
+    from typing import Any, Callable, Generic, TypeVar
+else:
+    from ._generics import Generic, TypeVar
 
 from . import reduction, util
 from ._memfd import HAVE_MEMFD as _HAVE_MEMFD

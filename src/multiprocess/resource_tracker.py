@@ -37,7 +37,10 @@ import subprocess
 import sys
 import threading
 import warnings
-from typing import Callable
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (cold start)
+if TYPE_CHECKING:
+    from typing import Callable
 
 from . import spawn, util
 

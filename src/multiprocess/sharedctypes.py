@@ -24,20 +24,23 @@ from __future__ import annotations
 import ctypes
 import pickle
 import sys
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, Union, overload
 
 from . import context, heap, reduction
 from ._spawning import assert_spawning
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (cold start)
 if TYPE_CHECKING:
     from _ctypes import _CData as _CDataType
+    from collections.abc import Iterable, Sequence
     from ctypes import _SimpleCData, c_char
+    from typing import Any, Generic, Literal, TypeVar, Union, overload
 
     from . import synchronize
 
     _LockLike = Union[synchronize.Lock, synchronize.RLock]
     _CT = TypeVar("_CT", bound=_CDataType)
+else:
+    from ._generics import Generic, TypeVar, overload
 
 _T = TypeVar("_T")
 
@@ -449,7 +452,8 @@ def _synchronized_class(cls: type) -> type:
 # Pickling: shared objects travel as (type, heap block), to children only
 #
 
-_TypeDescription = tuple[Any, tuple[int, ...]]
+if TYPE_CHECKING:
+    _TypeDescription = tuple[Any, tuple[int, ...]]
 
 # The ctypes types registered with reduction.register (a registration is for
 # one exact type; ctypes makes one type per array length).

@@ -34,7 +34,10 @@ import secrets
 import threading
 import time
 import weakref
-from typing import Any, Callable
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (cold start)
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 from . import process, reduction, resource_tracker, util
 from ._posix import pid_alive

@@ -12,9 +12,11 @@ awaits has imported it already, and one that does not never pays for it.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (cold start)
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
-Waker = Callable[[], None]
+    Waker = Callable[[], None]
 
 
 def _resolve(future: Any) -> None:

@@ -26,7 +26,10 @@ import select
 import threading
 import time
 from collections.abc import Iterable
-from typing import Any, Callable
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (cold start)
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 from .. import connection, spawn, util
 from .._forklock import FORK_LOCK

@@ -25,7 +25,10 @@ import struct
 import threading
 import time
 from collections.abc import Iterable
-from typing import Any, Callable
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (cold start)
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 from .. import connection, reduction, spawn, util
 from ._exceptions import BrokenPoolError, ResultUnpicklingError

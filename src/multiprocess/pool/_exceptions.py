@@ -12,7 +12,10 @@ from __future__ import annotations
 import pickle
 import signal
 import sys
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (cold start)
+if TYPE_CHECKING:
+    from typing import Any
 
 from .. import reduction
 from .._errors import ProcessError

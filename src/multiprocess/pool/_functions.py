@@ -9,7 +9,10 @@ from __future__ import annotations
 import itertools
 import threading
 import types
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (cold start)
+if TYPE_CHECKING:
+    from typing import Any
 
 from .. import reduction
 from ._oob import Packed, pack

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Iterator
-from typing import Any, Callable
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (cold start)
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 from .. import reduction
 from ._exceptions import _callable_name, _pickling_failure, _short_repr

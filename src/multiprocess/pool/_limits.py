@@ -13,7 +13,10 @@ import math
 import os
 import re
 import sys
-from typing import Any, Callable, Optional
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (cold start)
+if TYPE_CHECKING:
+    from typing import Any, Callable, Optional
 
 from ._exceptions import _short_repr
 
@@ -97,7 +100,8 @@ def _resolve_timeout(value: Any, default: float | None) -> float | None:
     return None if math.isinf(seconds) else seconds
 
 
-RssReader = Callable[[int], Optional[int]]
+if TYPE_CHECKING:
+    RssReader = Callable[[int], Optional[int]]
 
 
 def _rss_reader(proc: str = "/proc") -> RssReader:

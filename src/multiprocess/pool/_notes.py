@@ -23,7 +23,10 @@ from __future__ import annotations
 
 import operator
 import reprlib
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (cold start)
+if TYPE_CHECKING:
+    from typing import Any
 
 from ._exceptions import RemoteTraceback, _callable_name
 from ._wire import _APPLY, _ONE

@@ -55,7 +55,10 @@ import pickle
 import socket
 import struct
 import weakref
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (cold start)
+if TYPE_CHECKING:
+    from typing import Any
 
 from .. import reduction, util
 from .._memfd import HAVE_MEMFD, copy_to_memfd, is_numpy, map_memfd, recv_fds

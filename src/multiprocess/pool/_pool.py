@@ -10,11 +10,12 @@ import operator
 import os
 import warnings
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Callable, Literal, TypeVar, overload
 
-if TYPE_CHECKING:  # annotations only: typing_extensions is not a dependency
-    from typing_extensions import Self
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (cold start)
+if TYPE_CHECKING:
+    from typing import Any, Callable, Literal, TypeVar, overload
 
+    from typing_extensions import Self  # annotations only: not a dependency
 
 from .. import context as _context
 from .. import reduction, util
@@ -35,8 +36,9 @@ from ._results import (
 from ._threads import _ThreadCoordinator
 from ._wire import _APPLY, _MAP, _ONE, _STARMAP
 
-_S = TypeVar("_S")
-_T = TypeVar("_T")
+if TYPE_CHECKING:
+    _S = TypeVar("_S")
+    _T = TypeVar("_T")
 
 #
 # States of a pool
@@ -462,26 +464,29 @@ class Pool:
 
     # chunksize 1 (the default) gives the IMapIterator itself, with next(timeout);
     # a larger one an iterator over its chunks' items (for and async for only).
-    @overload
-    def imap(
-        self,
-        func: Callable[[_S], _T],
-        iterable: Iterable[_S],
-        chunksize: Literal[1] = 1,
-        *,
-        progress: _progress.ProgressArg = None,
-        task_timeout: float | None = None,
-    ) -> IMapIterator[_T]: ...
-    @overload
-    def imap(
-        self,
-        func: Callable[[_S], _T],
-        iterable: Iterable[_S],
-        chunksize: int,
-        *,
-        progress: _progress.ProgressArg = None,
-        task_timeout: float | None = None,
-    ) -> ResultIterator[_T]: ...
+    if TYPE_CHECKING:  # for type checkers: typing is not imported at run time
+
+        @overload
+        def imap(
+            self,
+            func: Callable[[_S], _T],
+            iterable: Iterable[_S],
+            chunksize: Literal[1] = 1,
+            *,
+            progress: _progress.ProgressArg = None,
+            task_timeout: float | None = None,
+        ) -> IMapIterator[_T]: ...
+        @overload
+        def imap(
+            self,
+            func: Callable[[_S], _T],
+            iterable: Iterable[_S],
+            chunksize: int,
+            *,
+            progress: _progress.ProgressArg = None,
+            task_timeout: float | None = None,
+        ) -> ResultIterator[_T]: ...
+
     def imap(
         self,
         func: Callable[[_S], _T],
@@ -503,26 +508,29 @@ class Pool:
 
     # chunksize 1 (the default) gives the IMapIterator itself, with next(timeout);
     # a larger one an iterator over its chunks' items (for and async for only).
-    @overload
-    def imap_unordered(
-        self,
-        func: Callable[[_S], _T],
-        iterable: Iterable[_S],
-        chunksize: Literal[1] = 1,
-        *,
-        progress: _progress.ProgressArg = None,
-        task_timeout: float | None = None,
-    ) -> IMapUnorderedIterator[_T]: ...
-    @overload
-    def imap_unordered(
-        self,
-        func: Callable[[_S], _T],
-        iterable: Iterable[_S],
-        chunksize: int,
-        *,
-        progress: _progress.ProgressArg = None,
-        task_timeout: float | None = None,
-    ) -> ResultIterator[_T]: ...
+    if TYPE_CHECKING:  # for type checkers: typing is not imported at run time
+
+        @overload
+        def imap_unordered(
+            self,
+            func: Callable[[_S], _T],
+            iterable: Iterable[_S],
+            chunksize: Literal[1] = 1,
+            *,
+            progress: _progress.ProgressArg = None,
+            task_timeout: float | None = None,
+        ) -> IMapUnorderedIterator[_T]: ...
+        @overload
+        def imap_unordered(
+            self,
+            func: Callable[[_S], _T],
+            iterable: Iterable[_S],
+            chunksize: int,
+            *,
+            progress: _progress.ProgressArg = None,
+            task_timeout: float | None = None,
+        ) -> ResultIterator[_T]: ...
+
     def imap_unordered(
         self,
         func: Callable[[_S], _T],

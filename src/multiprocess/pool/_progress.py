@@ -30,7 +30,12 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator
-from typing import Any, Callable, Optional, Protocol, Union
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (cold start)
+if TYPE_CHECKING:
+    from typing import Any, Callable, Optional, Protocol, Union
+else:
+    from .._generics import Protocol
 
 from ._exceptions import _callable_name, _short_repr
 from ._wire import _ONE
@@ -42,11 +47,14 @@ class SupportsUpdate(Protocol):
     def update(self, n: int = 1) -> Any: ...
 
 
-ProgressCallback = Callable[[int, Optional[int]], object]
-"""``progress(done, total)``: items done so far, and their number (None if unknown)."""
-
-ProgressArg = Union[bool, SupportsUpdate, ProgressCallback, None]
-"""What ``progress=`` accepts (see the module docstring)."""
+# ``progress(done, total)``: items done so far, and their number (None if unknown).
+# What ``progress=`` accepts (see the module docstring).
+if TYPE_CHECKING:
+    ProgressCallback = Callable[[int, Optional[int]], object]
+    ProgressArg = Union[bool, SupportsUpdate, ProgressCallback, None]
+else:  # the same, as text, for documentation tools (typing is not imported at run time)
+    ProgressCallback = "Callable[[int, int | None], object]"
+    ProgressArg = "bool | SupportsUpdate | ProgressCallback | None"
 
 # A bar is updated at most this often (tqdm redraws at most every 0.1 s anyway).
 _BAR_INTERVAL = 0.1

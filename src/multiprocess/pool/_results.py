@@ -20,10 +20,13 @@ import sys
 import threading
 import types
 from collections.abc import AsyncIterator, Generator, Iterator
-from typing import TYPE_CHECKING, Any, Callable, Generic, Protocol, TypeVar
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (cold start)
 if TYPE_CHECKING:
     from concurrent.futures import CancelledError
+    from typing import Any, Callable, Generic, Protocol, TypeVar
+else:
+    from .._generics import Generic, Protocol, TypeVar
 
 from .. import util
 from .._errors import TimeoutError

@@ -19,7 +19,12 @@ import collections
 import contextlib
 import reprlib
 import time
-from typing import Any, Callable
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (cold start)
+if TYPE_CHECKING:
+    from typing import Any, Callable
+
+    from ._limits import RssReader
 
 from .. import util
 from .._errors import TaskTimeoutError
@@ -27,7 +32,7 @@ from ._dispatch import _Worker
 from ._exceptions import MemoryLimitError, _callable_name, _worker_death_error
 from ._functions import _PickledFunctions
 from ._jobs import _ChunkResults, _Job, _Redo, _Task
-from ._limits import RssReader, _format_size
+from ._limits import _format_size
 from ._record import _Records
 from ._results import _ItemFailed, _PartialChunk
 from ._wire import _APPLY, _MAP, _ONE, _STARMAP, _frame_parts

@@ -9,7 +9,10 @@ import _thread
 import collections
 import threading
 from collections.abc import Iterable
-from typing import Any, Callable
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (cold start)
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 from ._engine import _EngineBase
 from ._exceptions import BrokenPoolError, PoolTerminatedError, _callable_name

@@ -18,7 +18,10 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Iterable
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (cold start)
+if TYPE_CHECKING:
+    from typing import Any
 
 from .._posix import advance, first_bytes
 

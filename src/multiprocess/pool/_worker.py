@@ -13,7 +13,10 @@ import itertools
 import struct
 import time
 from collections.abc import Iterable
-from typing import Any, Callable
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (cold start)
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 from .. import reduction, util
 from ._exceptions import ExceptionWithTraceback, MaybeEncodingError
