@@ -23,7 +23,8 @@ import multiprocess as mp
 import _coldstart_helpers as h
 if __name__ == "__main__":
     with mp.get_context({method!r}).Pool(2) as pool:
-        workers = pool.map(h.heavy_modules, range(8), chunksize=1)
+        check = h.heavy_modules if {method!r} == "fork" else h.worker_heavy_modules
+        workers = pool.map(check, range(8), chunksize=1)
         first = pool.apply(abs, (-3,))
     print(json.dumps({{"parent": h.heavy_modules(0), "workers": workers, "first": first}}))
 """

@@ -281,3 +281,15 @@ def test_server_exits_when_parent_is_killed(tmp_path):
         parent.stdout.close()
     assert _wait_gone(server_pid), "the fork server outlived its parent"
     assert _wait_gone(tracker_pid), "the resource tracker outlived the program"
+
+
+@pytest.mark.parametrize("key_size", [0, 1, 32, 63, 64, 65, 200])
+def test_server_authentication_mac_is_hmac_sha256(key_size):
+    # The handshake's MAC is computed on the built-in SHA-256 (hmac would load
+    # OpenSSL at every server start); it must be HMAC-SHA256 exactly.
+    import hmac
+
+    key, nonce = os.urandom(key_size), os.urandom(32)
+    expected = hmac.new(key, b"client" + nonce, "sha256").digest()
+    assert forkserver._mac(key, b"client", nonce) == expected
+    assert forkserver._mac(key, b"server", nonce) != expected

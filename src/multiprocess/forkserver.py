@@ -42,13 +42,11 @@ from __future__ import annotations
 
 import atexit
 import errno
-import hmac
 import os
 import selectors
 import signal
 import socket
 import struct
-import subprocess
 import sys
 import threading
 import warnings
@@ -56,10 +54,20 @@ from collections.abc import Sequence
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (cold start)
 if TYPE_CHECKING:
+    import subprocess
     from typing import Any
 
 from . import process, resource_tracker, spawn, util
 from ._errors import AuthenticationError
+
+try:  # the built-in SHA-256 (see _mac)
+    from _sha2 import sha256 as _sha256  # Python 3.12+
+except ImportError:
+    try:
+        from _sha256 import sha256 as _sha256  # Python 3.9 to 3.11
+    except ImportError:  # a build without it: OpenSSL's
+        from hashlib import sha256 as _sha256
+from _operator import _compare_digest as compare_digest
 
 __all__ = [
     "connect_to_new_process",
@@ -73,7 +81,6 @@ SIGNED_STRUCT = struct.Struct("q")  # large enough for a pid_t and an exit code
 
 _AUTHKEY_SIZE = 32
 _NONCE_SIZE = 32
-_DIGEST = "sha256"
 _MAC_SIZE = 32
 _REQUEST = b"FORK"
 # The server answers one connection at a time: a peer that connects and then
@@ -238,6 +245,8 @@ class ForkServer:
             if self._forkserver_address != address:
                 return  # another thread already replaced it
             if self._proc is not None:
+                import subprocess  # loaded already: it made _proc (see util.spawnv_passfds)
+
                 try:
                     self._proc.wait(_DYING_SERVER_TIMEOUT)
                 except subprocess.TimeoutExpired:
@@ -354,6 +363,8 @@ class ForkServer:
                 os.close(alive_fd)
             proc, self._proc = self._proc, None
             if proc is not None:
+                import subprocess  # loaded already: it made proc (see util.spawnv_passfds)
+
                 try:
                     proc.wait(timeout)
                 except subprocess.TimeoutExpired:
@@ -386,8 +397,20 @@ def _unlink_socket(address: Any) -> None:
 #
 
 
+# HMAC-SHA256 (RFC 2104) on the interpreter's built-in SHA-256: the hmac
+# module loads OpenSSL's _hashlib, several milliseconds in the parent and in
+# the server before it can fork the first worker.
+_BLOCK_SIZE = 64
+_INNER_PAD = bytes(b ^ 0x36 for b in range(256))
+_OUTER_PAD = bytes(b ^ 0x5C for b in range(256))
+
+
 def _mac(authkey: bytes, role: bytes, nonce: bytes) -> bytes:
-    return hmac.new(authkey, role + nonce, _DIGEST).digest()
+    """``hmac.new(authkey, role + nonce, "sha256").digest()``."""
+    key = _sha256(authkey).digest() if len(authkey) > _BLOCK_SIZE else authkey
+    key = key.ljust(_BLOCK_SIZE, b"\0")
+    inner = _sha256(key.translate(_INNER_PAD) + role + nonce).digest()
+    return _sha256(key.translate(_OUTER_PAD) + inner).digest()
 
 
 def _recv_exact(sock: socket.socket, size: int) -> bytes:
@@ -409,7 +432,7 @@ def _authenticate_server(sock: socket.socket, authkey: bytes) -> None:
         answer = _recv_exact(sock, _MAC_SIZE)
     except EOFError:
         raise AuthenticationError("the fork server rejected our authentication") from None
-    if not hmac.compare_digest(answer, _mac(authkey, b"server", client_nonce)):
+    if not compare_digest(answer, _mac(authkey, b"server", client_nonce)):
         raise AuthenticationError("the fork server failed to authenticate itself")
 
 
@@ -428,7 +451,7 @@ def _authenticate_client(sock: socket.socket, authkey: bytes) -> bool:
     server_nonce = os.urandom(_NONCE_SIZE)
     sock.sendall(server_nonce)
     reply = _recv_exact(sock, _MAC_SIZE + _NONCE_SIZE)
-    if not hmac.compare_digest(reply[:_MAC_SIZE], _mac(authkey, b"client", server_nonce)):
+    if not compare_digest(reply[:_MAC_SIZE], _mac(authkey, b"client", server_nonce)):
         return False
     sock.sendall(_mac(authkey, b"server", reply[_MAC_SIZE:]))
     return True

@@ -31,15 +31,14 @@ from __future__ import annotations
 
 import atexit
 import os
-import shutil
 import signal
-import subprocess
 import sys
 import threading
 import warnings
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (cold start)
 if TYPE_CHECKING:
+    import subprocess
     from typing import Callable
 
 from . import spawn, util
@@ -73,6 +72,8 @@ if os.name == "posix":
 
 
 def _remove_folder(name: str) -> None:
+    import shutil  # in the tracker's process, at a cleanup (workers never need it)
+
     shutil.rmtree(name)
 
 
@@ -295,6 +296,8 @@ class ResourceTracker:
             proc, self._proc = self._proc, None
             self._pid = None
             if proc is not None:
+                import subprocess  # loaded already: it made proc (see util.spawnv_passfds)
+
                 try:
                     self._exitcode = proc.wait(timeout)
                 except subprocess.TimeoutExpired:
