@@ -378,6 +378,9 @@ def test_many_deaths_inside_chunks_reuse_the_record(ctx):
     targets = tuple(range(3, 60, 7))
     with ctx.Pool(2) as p:
         out = collect(p.imap(functools.partial(h.die_at, target=targets), range(60), chunksize=5))
+        # A call answered after the last death: the coordinator has replaced
+        # that worker by then (it starts replacements after failing the item).
+        assert p.apply(h.square, (3,)) == 9
         assert len(p._pool) == 2
     for x, value in enumerate(out):
         if x in targets:
