@@ -467,7 +467,9 @@ class _Dispatch:
             return
         try:
             if data[:1] == RESULT_MARK:  # with segments (see _oob)
-                _func, segments, _end = decode(memoryview(data), 1, w.side, False)
+                # A result's memfds are made for it alone and closed by the
+                # worker: kept as spares for the next tasks (see _oob.decode).
+                _func, segments, _end = decode(memoryview(data), 1, w.side, False, recycle=True)
                 ok, value = unpack(segments)
                 del segments
             else:

@@ -61,7 +61,16 @@ if TYPE_CHECKING:
     from typing import Any
 
 from .. import reduction, util
-from .._memfd import HAVE_MEMFD, copy_to_memfd, is_numpy, map_memfd, recv_fds
+from .._memfd import (
+    HAVE_MEMFD,
+    copy_to_memfd,
+    is_numpy,
+    keep_spare,
+    map_memfd,
+    read_bytearray,
+    read_bytes,
+    recv_fds,
+)
 
 # Whether pools send large data out of band (read when a pool starts; tests
 # turn it off to exercise the in-band path that other platforms take).
@@ -343,9 +352,19 @@ class Channel:
             # A message whose frame was lost (its sender died in between): skip it.
 
 
+def _read_memfd(fd: int, size: int, length: int, first: bool, private: bool) -> Any:
+    """A segment in the memfd ``fd`` (see ``decode``)."""
+    if not length & _WHOLE:
+        return map_memfd(fd, size, OobError, private=private)  # a numpy array's memory
+    if first or length & _MAPPABLE:
+        return read_bytes(fd, size, OobError)  # a pickle, or a large bytes object's
+    return read_bytearray(fd, size, OobError)
+
+
 def _close(fds: list[int]) -> None:
     for fd in fds:
-        os.close(fd)
+        if fd >= 0:
+            os.close(fd)
 
 
 # -- frames ----------------------------------------------------------------------
@@ -384,13 +403,17 @@ def encode(channel: Channel | None, func: Packed | None, payload: Packed | None)
 
 
 def decode(
-    view: memoryview, start: int, channel: Channel | None, private: bool
+    view: memoryview, start: int, channel: Channel | None, private: bool, recycle: bool = False
 ) -> tuple[list[Any], list[Any], int]:
     """Read a table at ``view[start:]``: (function segments, payload segments, end).
 
-    Memfds are mapped (``private``: the function's copy-on-write), inline
-    segments are views of ``view``; buffers that are not numpy's are copied
-    into bytearrays.  Raises ``OobError`` if the descriptors are missing.
+    Memfds of numpy buffers are mapped (``private``: the function's
+    copy-on-write), the others read whole into bytes (pickles, large
+    ``bytes``) or bytearrays; inline segments are views of ``view``, copied
+    into bytearrays unless numpy's.  ``recycle``: the memfds read whole are
+    kept as this process's spares (``_memfd.keep_spare``), for frames whose
+    sender never sends them again (results).  Raises ``OobError`` if the
+    descriptors are missing.
     """
     token, nfunc, nbody = _TABLE.unpack_from(view, start)
     start += _TABLE.size
@@ -411,26 +434,29 @@ def decode(
         if fds and _on_fds_received is not None:
             _on_fds_received(fds)
         out: list[Any] = []
-        next_fd = iter(fds)
+        in_fds: list[int] = []  # the lengths of the segments in fds, in order
         for i, length in enumerate(lengths):
             size = length & _LENGTH
             first = i == 0 or i == nfunc
             if length & _IN_FD:
-                segment = map_memfd(
-                    next(next_fd),
-                    size,
-                    OobError,
-                    private=private and i < nfunc,
-                    populate=bool(length & _WHOLE),
-                )
+                fd = fds[len(in_fds)]
+                in_fds.append(length)
+                segment = _read_memfd(fd, size, length, first, private and i < nfunc)
             else:
                 segment = view[start : start + size]
                 start += size
                 if length & _MAPPABLE and segment.readonly:
                     segment = bytearray(segment)  # an array of its own, writable
-            if not first and not length & _MAPPABLE:
-                segment = bytearray(segment)
+                if not first and not length & _MAPPABLE:
+                    segment = bytearray(segment)
             out.append(segment)
+        if recycle:
+            # Copied out, and their sender made them for this frame alone and
+            # closed them: this process's next memfds are written into them.
+            for k, length in enumerate(in_fds):
+                if length & _WHOLE:
+                    fd, fds[k] = fds[k], -1
+                    keep_spare(fd, length & _LENGTH)
     finally:
         _close(fds)
     return out[:nfunc], out[nfunc:], start
