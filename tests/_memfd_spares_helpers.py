@@ -16,6 +16,17 @@ def die(_x):
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+def length(x):
+    return len(x)
+
+
+def spares_here(_x):
+    """How many spare memfds this worker holds, while it runs a task."""
+    from multiprocess import _memfd
+
+    return len(_memfd._spares)
+
+
 def memfds_named(prefix):
     """How many of this process's descriptors are memfds whose name starts with ``prefix``."""
     count = 0

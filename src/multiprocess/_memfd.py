@@ -48,6 +48,7 @@ __all__ = [
     "read_bytearray",
     "read_bytes",
     "recv_fds",
+    "take_spare",
 ]
 
 HAVE_MEMFD = (
@@ -131,7 +132,7 @@ def copy_to_memfd(
     """
     size = view.nbytes
     if spare is None:
-        spare = _take_spare(size)
+        spare = take_spare(size)
     if spare is not None:
         try:
             # Its pages exist: rewritten in place (only a size change frees or adds some).
@@ -285,8 +286,12 @@ def keep_spare(fd: int, size: int) -> None:
     os.close(fd)
 
 
-def _take_spare(size: int) -> int | None:
-    """A spare for ``size`` bytes (the smallest that holds them, else the largest), or None."""
+def take_spare(size: int) -> int | None:
+    """A spare for ``size`` bytes (the smallest that holds them, else the largest), or None.
+
+    The caller owns it: it rewrites it (``copy_to_memfd``), or gives it to
+    another process that will be its only holder.
+    """
     global _spare_bytes
     if not _spares:
         return None

@@ -352,7 +352,7 @@ class _Dispatch:
             # Large data (see _oob): its memfds go on the side channel now,
             # the frame says which (or carries the bytes if they cannot).
             kind |= _OOB
-            oob = encode(w.side, fpacked, task.oob)
+            oob = encode(w.side, fpacked, task.oob, gift=True)
         header = _TASK_HEADER.pack(entry.key, kind, code, len(fbytes))
         size = _frame_parts(batch, (header, fbytes, subset, *oob, task.body))
         if not w.outstanding:

@@ -67,6 +67,7 @@ from .._memfd import (
     is_numpy,
     keep_spare,
     map_memfd,
+    take_spare,
     read_bytearray,
     read_bytes,
     recv_fds,
@@ -85,7 +86,9 @@ _IN_FD = 1 << 63
 _MAPPABLE = 1 << 62
 _WHOLE = 1 << 61  # read whole at once (not a numpy buffer): mapped with its pages
 _LENGTH = _WHOLE - 1
-_MESSAGE = struct.Struct("!Q")
+# A side channel message: the frame's token, then how many of its descriptors
+# (the last ones) are spares given to the worker (``encode``'s ``gifts``).
+_MESSAGE = struct.Struct("!QI")
 # Descriptors per message (the kernel's limit is 253); segments beyond go in band.
 _MAX_FDS = 64
 
@@ -103,11 +106,13 @@ class OobError(OSError):
 class Memfd:
     """One memfd made by this process, closed when this object goes (or ``close()``)."""
 
-    __slots__ = ("__weakref__", "fd", "size")
+    __slots__ = ("__weakref__", "fd", "recycle", "size")
 
     def __init__(self, fd: int, size: int) -> None:
         self.fd = fd
         self.size = size
+        # Kept as a spare when done with (see ``pack``'s ``recycle``).
+        self.recycle = False
         # A forked child (a worker started meanwhile) must not keep it alive.
         util.register_after_fork(self, Memfd._forget_in_child)
 
@@ -119,7 +124,10 @@ class Memfd:
     def close(self) -> None:
         fd, self.fd = self.fd, -1
         if fd >= 0:
-            os.close(fd)
+            if self.recycle:
+                keep_spare(fd, self.size)
+            else:
+                os.close(fd)
 
     __del__ = close
 
@@ -148,12 +156,20 @@ class Packed:
 
 
 def pack(
-    serializer: reduction.Serializer, obj: Any, memo: dict[int, Any] | None = None
+    serializer: reduction.Serializer,
+    obj: Any,
+    memo: dict[int, Any] | None = None,
+    recycle: bool = False,
 ) -> tuple[bytes, Packed | None]:
     """Pickle ``obj``: ``(pickle, None)`` if it is all small, else ``(b"", segments)``.
 
     ``memo`` (by the buffers' exporters) lets a buffer that many payloads of
     one call share go in one memfd, made once (while tasks that hold it live).
+    ``recycle``: the memfds that receivers read whole (not numpy's, which
+    they map) become this process's spares once their ``Memfd`` goes: for a
+    task's payload, whose ``Memfd`` goes with the last task that holds it,
+    after its worker read it (or died).  Never for a result: its receiver
+    keeps it (``decode``).
     """
     obj, swapped = _swap_large_bytes(obj)
     data, views = reduction.dumps_oob(obj, min_size=OOB_MIN_SIZE, serializer=serializer)
@@ -161,6 +177,8 @@ def pack(
         return data, None
     segments: list[Any] = [_in_memfd(memoryview(data), None)[0]]
     flags = [_WHOLE]
+    if recycle and isinstance(segments[0], Memfd):
+        segments[0].recycle = True
     nbytes = len(data)
     for view in views:
         segment, shared = _in_memfd(view, memo)
@@ -171,6 +189,8 @@ def pack(
             flags.append(_MAPPABLE | _WHOLE)  # copied into bytes by _bytes_of
         else:
             flags.append(_WHOLE)  # copied into a bytearray by decode
+        if recycle and flags[-1] & _WHOLE and isinstance(segment, Memfd):
+            segment.recycle = True
         if not shared:
             nbytes += view.nbytes
     return b"", Packed(segments, flags, nbytes)
@@ -320,12 +340,15 @@ class Channel:
     def close(self) -> None:
         self.sock.close()
 
-    def send(self, fds: list[int]) -> int:
-        """Send ``fds`` without waiting; their token, or 0 if they could not go."""
+    def send(self, fds: list[int], gifts: int = 0) -> int:
+        """Send ``fds`` without waiting; their token, or 0 if they could not go.
+
+        The last ``gifts`` of them are spares for the receiver (see ``receive``).
+        """
         token = next(self.tokens)
         try:
             self.sock.sendmsg(
-                [_MESSAGE.pack(token)],
+                [_MESSAGE.pack(token, gifts)],
                 [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))],
                 socket.MSG_DONTWAIT,
             )
@@ -343,9 +366,12 @@ class Channel:
             if len(message) != _MESSAGE.size:
                 _close(fds)
                 raise OobError(f"the memfds of a frame (token {token}) did not arrive")
-            (got,) = _MESSAGE.unpack(message)
-            if got == token and len(fds) == count:
-                return fds
+            got, gifts = _MESSAGE.unpack(message)
+            if got == token and len(fds) == count + gifts:
+                for fd in fds[count:]:
+                    # Spare memfds the pool gives this worker for its results.
+                    keep_spare(fd, os.fstat(fd).st_size)
+                return fds[:count]
             _close(fds)
             if got >= token:
                 raise OobError(f"the memfds of a frame (token {token}) did not arrive intact")
@@ -370,18 +396,33 @@ def _close(fds: list[int]) -> None:
 # -- frames ----------------------------------------------------------------------
 
 
-def encode(channel: Channel | None, func: Packed | None, payload: Packed | None) -> list[Any]:
+def encode(
+    channel: Channel | None, func: Packed | None, payload: Packed | None, gift: bool = False
+) -> list[Any]:
     """The frame parts of a function's segments (if sent) and a payload's (if any).
 
     Their memfds go on ``channel`` first, without waiting; if they cannot,
-    their bytes go in the frame.
+    their bytes go in the frame.  ``gift``: with them goes one of this
+    process's spares, if it has one, for the worker's result (a worker
+    cannot recycle a task's memfds: the pool may send them again), which
+    the worker rewrites instead of making a memfd.
     """
     groups = (func, payload)
     memfds = [s for g in groups if g is not None for s in g.segments if isinstance(s, Memfd)]
     del memfds[_MAX_FDS:]
     token = 0
     if memfds and channel is not None:
-        token = channel.send([m.fd for m in memfds])
+        gifts = []
+        if gift and len(memfds) < _MAX_FDS:
+            spare = take_spare(max(m.size for m in memfds))
+            if spare is not None:
+                gifts.append(spare)
+        token = channel.send([m.fd for m in memfds] + gifts, len(gifts))
+        for fd in gifts:
+            if token:
+                os.close(fd)  # the worker's now
+            else:
+                keep_spare(fd, os.fstat(fd).st_size)
     sent = len(memfds) if token else 0  # the first ``sent`` memfds, in frame order
     lengths: list[int] = []
     inline: list[Any] = []
