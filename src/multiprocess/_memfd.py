@@ -272,14 +272,15 @@ _spare_bytes = 0
 _spare_lock = _thread.allocate_lock()
 
 
-def keep_spare(fd: int, size: int) -> None:
+def keep_spare(fd: int, size: int, max_count: int = MAX_SPARES) -> None:
     """Keep ``fd`` (a memfd of ``size`` bytes that no other process holds) as a spare.
 
-    Takes ownership of ``fd``: it is closed if the spares are full.
+    Takes ownership of ``fd``: it is closed if the spares are full (or this
+    process already keeps ``max_count``).
     """
     global _spare_bytes
     with _spare_lock:
-        if len(_spares) < MAX_SPARES and _spare_bytes + size <= MAX_SPARE_BYTES:
+        if len(_spares) < min(max_count, MAX_SPARES) and _spare_bytes + size <= MAX_SPARE_BYTES:
             _spares.append((size, fd))
             _spare_bytes += size
             return

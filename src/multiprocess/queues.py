@@ -45,7 +45,14 @@ the queue's *side channel*, a SEQPACKET socket pair, in one message
   use: one copy in all, where the pipe makes two;
 - a whole pickle (kind 0), or a bytes object put as such (kind 2, not
   pickled at all): the record's payload is only the token; the reader maps
-  the memfd read-only and unpickles, or copies it into a bytes object.
+  the memfd read-only and unpickles, or reads it into a new bytes object
+  (``_memfd.read_bytes``: one copy, no map) and then gives the memfd back
+  to the writers on the side channel (``_give_back``), for the next large
+  record, which rewrites it instead of filling a new one (about half the
+  cost).  The writer closed its descriptor after sending it, so the reader
+  is its only holder; a given-back memfd waits in the socket (at most about
+  two, the readers' end has the smallest send buffer too) until a writer
+  takes it, and is freed with the socket.
 
 Such a record has header flag ``_FLAG_FDS`` and a token (uint64), after the
 out-of-band table for kind 1; its message carries the same token.  A message

@@ -14,7 +14,8 @@ items of one call once per call (``pack``'s memo).
 Where: Linux (``_memfd.HAVE_MEMFD``).  Each worker has a *side channel*, a
 SEQPACKET socket pair made with its pipes (``side_channel``).  The memfds of
 one frame go on it in one message (``SCM_RIGHTS``) *before* the frame, with
-a token that the frame repeats: the reader of the frame finds them there,
+a token that the frame repeats (and the number of spare memfds given with
+them, below): the reader of the frame finds them there,
 and drops the messages of frames that were lost (a sender that died between
 the two) by their older tokens.  The coordinator never blocks on a worker:
 it sends with ``MSG_DONTWAIT`` and on any error sends the segments inside
@@ -43,6 +44,19 @@ memfd lives while a descriptor or a map of it does, the sender's descriptors
 close with the task or function entry that holds them (and in forked
 children at once, see ``Memfd``), and descriptors in flight are freed with
 the socket.
+
+Spare memfds (``_memfd``: filling a fresh memfd costs about twice
+rewriting one).  Segments read whole (pickles, bytes, bytearrays) are
+copied out by the receiver with one read (``_memfd.read_bytes``), never
+mapped, so once read nobody needs them.  The pool keeps as its spares, for
+its next tasks' copies: a result's memfds (the worker made them for it
+alone and closed them) and a task's payload memfds once the task is done
+(its worker read them, or died; ``pack``'s ``recycle``).  A worker cannot
+recycle a task's memfds (the pool may send a task again after a death), so
+the pool gives it one of its spares with each large task, in the same
+message (which says how many of its descriptors are such gifts), for the
+worker's result; a worker keeps at most ``_MAX_WORKER_SPARES``.  The pool
+frees its spares when it ends (join, terminate).
 """
 
 from __future__ import annotations
@@ -91,6 +105,8 @@ _LENGTH = _WHOLE - 1
 _MESSAGE = struct.Struct("!QI")
 # Descriptors per message (the kernel's limit is 253); segments beyond go in band.
 _MAX_FDS = 64
+# Spares a worker keeps of those the pool gives it (``encode``'s ``gift``).
+_MAX_WORKER_SPARES = 2
 
 # Test hook, called in a worker with the descriptors of a frame it received,
 # before it maps them (None: nothing).
@@ -124,7 +140,7 @@ class Memfd:
     def close(self) -> None:
         fd, self.fd = self.fd, -1
         if fd >= 0:
-            if self.recycle:
+            if self.recycle and keep_spare is not None:  # (None: at interpreter exit)
                 keep_spare(fd, self.size)
             else:
                 os.close(fd)
@@ -369,8 +385,9 @@ class Channel:
             got, gifts = _MESSAGE.unpack(message)
             if got == token and len(fds) == count + gifts:
                 for fd in fds[count:]:
-                    # Spare memfds the pool gives this worker for its results.
-                    keep_spare(fd, os.fstat(fd).st_size)
+                    # Spare memfds the pool gives this worker for its results:
+                    # a few, for a worker whose results are small uses none.
+                    keep_spare(fd, os.fstat(fd).st_size, _MAX_WORKER_SPARES)
                 return fds[:count]
             _close(fds)
             if got >= token:
