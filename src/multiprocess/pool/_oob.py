@@ -81,10 +81,10 @@ from .._memfd import (
     is_numpy,
     keep_spare,
     map_memfd,
-    take_spare,
     read_bytearray,
     read_bytes,
     recv_fds,
+    take_spare,
 )
 
 # Whether pools send large data out of band (read when a pool starts; tests
