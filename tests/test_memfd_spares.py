@@ -258,3 +258,18 @@ def test_queue_writer_killed_with_a_given_back_memfd(ctx):
     assert q.get(timeout=WAIT) == big[3:]
     q.close()
     q.join_thread()
+
+
+def test_only_the_process_that_packed_a_task_recycles_its_memfds():
+    from multiprocess.pool import _oob
+
+    mine = _oob.Memfd(_memfd_of(b"m" * MIB), MIB)
+    mine.recycle = os.getpid()
+    inherited = _oob.Memfd(_memfd_of(b"i" * MIB), MIB)
+    inherited.recycle = os.getpid() + 1  # as in a child forked with it: closed
+    fd = inherited.fd
+    mine.close()
+    inherited.close()
+    assert len(_memfd._spares) == 1
+    with pytest.raises(OSError):
+        os.fstat(fd)

@@ -103,6 +103,7 @@ _LENGTH = _WHOLE - 1
 # A side channel message: the frame's token, then how many of its descriptors
 # (the last ones) are spares given to the worker (``encode``'s ``gifts``).
 _MESSAGE = struct.Struct("!QI")
+_getpid = os.getpid
 # Descriptors per message (the kernel's limit is 253); segments beyond go in band.
 _MAX_FDS = 64
 # Spares a worker keeps of those the pool gives it (``encode``'s ``gift``).
@@ -127,8 +128,9 @@ class Memfd:
     def __init__(self, fd: int, size: int) -> None:
         self.fd = fd
         self.size = size
-        # Kept as a spare when done with (see ``pack``'s ``recycle``).
-        self.recycle = False
+        # Kept as a spare when done with (see ``pack``'s ``recycle``), by
+        # this process alone (the pid): a forked child's copy is only closed.
+        self.recycle = 0
         # A forked child (a worker started meanwhile) must not keep it alive.
         util.register_after_fork(self, Memfd._forget_in_child)
 
@@ -140,7 +142,8 @@ class Memfd:
     def close(self) -> None:
         fd, self.fd = self.fd, -1
         if fd >= 0:
-            if self.recycle and keep_spare is not None:  # (None: at interpreter exit)
+            # (Module globals may be None already at interpreter exit.)
+            if self.recycle and _getpid is not None and self.recycle == _getpid():
                 keep_spare(fd, self.size)
             else:
                 os.close(fd)
@@ -194,7 +197,7 @@ def pack(
     segments: list[Any] = [_in_memfd(memoryview(data), None)[0]]
     flags = [_WHOLE]
     if recycle and isinstance(segments[0], Memfd):
-        segments[0].recycle = True
+        segments[0].recycle = os.getpid()
     nbytes = len(data)
     for view in views:
         segment, shared = _in_memfd(view, memo)
@@ -206,7 +209,7 @@ def pack(
         else:
             flags.append(_WHOLE)  # copied into a bytearray by decode
         if recycle and flags[-1] & _WHOLE and isinstance(segment, Memfd):
-            segment.recycle = True
+            segment.recycle = os.getpid()
         if not shared:
             nbytes += view.nbytes
     return b"", Packed(segments, flags, nbytes)
