@@ -1,7 +1,7 @@
 """Large data through a Pool, ours against the standard library's, side by side.
 
     PYTHONPATH=src python bench/bench_bigdata.py [--method fork] [--processes 2] [--repeat 3]
-        [--mib 200]
+        [--mib 200] [--only payloads]
 
 Rows (each timed in a fresh interpreter, median of ``--repeat`` runs):
 
@@ -118,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--mib", type=int, default=200)
+    parser.add_argument(
+        "--only", choices=["partial", "payloads"], help="run only this row (by its case name)"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -137,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         ("partial", f"16 tasks, partial over a {args.mib} MB array, start+stop"),
         ("payloads", "map 16 x 8 MiB bytes, chunksize 1"),
     ):
+        if args.only and case != args.only:
+            continue
         runs = {impl: [] for impl in impls if impl != "mpire" or case == "partial"}
         for _ in range(args.repeat):
             for impl, results in runs.items():  # interleaved: the load hits all alike

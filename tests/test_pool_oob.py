@@ -200,7 +200,7 @@ def test_worker_killed_before_mapping(ctx):
 
 def test_in_band_when_the_side_channel_refuses(ctx, monkeypatch):
     # A full (or broken) side channel: the coordinator sends the segments in the frame.
-    monkeypatch.setattr(_oob.Channel, "send", lambda self, fds: 0)
+    monkeypatch.setattr(_oob.Channel, "send", lambda self, fds, gifts=0: 0)
     a = np.arange(MIB, dtype=np.float64)
     with ctx.Pool(2) as p:
         assert p.map(functools.partial(h.where_is, a), [3, 5], chunksize=1)[1][2] == 5.0

@@ -45,7 +45,14 @@ the queue's *side channel*, a SEQPACKET socket pair, in one message
   use: one copy in all, where the pipe makes two;
 - a whole pickle (kind 0), or a bytes object put as such (kind 2, not
   pickled at all): the record's payload is only the token; the reader maps
-  the memfd read-only and unpickles, or copies it into a bytes object.
+  the memfd read-only and unpickles, or reads it into a new bytes object
+  (``_memfd.read_bytes``: one copy, no map) and then gives the memfd back
+  to the writers on the side channel (``_give_back``), for the next large
+  record, which rewrites it instead of filling a new one (about half the
+  cost).  The writer closed its descriptor after sending it, so the reader
+  is its only holder; a given-back memfd waits in the socket (at most about
+  two, the readers' end has the smallest send buffer too) until a writer
+  takes it, and is freed with the socket.
 
 Such a record has header flag ``_FLAG_FDS`` and a token (uint64), after the
 out-of-band table for kind 1; its message carries the same token.  A message
@@ -138,7 +145,7 @@ from . import reduction, util
 from ._memfd import HAVE_MEMFD as _HAVE_MEMFD
 from ._memfd import IO_CHUNK as _IO_CHUNK
 from ._memfd import allocate as _allocate
-from ._memfd import copy_to_memfd, map_memfd, recv_fds
+from ._memfd import copy_to_memfd, map_memfd, read_bytes, recv_fds
 from ._memfd import is_numpy as _is_numpy
 from ._posix import advance, first_bytes
 from ._posix import pid_alive as _pid_alive
@@ -546,8 +553,10 @@ def _side_channel() -> tuple[Connection | None, Connection | None]:
     except OSError:
         return None, None
     try:
-        # The smallest send buffer: few memfds in flight (_SIDE_MESSAGE_SIZE).
+        # The smallest send buffers: few memfds in flight (_SIDE_MESSAGE_SIZE),
+        # to the readers and back to the writers (_give_back).
         a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1)
+        b.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1)
     except OSError:
         pass
     return Connection(b.detach(), writable=False), Connection(a.detach(), readable=False)
@@ -1055,12 +1064,30 @@ class _RecordWriter:
         """Write a large bytes object as a kind-2 record, in a memfd; False if it cannot."""
         return self._write_in_memfd(memoryview(data), _KIND_BYTES)
 
+    def _spare(self) -> int | None:
+        """A memfd that a reader gave back (``_give_back``), or None if none waits."""
+        side = self._side
+        if side is None:
+            return None
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, 0, side.fileno())
+        try:
+            message, fds = recv_fds(sock, _TOKEN.size, 1)
+        except OSError:
+            return None
+        finally:
+            sock.detach()
+        if len(message) == _TOKEN.size and len(fds) == 1 and _TOKEN.unpack(message)[0] == 0:
+            return fds[0]
+        for fd in fds:
+            os.close(fd)
+        return None
+
     def _write_in_memfd(self, view: memoryview, kind: int) -> bool:
         """Write a record whose whole payload is in a memfd; False if it is too small
         or the queue has no side channel or no memfd can be made."""
         if view.nbytes < _FD_MIN_SIZE or self._side is None:
             return False
-        memfd = copy_to_memfd(view, "multiprocess-queue")
+        memfd = copy_to_memfd(view, "multiprocess-queue", self._spare())
         if memfd is None:
             return False
         try:
@@ -1326,7 +1353,7 @@ class _RecordReader:
         if kind == _KIND_OOB:
             payload = self._read_oob(size, flags)
         elif flags & _FLAG_FDS:
-            payload = self._read_in_memfd(size)
+            payload = self._read_in_memfd(size, kind)
         elif size <= _SMALL_PAYLOAD:
             payload = os.read(fd, size)  # atomic, as in read()
             if len(payload) != size:
@@ -1447,8 +1474,12 @@ class _RecordReader:
                     os.close(fd)
         return data, buffers
 
-    def _read_in_memfd(self, size: int) -> Any:
-        """Read a payload that is in a memfd (a read-only map of it); None if lost."""
+    def _read_in_memfd(self, size: int, kind: int) -> Any:
+        """Read a payload that is in a memfd; None if lost.
+
+        A pickle: a read-only map of it.  A bytes object (kind 2): the memfd
+        itself (``_BytesMemfd``), copied out after the read lock is released.
+        """
         if size != _TOKEN.size:
             raise _StreamCorrupted("corrupted queue stream (bad memfd record)")
         token = bytearray(size)
@@ -1461,10 +1492,15 @@ class _RecordReader:
             length = os.fstat(fds[0]).st_size
             if length == 0:
                 raise _StreamCorrupted("corrupted queue stream (empty memfd)")
+            if kind == _KIND_BYTES:
+                payload = _BytesMemfd(fds[0], length, self._side)
+                fds.clear()  # the payload owns it now
+                return payload
             # Read once by the unpickler, then dropped.
             return mmap.mmap(fds[0], length, access=mmap.ACCESS_READ)
         finally:
-            os.close(fds[0])
+            for fd in fds:
+                os.close(fd)
 
     def _receive_fds(self, token: int, count: int) -> list[int] | None:
         """Receive the memfds of the record with ``token``; None if its writer died first.
@@ -1587,8 +1623,63 @@ def _decode(kind: int, data: Any) -> Any:
     if kind == _KIND_OOB:
         return reduction.loads(data[0], buffers=data[1])
     if kind == _KIND_BYTES:
-        return bytes(data)
+        return data.read() if type(data) is _BytesMemfd else bytes(data)
     raise OSError(f"queue record of unknown kind {kind} (written by a newer multiprocess?)")
+
+
+class _BytesMemfd:
+    """A received memfd holding a bytes object put as such (kind 2), owned by the reader.
+
+    ``read()`` copies it into a bytes object (one copy, no map) and gives the
+    memfd back to the queue's writers on the side channel (``_give_back``).
+    """
+
+    __slots__ = ("fd", "side", "size")
+
+    def __init__(self, fd: int, size: int, side: Connection | None) -> None:
+        self.fd = fd
+        self.size = size
+        self.side = side
+
+    def read(self) -> bytes:
+        fd, self.fd = self.fd, -1
+        try:
+            data = read_bytes(fd, self.size, _StreamCorrupted)
+        except BaseException:
+            os.close(fd)
+            raise
+        _give_back(self.side, fd)
+        return data
+
+    def __del__(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def _give_back(side: Connection | None, fd: int) -> None:
+    """Send a memfd that this reader alone holds, and has copied out, back to the writers.
+
+    A writer rewrites it in place (``_RecordWriter._spare``), which costs
+    about half of filling a new one.  Without waiting: if the way back is
+    full (the reader's end has the smallest send buffer, so at most about
+    two memfds wait there) or closed, the memfd is closed.  Nothing leaks:
+    a memfd in flight is freed with the socket.
+    """
+    try:
+        if side is not None and not side.closed:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, 0, side.fileno())
+            try:
+                sock.sendmsg(
+                    [_TOKEN.pack(0).ljust(_SIDE_MESSAGE_SIZE, b"\0")],
+                    [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))],
+                    socket.MSG_DONTWAIT,
+                )
+            finally:
+                sock.detach()
+    except OSError:
+        pass
+    os.close(fd)
 
 
 def _drain(fd: int) -> int:

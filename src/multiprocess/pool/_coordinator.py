@@ -288,7 +288,7 @@ class _Coordinator(_EngineBase, _Dispatch, _TaskControl):
             if self._oob:
                 if job.oob_memo is None:
                     job.oob_memo = {}
-                body, oob = pack(serializer, payload, job.oob_memo)
+                body, oob = pack(serializer, payload, job.oob_memo, recycle=True)
             else:
                 body = serializer.dumps(payload)
         except Exception as e:  # noqa: BLE001 - the task's error

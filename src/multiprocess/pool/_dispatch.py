@@ -352,7 +352,7 @@ class _Dispatch:
             # Large data (see _oob): its memfds go on the side channel now,
             # the frame says which (or carries the bytes if they cannot).
             kind |= _OOB
-            oob = encode(w.side, fpacked, task.oob)
+            oob = encode(w.side, fpacked, task.oob, gift=True)
         header = _TASK_HEADER.pack(entry.key, kind, code, len(fbytes))
         size = _frame_parts(batch, (header, fbytes, subset, *oob, task.body))
         if not w.outstanding:
@@ -467,7 +467,9 @@ class _Dispatch:
             return
         try:
             if data[:1] == RESULT_MARK:  # with segments (see _oob)
-                _func, segments, _end = decode(memoryview(data), 1, w.side, False)
+                # A result's memfds are made for it alone and closed by the
+                # worker: kept as spares for the next tasks (see _oob.decode).
+                _func, segments, _end = decode(memoryview(data), 1, w.side, False, recycle=True)
                 ok, value = unpack(segments)
                 del segments
             else:

@@ -14,7 +14,8 @@ items of one call once per call (``pack``'s memo).
 Where: Linux (``_memfd.HAVE_MEMFD``).  Each worker has a *side channel*, a
 SEQPACKET socket pair made with its pipes (``side_channel``).  The memfds of
 one frame go on it in one message (``SCM_RIGHTS``) *before* the frame, with
-a token that the frame repeats: the reader of the frame finds them there,
+a token that the frame repeats (and the number of spare memfds given with
+them, below): the reader of the frame finds them there,
 and drops the messages of frames that were lost (a sender that died between
 the two) by their older tokens.  The coordinator never blocks on a worker:
 it sends with ``MSG_DONTWAIT`` and on any error sends the segments inside
@@ -43,6 +44,19 @@ memfd lives while a descriptor or a map of it does, the sender's descriptors
 close with the task or function entry that holds them (and in forked
 children at once, see ``Memfd``), and descriptors in flight are freed with
 the socket.
+
+Spare memfds (``_memfd``: filling a fresh memfd costs about twice
+rewriting one).  Segments read whole (pickles, bytes, bytearrays) are
+copied out by the receiver with one read (``_memfd.read_bytes``), never
+mapped, so once read nobody needs them.  The pool keeps as its spares, for
+its next tasks' copies: a result's memfds (the worker made them for it
+alone and closed them) and a task's payload memfds once the task is done
+(its worker read them, or died; ``pack``'s ``recycle``).  A worker cannot
+recycle a task's memfds (the pool may send a task again after a death), so
+the pool gives it one of its spares with each large task, in the same
+message (which says how many of its descriptors are such gifts), for the
+worker's result; a worker keeps at most ``_MAX_WORKER_SPARES``.  The pool
+frees its spares when it ends (join, terminate).
 """
 
 from __future__ import annotations
@@ -61,7 +75,17 @@ if TYPE_CHECKING:
     from typing import Any
 
 from .. import reduction, util
-from .._memfd import HAVE_MEMFD, copy_to_memfd, is_numpy, map_memfd, recv_fds
+from .._memfd import (
+    HAVE_MEMFD,
+    copy_to_memfd,
+    is_numpy,
+    keep_spare,
+    map_memfd,
+    read_bytearray,
+    read_bytes,
+    recv_fds,
+    take_spare,
+)
 
 # Whether pools send large data out of band (read when a pool starts; tests
 # turn it off to exercise the in-band path that other platforms take).
@@ -76,9 +100,14 @@ _IN_FD = 1 << 63
 _MAPPABLE = 1 << 62
 _WHOLE = 1 << 61  # read whole at once (not a numpy buffer): mapped with its pages
 _LENGTH = _WHOLE - 1
-_MESSAGE = struct.Struct("!Q")
+# A side channel message: the frame's token, then how many of its descriptors
+# (the last ones) are spares given to the worker (``encode``'s ``gifts``).
+_MESSAGE = struct.Struct("!QI")
+_getpid = os.getpid
 # Descriptors per message (the kernel's limit is 253); segments beyond go in band.
 _MAX_FDS = 64
+# Spares a worker keeps of those the pool gives it (``encode``'s ``gift``).
+_MAX_WORKER_SPARES = 2
 
 # Test hook, called in a worker with the descriptors of a frame it received,
 # before it maps them (None: nothing).
@@ -94,11 +123,14 @@ class OobError(OSError):
 class Memfd:
     """One memfd made by this process, closed when this object goes (or ``close()``)."""
 
-    __slots__ = ("__weakref__", "fd", "size")
+    __slots__ = ("__weakref__", "fd", "recycle", "size")
 
     def __init__(self, fd: int, size: int) -> None:
         self.fd = fd
         self.size = size
+        # Kept as a spare when done with (see ``pack``'s ``recycle``), by
+        # this process alone (the pid): a forked child's copy is only closed.
+        self.recycle = 0
         # A forked child (a worker started meanwhile) must not keep it alive.
         util.register_after_fork(self, Memfd._forget_in_child)
 
@@ -110,7 +142,11 @@ class Memfd:
     def close(self) -> None:
         fd, self.fd = self.fd, -1
         if fd >= 0:
-            os.close(fd)
+            # (Module globals may be None already at interpreter exit.)
+            if self.recycle and _getpid is not None and self.recycle == _getpid():
+                keep_spare(fd, self.size)
+            else:
+                os.close(fd)
 
     __del__ = close
 
@@ -139,12 +175,20 @@ class Packed:
 
 
 def pack(
-    serializer: reduction.Serializer, obj: Any, memo: dict[int, Any] | None = None
+    serializer: reduction.Serializer,
+    obj: Any,
+    memo: dict[int, Any] | None = None,
+    recycle: bool = False,
 ) -> tuple[bytes, Packed | None]:
     """Pickle ``obj``: ``(pickle, None)`` if it is all small, else ``(b"", segments)``.
 
     ``memo`` (by the buffers' exporters) lets a buffer that many payloads of
     one call share go in one memfd, made once (while tasks that hold it live).
+    ``recycle``: the memfds that receivers read whole (not numpy's, which
+    they map) become this process's spares once their ``Memfd`` goes: for a
+    task's payload, whose ``Memfd`` goes with the last task that holds it,
+    after its worker read it (or died).  Never for a result: its receiver
+    keeps it (``decode``).
     """
     obj, swapped = _swap_large_bytes(obj)
     data, views = reduction.dumps_oob(obj, min_size=OOB_MIN_SIZE, serializer=serializer)
@@ -152,6 +196,8 @@ def pack(
         return data, None
     segments: list[Any] = [_in_memfd(memoryview(data), None)[0]]
     flags = [_WHOLE]
+    if recycle and isinstance(segments[0], Memfd):
+        segments[0].recycle = os.getpid()
     nbytes = len(data)
     for view in views:
         segment, shared = _in_memfd(view, memo)
@@ -162,6 +208,8 @@ def pack(
             flags.append(_MAPPABLE | _WHOLE)  # copied into bytes by _bytes_of
         else:
             flags.append(_WHOLE)  # copied into a bytearray by decode
+        if recycle and flags[-1] & _WHOLE and isinstance(segment, Memfd):
+            segment.recycle = os.getpid()
         if not shared:
             nbytes += view.nbytes
     return b"", Packed(segments, flags, nbytes)
@@ -311,12 +359,15 @@ class Channel:
     def close(self) -> None:
         self.sock.close()
 
-    def send(self, fds: list[int]) -> int:
-        """Send ``fds`` without waiting; their token, or 0 if they could not go."""
+    def send(self, fds: list[int], gifts: int = 0) -> int:
+        """Send ``fds`` without waiting; their token, or 0 if they could not go.
+
+        The last ``gifts`` of them are spares for the receiver (see ``receive``).
+        """
         token = next(self.tokens)
         try:
             self.sock.sendmsg(
-                [_MESSAGE.pack(token)],
+                [_MESSAGE.pack(token, gifts)],
                 [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))],
                 socket.MSG_DONTWAIT,
             )
@@ -334,35 +385,64 @@ class Channel:
             if len(message) != _MESSAGE.size:
                 _close(fds)
                 raise OobError(f"the memfds of a frame (token {token}) did not arrive")
-            (got,) = _MESSAGE.unpack(message)
-            if got == token and len(fds) == count:
-                return fds
+            got, gifts = _MESSAGE.unpack(message)
+            if got == token and len(fds) == count + gifts:
+                for fd in fds[count:]:
+                    # Spare memfds the pool gives this worker for its results:
+                    # a few, for a worker whose results are small uses none.
+                    keep_spare(fd, os.fstat(fd).st_size, _MAX_WORKER_SPARES)
+                return fds[:count]
             _close(fds)
             if got >= token:
                 raise OobError(f"the memfds of a frame (token {token}) did not arrive intact")
             # A message whose frame was lost (its sender died in between): skip it.
 
 
+def _read_memfd(fd: int, size: int, length: int, first: bool, private: bool) -> Any:
+    """A segment in the memfd ``fd`` (see ``decode``)."""
+    if not length & _WHOLE:
+        return map_memfd(fd, size, OobError, private=private)  # a numpy array's memory
+    if first or length & _MAPPABLE:
+        return read_bytes(fd, size, OobError)  # a pickle, or a large bytes object's
+    return read_bytearray(fd, size, OobError)
+
+
 def _close(fds: list[int]) -> None:
     for fd in fds:
-        os.close(fd)
+        if fd >= 0:
+            os.close(fd)
 
 
 # -- frames ----------------------------------------------------------------------
 
 
-def encode(channel: Channel | None, func: Packed | None, payload: Packed | None) -> list[Any]:
+def encode(
+    channel: Channel | None, func: Packed | None, payload: Packed | None, gift: bool = False
+) -> list[Any]:
     """The frame parts of a function's segments (if sent) and a payload's (if any).
 
     Their memfds go on ``channel`` first, without waiting; if they cannot,
-    their bytes go in the frame.
+    their bytes go in the frame.  ``gift``: with them goes one of this
+    process's spares, if it has one, for the worker's result (a worker
+    cannot recycle a task's memfds: the pool may send them again), which
+    the worker rewrites instead of making a memfd.
     """
     groups = (func, payload)
     memfds = [s for g in groups if g is not None for s in g.segments if isinstance(s, Memfd)]
     del memfds[_MAX_FDS:]
     token = 0
     if memfds and channel is not None:
-        token = channel.send([m.fd for m in memfds])
+        gifts = []
+        if gift and len(memfds) < _MAX_FDS:
+            spare = take_spare(max(m.size for m in memfds))
+            if spare is not None:
+                gifts.append(spare)
+        token = channel.send([m.fd for m in memfds] + gifts, len(gifts))
+        for fd in gifts:
+            if token:
+                os.close(fd)  # the worker's now
+            else:
+                keep_spare(fd, os.fstat(fd).st_size)
     sent = len(memfds) if token else 0  # the first ``sent`` memfds, in frame order
     lengths: list[int] = []
     inline: list[Any] = []
@@ -384,13 +464,17 @@ def encode(channel: Channel | None, func: Packed | None, payload: Packed | None)
 
 
 def decode(
-    view: memoryview, start: int, channel: Channel | None, private: bool
+    view: memoryview, start: int, channel: Channel | None, private: bool, recycle: bool = False
 ) -> tuple[list[Any], list[Any], int]:
     """Read a table at ``view[start:]``: (function segments, payload segments, end).
 
-    Memfds are mapped (``private``: the function's copy-on-write), inline
-    segments are views of ``view``; buffers that are not numpy's are copied
-    into bytearrays.  Raises ``OobError`` if the descriptors are missing.
+    Memfds of numpy buffers are mapped (``private``: the function's
+    copy-on-write), the others read whole into bytes (pickles, large
+    ``bytes``) or bytearrays; inline segments are views of ``view``, copied
+    into bytearrays unless numpy's.  ``recycle``: the memfds read whole are
+    kept as this process's spares (``_memfd.keep_spare``), for frames whose
+    sender never sends them again (results).  Raises ``OobError`` if the
+    descriptors are missing.
     """
     token, nfunc, nbody = _TABLE.unpack_from(view, start)
     start += _TABLE.size
@@ -411,26 +495,29 @@ def decode(
         if fds and _on_fds_received is not None:
             _on_fds_received(fds)
         out: list[Any] = []
-        next_fd = iter(fds)
+        in_fds: list[int] = []  # the lengths of the segments in fds, in order
         for i, length in enumerate(lengths):
             size = length & _LENGTH
             first = i == 0 or i == nfunc
             if length & _IN_FD:
-                segment = map_memfd(
-                    next(next_fd),
-                    size,
-                    OobError,
-                    private=private and i < nfunc,
-                    populate=bool(length & _WHOLE),
-                )
+                fd = fds[len(in_fds)]
+                in_fds.append(length)
+                segment = _read_memfd(fd, size, length, first, private and i < nfunc)
             else:
                 segment = view[start : start + size]
                 start += size
                 if length & _MAPPABLE and segment.readonly:
                     segment = bytearray(segment)  # an array of its own, writable
-            if not first and not length & _MAPPABLE:
-                segment = bytearray(segment)
+                if not first and not length & _MAPPABLE:
+                    segment = bytearray(segment)
             out.append(segment)
+        if recycle:
+            # Copied out, and their sender made them for this frame alone and
+            # closed them: this process's next memfds are written into them.
+            for k, length in enumerate(in_fds):
+                if length & _WHOLE:
+                    fd, fds[k] = fds[k], -1
+                    keep_spare(fd, length & _LENGTH)
     finally:
         _close(fds)
     return out[:nfunc], out[nfunc:], start

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 from .. import context as _context
 from .. import reduction, util
+from .._memfd import drop_spares
 from . import _progress
 from ._coordinator import _Coordinator
 from ._exceptions import _callable_name, _short_repr
@@ -599,6 +600,7 @@ class Pool:
         util.debug("terminating pool")
         self._state = TERMINATE
         self._terminate()
+        drop_spares()  # the memfds kept from results (see _oob.decode)
 
     def join(self) -> None:
         """Wait for the workers to exit; call ``close()`` or ``terminate()`` first."""
@@ -608,6 +610,7 @@ class Pool:
         if self._state not in (CLOSE, TERMINATE):
             raise ValueError("In unknown state")
         self._coordinator.join()
+        drop_spares()  # the memfds kept from results (see _oob.decode)
 
     def __enter__(self) -> Self:
         self._check_running()
