@@ -120,6 +120,11 @@ class _Coordinator(_EngineBase, _Dispatch, _TaskControl):
         self._thread: threading.Thread | None = None
         self._feeder: threading.Thread | None = None
         self._starting: _Worker | None = None
+        # What call_soon deferred while the coordinator thread handles a round
+        # of results (its identity, _thread_id, known once it runs).
+        self._soon: dict[Callable[[], object], None] = {}
+        self._in_round = False
+        self._thread_id: int | None = None
 
         # Task control (see _task_control).  The record has a slot per
         # worker that may run at once; _watching turns on the watch of running
@@ -157,6 +162,24 @@ class _Coordinator(_EngineBase, _Dispatch, _TaskControl):
                         os.write(self._wake_w, b"\0")
                     except OSError:
                         pass  # full: it wakes up anyway
+
+    def call_soon(self, fn: Callable[[], object]) -> None:
+        """Call ``fn`` now, or once the round of results being handled is done.
+
+        On the coordinator thread, while it handles what its poll returned
+        (results, exits), ``fn`` waits for the end of that round, and is
+        called once however often it was given (functions that compare equal).
+        """
+        if self._in_round and threading.get_ident() == self._thread_id:
+            self._soon[fn] = None
+        else:
+            fn()
+
+    def _run_soon(self) -> None:
+        while self._soon:
+            fn = next(iter(self._soon))
+            del self._soon[fn]
+            fn()
 
     def terminate(self, wait: bool = True) -> None:
         """Stop now: kill the workers and fail every pending task.
@@ -311,6 +334,7 @@ class _Coordinator(_EngineBase, _Dispatch, _TaskControl):
     # -- the coordinator thread -----------------------------------------------
 
     def _run(self) -> None:
+        self._thread_id = threading.get_ident()
         try:
             while True:
                 if self._terminating or self.broken is not None:
@@ -327,21 +351,29 @@ class _Coordinator(_EngineBase, _Dispatch, _TaskControl):
                 if self._wake_r in ready:
                     self._drain_wakeups()
                 exited = []
-                for sentinel, w in list(self._workers.items()):
-                    if w.out and w.tasks.fileno() in ready:
-                        self._write_more(w)
-                    if not w.gone and w.results.fileno() in ready:
-                        self._receive(w)
-                    if sentinel in ready:
-                        exited.append(w)
-                for w in exited:
-                    self._on_exit(w)
+                self._in_round = True
+                try:
+                    for sentinel, w in list(self._workers.items()):
+                        if w.out and w.tasks.fileno() in ready:
+                            self._write_more(w)
+                        if not w.gone and w.results.fileno() in ready:
+                            self._receive(w)
+                        if sentinel in ready:
+                            exited.append(w)
+                    for w in exited:
+                        self._on_exit(w)
+                finally:
+                    self._in_round = False
                 exited = ready = None  # type: ignore[assignment]
+                self._run_soon()
                 self._maintain()
         except BaseException as e:  # noqa: BLE001 - never leave callers waiting
             self._internal_error(e)
         finally:
-            self._shutdown()
+            try:
+                self._shutdown()
+            finally:
+                self._run_soon()
 
     def _drain_wakeups(self) -> None:
         try:
