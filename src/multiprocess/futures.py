@@ -200,11 +200,14 @@ class _FutureResult:
             self._each(1)
         if finished:
             self._finish()
-        if future is not None and not future.done():  # done: cancelled (map closed)
-            if ok:
-                future.set_result(value)
-            else:
-                future.set_exception(_for_executor(value))
+        if future is not None:
+            try:
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(_for_executor(value))
+            except concurrent.futures.InvalidStateError:
+                pass  # cancelled (a map's iterator was closed)
 
     def _tasks_ended(self, count: int) -> None:
         # The inputs ran out early (they raised: that task's future has the error).
@@ -456,6 +459,12 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
         with self._lock:
             self._check_open()
             self._queue.append((future, fn, args, kwargs, timeout))
+            # A full window: the calls that finish will pump (see _call_done).
+            if self._in_flight >= self._window:
+                return future
+            if self._pumping:
+                self._pump_again = True
+                return future
         self._pump()
         return future
 
