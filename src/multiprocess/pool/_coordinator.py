@@ -28,7 +28,7 @@ import time
 from collections.abc import Iterable
 from typing import Any, Callable
 
-from .. import connection, spawn, util
+from .. import connection, reduction, spawn, util
 from .._forklock import FORK_LOCK
 from . import _oob
 from ._dispatch import _TERMINATE_GRACE, _Dispatch, _Worker
@@ -47,7 +47,7 @@ from ._oob import pack
 from ._record import _Records
 from ._results import _PoolCache
 from ._task_control import _show, _TaskControl
-from ._wire import _MAP, _STARMAP, _frame_parts
+from ._wire import _APPLY, _MAP, _STARMAP, _frame_parts
 
 
 class _Coordinator(_EngineBase, _Dispatch, _TaskControl):
@@ -152,6 +152,60 @@ class _Coordinator(_EngineBase, _Dispatch, _TaskControl):
             self._watching = True
         if self._memory_limit is not None and job.chunksize > 1:
             job.track = True  # a worker killed for its memory: which item was it?
+
+    def submit(self, job: _Job) -> None:
+        """Queue ``job``; on the coordinator thread, a small call goes straight to the workers."""
+        if threading.get_ident() == self._thread_id and self._take_small(job):
+            return
+        super().submit(job)
+
+    def _take_small(self, job: _Job) -> bool:
+        """Make the tasks of ``job`` here, without the feeder, if it is small (see below).
+
+        The executor hands over its next calls on this thread, as results
+        come in (see ``call_soon``): going through the feeder would cost a
+        switch to its thread and back for each round.  Only calls whose
+        making runs no user code and takes next to no time qualify: applies
+        of a function pickled for calls still in flight, with plain small
+        arguments (pickled by the C pickler), and only when the feeder has no
+        call left before them (the order of calls is kept).  Returns False
+        for any other call, which goes to the feeder.
+        """
+        payloads = job._payloads  # not drawn yet: the job was just made
+        serializer = job.serializer
+        if (
+            job.kind != _APPLY
+            or type(payloads) is not list
+            or len(payloads) > self._ready_high
+            or serializer is None
+            or not serializer._plain_shortcut  # its pickler could run user code
+        ):
+            return False
+        for payload in payloads:
+            if not _small_plain(payload):
+                return False
+        with self._cond:
+            if self._jobs or not self._accepting:
+                return False
+            entry = self._functions.reuse(job.func, serializer)
+            if entry is None:
+                return False
+        self._prepare(job)
+        job.fentry = entry
+        job._payloads = None
+        ready = self._ready
+        for index, payload in enumerate(payloads):
+            if index:
+                self._functions.retain(entry)
+            task = _Task(job, index, reduction.dumps(payload, serializer=serializer), entry)
+            if job.timeout is not None or self._memory_limit is not None:
+                task.shown = _show(_APPLY, payload)
+            # Counted as fed and not yet sent on this thread's own count
+            # (the feeder's, _fed_bytes, is the feeder's alone).
+            self._sent_bytes -= task.nbytes
+            ready.append(task)
+        job.end(len(payloads))
+        return True
 
     def wake(self) -> None:
         if not self._wake_pending:
@@ -575,6 +629,21 @@ class _Coordinator(_EngineBase, _Dispatch, _TaskControl):
             self._starting.tasks.close()
             self._starting.results.close()
         self._close_fds()
+
+
+def _small_plain(payload: Any) -> bool:
+    """Whether an apply's ``(args, kwargs)`` are a few small atoms (see ``_take_small``)."""
+    if not reduction._is_plain(payload):
+        return False
+    args, kwargs = payload
+    for value in (*args, *kwargs.values()):
+        if (type(value) is str or type(value) is bytes) and len(value) > _SMALL_ATOM:
+            return False
+    return True
+
+
+# The longest str or bytes argument of a call that the coordinator pickles itself.
+_SMALL_ATOM = 1024
 
 
 def _joined(thread: threading.Thread) -> Callable[[float | None], bool]:
