@@ -26,6 +26,7 @@ import select
 import threading
 import time
 from collections.abc import Iterable
+from pickle import dumps
 from typing import Any, Callable
 
 from .. import connection, reduction, spawn, util
@@ -197,7 +198,8 @@ class _Coordinator(_EngineBase, _Dispatch, _TaskControl):
         for index, payload in enumerate(payloads):
             if index:
                 self._functions.retain(entry)
-            task = _Task(job, index, reduction.dumps(payload, serializer=serializer), entry)
+            # Plain (see _small_plain): the bytes every serializer makes.
+            task = _Task(job, index, dumps(payload, reduction.DEFAULT_PROTOCOL), entry)
             if job.timeout is not None or self._memory_limit is not None:
                 task.shown = _show(_APPLY, payload)
             # Counted as fed and not yet sent on this thread's own count
