@@ -7,7 +7,8 @@ so it shares the Pool's dispatch, serialization (dill through
 fault handling::
 
   submit(fn, ...) -> Future --> our queue --(a window of calls at once)--> one
-  coordinator job each; its result adapter sets the Future (set_result / set_exception)
+  coordinator job per run of queued calls of one function, a task per call;
+  its result adapter sets each task's Future (set_result / set_exception)
 
   map(fn, *its) --> one coordinator job whose tasks are the chunks; each chunk's
   result sets that chunk's Future; the iterator yields them in order
@@ -550,7 +551,6 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
                 timeout,
                 catch_all=True,
             )
-            run = None  # type: ignore[assignment]
             self._coordinator.submit(job)
 
     def _need_workers(self, busy: int) -> None:

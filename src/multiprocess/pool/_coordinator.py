@@ -5,6 +5,9 @@ which task (see the package docstring for the picture).  It runs two
 threads: the feeder turns calls into pickled tasks, and the coordinator
 thread waits with one persistent ``select.poll`` object on the result pipes,
 the worker sentinels and a wake-up pipe, and never blocks on one worker.
+A call made on the coordinator thread itself (the executor hands over its
+next calls there as results come in, see ``call_soon``) skips the feeder
+when making its tasks runs no user code (``_take_small``).
 
 It is one object in three modules, each a part of its methods on the same
 state (which ``_Coordinator.__init__`` sets up, and each part lists)::
