@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 
 import _futures_helpers as fh
 import _pool_helpers as h
@@ -97,6 +98,9 @@ def test_calls_handed_over_on_the_coordinator_thread_skip_the_feeder_and_die_alo
             later.extend(executor.submit(fh.block_or_die, x, x == 11) for x in (10, 11, 12))
 
         first.add_done_callback(submit_more)
+        # The feeder must be done with the first two calls: a call on the
+        # coordinator thread never overtakes calls the feeder still holds.
+        wait_until_feeder_idle(coordinator)
         release.set()
         assert first.result(timeout=60) == 1
         assert second.result(timeout=60) == 2
@@ -107,6 +111,17 @@ def test_calls_handed_over_on_the_coordinator_thread_skip_the_feeder_and_die_alo
         assert isinstance(error, WorkerDiedError)
         assert error.exitcode == 3
         assert later[2].result(timeout=60) == 12
+
+
+def wait_until_feeder_idle(coordinator, timeout=60):
+    """Wait until the coordinator's feeder has made every task and waits for calls."""
+    deadline = time.monotonic() + timeout
+    with coordinator._cond:
+        # The feeder takes no wake-up for this: look again every few ms.
+        while coordinator._jobs or not coordinator._feeder_waiting:
+            left = deadline - time.monotonic()
+            assert left > 0, "the feeder never became idle"
+            coordinator._cond.wait(min(left, 0.005))
 
 
 @pytest.mark.parametrize("how", ["a call dies", "a worker is killed"])
