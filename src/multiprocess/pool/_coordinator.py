@@ -128,6 +128,8 @@ class _Coordinator(_EngineBase, _Dispatch, _TaskControl):
         # of results (its identity, _thread_id, known once it runs).
         self._soon: dict[Callable[[], object], None] = {}
         self._in_round = False
+        # The function entries of the tasks answered in the round, released after it.
+        self._done_entries: list[Any] = []
         self._thread_id: int | None = None
 
         # Task control (see _task_control).  The record has a slot per
@@ -239,6 +241,9 @@ class _Coordinator(_EngineBase, _Dispatch, _TaskControl):
             fn = next(iter(self._soon))
             del self._soon[fn]
             fn()
+        entries, self._done_entries = self._done_entries, []
+        for entry in entries:
+            self._functions.release(entry)
 
     def terminate(self, wait: bool = True) -> None:
         """Stop now: kill the workers and fail every pending task.
