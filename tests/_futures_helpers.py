@@ -58,3 +58,13 @@ class ExitAtUnpickle:
 
     def __reduce__(self):
         return exit_with, (5,)
+
+
+def block_or_die(x, die):
+    """As block(x); then, if ``die``, end the worker abruptly (exit status 3)."""
+    block(x)
+    if die:
+        import os
+
+        os._exit(3)
+    return x

@@ -360,6 +360,11 @@ SMALL_MESSAGES = [
     {"a": 1, 2: "b"},
     (),
     tuple(range(reduction._PLAIN_CONTAINER_MAX)),
+    ((1, "x"), {}),  # a call's arguments and keyword arguments
+    ((), {"key": b"v"}),
+    (1, [2.0, None]),
+    [(1,), (2,)],
+    ((1,) * 31, (2,) * 31),  # 64 items in all
 ]
 
 
@@ -382,7 +387,9 @@ class _Tuple(tuple):
     "obj",
     [
         _Tuple((1, 2)),  # a subclass: its reducer may be registered
-        (1, [2]),  # not flat
+        (1, [[2]]),  # three levels
+        ((1, {"f": len}), {}),
+        ([0] * 40, [0] * 40),  # more than _PLAIN_CONTAINER_MAX items in all
         {"f": len},
         [0] * (reduction._PLAIN_CONTAINER_MAX + 1),
         bytearray(b"x"),  # may go out of band

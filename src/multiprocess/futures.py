@@ -7,7 +7,8 @@ so it shares the Pool's dispatch, serialization (dill through
 fault handling::
 
   submit(fn, ...) -> Future --> our queue --(a window of calls at once)--> one
-  coordinator job each; its result adapter sets the Future (set_result / set_exception)
+  coordinator job per run of queued calls of one function, a task per call;
+  its result adapter sets each task's Future (set_result / set_exception)
 
   map(fn, *its) --> one coordinator job whose tasks are the chunks; each chunk's
   result sets that chunk's Future; the iterator yields them in order
@@ -41,6 +42,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import functools
 import itertools
 import logging
 import os
@@ -168,6 +170,7 @@ class _FutureResult:
         executor: ProcessPoolExecutor,
         futures: Iterable[concurrent.futures.Future],
         done: Callable[[], None] | None = None,
+        each: Callable[[int], None] | None = None,
     ) -> None:
         self._job = next(_job_counter)
         # Pending calls keep their executor alive (its finalizer would stop them).
@@ -177,6 +180,8 @@ class _FutureResult:
         self._left = len(self._futures)
         self._lock = threading.Lock()
         self._done = done
+        # Told how many futures got their outcome, as they get it (submit's window).
+        self._each = each
         self._cache[self._job] = self
 
     def _set(self, i: int, obj: tuple[bool, Any]) -> None:
@@ -187,17 +192,23 @@ class _FutureResult:
         # Forgotten: a result must live no longer than its Future's holder wants.
         self._futures[i] = None
         with self._lock:
+            counted = self._left > 0  # not after _abandon
             self._left -= 1
             finished = self._left == 0
+        # Before the caller wakes up: a call it submits at once must find
+        # this one counted as done (one idle worker, not a second one).
+        if counted and self._each is not None:
+            self._each(1)
         if finished:
-            # Before the caller wakes up: a call it submits at once must find
-            # this one counted as done (one idle worker, not a second one).
             self._finish()
-        if future is not None and not future.done():  # done: cancelled (map closed)
-            if ok:
-                future.set_result(value)
-            else:
-                future.set_exception(_for_executor(value))
+        if future is not None:
+            try:
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(_for_executor(value))
+            except concurrent.futures.InvalidStateError:
+                pass  # cancelled (a map's iterator was closed)
 
     def _tasks_ended(self, count: int) -> None:
         # The inputs ran out early (they raised: that task's future has the error).
@@ -207,6 +218,8 @@ class _FutureResult:
                 return
             self._left -= missing
             finished = self._left <= 0
+        if self._each is not None:
+            self._each(missing)
         if finished:
             self._finish()
 
@@ -214,7 +227,9 @@ class _FutureResult:
         with self._lock:
             if self._left <= 0:
                 return
-            self._left = 0
+            left, self._left = self._left, 0
+        if self._each is not None:
+            self._each(left)
         for future in self._futures:
             if (
                 future is not None
@@ -445,6 +460,12 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
         with self._lock:
             self._check_open()
             self._queue.append((future, fn, args, kwargs, timeout))
+            # A full window: the calls that finish will pump (see _call_done).
+            if self._in_flight >= self._window:
+                return future
+            if self._pumping:
+                self._pump_again = True
+                return future
         self._pump()
         return future
 
@@ -457,8 +478,9 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
     def _pump(self) -> None:
         """Hand queued calls to the coordinator while the window has room.
 
-        Runs on the caller's thread (submit) and on the coordinator's (a call
+        Runs on the caller's thread (submit) and on the coordinator's (calls
         finished); one pump at a time, the others only ask it to go round again.
+        All the calls the window takes at once go in one round (see ``_hand_over``).
         """
         with self._lock:
             if self._pumping:
@@ -469,15 +491,14 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
         try:
             while True:
                 with self._lock:
-                    item = None
+                    calls = []
                     while self._queue and self._in_flight < self._window:
                         candidate = self._queue.popleft()
                         if candidate[0].set_running_or_notify_cancel():
-                            item = candidate
+                            calls.append(candidate)
                             self._in_flight += 1
-                            busy = self._in_flight
-                            break
-                    if item is None:
+                    busy = self._in_flight
+                    if not calls:
                         if self._shutdown_called and not self._queue and not self._closed.is_set():
                             close = True
                             self._closed.set()
@@ -485,8 +506,8 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
                             self._pumping = False
                             break
                         self._pump_again = False
-                if item is not None:
-                    self._hand_over(*item)
+                if calls:
+                    self._hand_over(calls)
                     self._need_workers(busy)
             if close:
                 self._coordinator.close()
@@ -496,28 +517,41 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
             raise
 
     def _hand_over(
-        self,
-        future: concurrent.futures.Future,
-        fn: Any,
-        args: Any,
-        kwargs: Any,
-        timeout: float | None,
+        self, calls: list[tuple[concurrent.futures.Future, Any, Any, Any, float | None]]
     ) -> None:
+        """Give ``calls`` to the coordinator: each run of calls of one function is one job.
+
+        A job of several ``apply`` tasks is one of the engine's own kinds of
+        call: each task is sent, run, timed, and failed (a worker that dies
+        on it) alone, and sets its own future; the job saves the
+        per-call costs of the engine (its bookkeeping, a wake-up of its
+        feeder, the check that the function's pickle is still good).
+        """
         handed = time.monotonic()
-        result = _FutureResult(self, [future], lambda: self._call_done(handed))
-        result._call = f"submit({_callable_name(fn)})"
-        job = _Job(
-            result,
-            fn,
-            _APPLY,
-            [(args, kwargs)],
-            "submit",
-            1,
-            _serializer_of(self._mp_context),
-            timeout,
-            catch_all=True,
-        )
-        self._coordinator.submit(job)
+        serializer = _serializer_of(self._mp_context)
+        done = functools.partial(self._call_done, handed)
+        start = 0
+        while start < len(calls):
+            _future, fn, _args, _kwargs, timeout = calls[start]
+            end = start + 1
+            while end < len(calls) and calls[end][1] is fn and calls[end][4] == timeout:
+                end += 1
+            run = calls[start:end]
+            start = end
+            result = _FutureResult(self, [call[0] for call in run], each=done)
+            result._call = f"submit({_callable_name(fn)})"
+            job = _Job(
+                result,
+                fn,
+                _APPLY,
+                [(call[2], call[3]) for call in run],
+                "submit",
+                1,
+                serializer,
+                timeout,
+                catch_all=True,
+            )
+            self._coordinator.submit(job)
 
     def _need_workers(self, busy: int) -> None:
         """Have the coordinator start workers (up to max_workers) for ``busy`` calls at once."""
@@ -542,15 +576,18 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
             self._coordinator.wake()
         self._pump()
 
-    def _call_done(self, handed: float) -> None:
+    def _call_done(self, handed: float, count: int) -> None:
+        """``count`` calls handed over at ``handed`` are done: hand over more."""
         short = time.monotonic() - handed < _SHORT_CALL
         with self._lock:
-            self._in_flight -= 1
+            self._in_flight -= count
             if short:
                 self._window = min(self._window * 2, self._max_window)
             else:
                 self._window = self._min_window
-        self._pump()
+        # On the coordinator's thread, once it has handled the results it
+        # read together: their calls' successors go over in one round.
+        self._coordinator.call_soon(self._pump)
 
     # -- map --------------------------------------------------------------------
 

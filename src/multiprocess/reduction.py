@@ -732,30 +732,48 @@ _PLAIN_CONTAINER_MAX = 64
 def _is_plain(obj: Any) -> bool:
     """True for an atom, or a small tuple, list or dict of atoms, of exact builtin types.
 
-    The C pickler writes these itself, before any reducer, dispatch table or
-    ``reducer_override`` is consulted, so ``pickle.dumps`` gives every
-    serializer's bytes, without the cost of building a pickler (about three
-    quarters of the time for a small message).  The check is shallow and
-    bounded, so that it stays cheap when it fails.
+    A tuple or list may also hold such small containers (a call's arguments
+    and keyword arguments, ``((1, 2), {})``), up to ``_PLAIN_CONTAINER_MAX``
+    items in all.  The C pickler writes these itself, before any reducer,
+    dispatch table or ``reducer_override`` is consulted, so ``pickle.dumps``
+    gives every serializer's bytes, without the cost of building a pickler
+    (about three quarters of the time for a small message).  The check is
+    shallow and bounded, so that it stays cheap when it fails.
     """
     t = type(obj)
     if t in _PLAIN_ATOMS:
         return True
     if t is tuple or t is list:
-        if len(obj) > _PLAIN_CONTAINER_MAX:
+        budget = _PLAIN_CONTAINER_MAX - len(obj)
+        if budget < 0:
             return False
         for x in obj:
-            if type(x) not in _PLAIN_ATOMS:
-                return False
+            tx = type(x)
+            if tx in _PLAIN_ATOMS:
+                continue
+            if tx is tuple or tx is list or tx is dict:
+                budget -= len(x)
+                if budget < 0 or not _is_flat(x):
+                    return False
+                continue
+            return False
         return True
     if t is dict:
-        if len(obj) > _PLAIN_CONTAINER_MAX:
-            return False
+        return len(obj) <= _PLAIN_CONTAINER_MAX and _is_flat(obj)
+    return False
+
+
+def _is_flat(obj: Any) -> bool:
+    """True for a tuple, list or dict (keys and values) of atoms (see ``_is_plain``)."""
+    if type(obj) is dict:
         for k, v in obj.items():
             if type(k) not in _PLAIN_ATOMS or type(v) not in _PLAIN_ATOMS:
                 return False
         return True
-    return False
+    for x in obj:
+        if type(x) not in _PLAIN_ATOMS:
+            return False
+    return True
 
 
 class Serializer:

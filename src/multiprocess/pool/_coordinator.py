@@ -5,6 +5,9 @@ which task (see the package docstring for the picture).  It runs two
 threads: the feeder turns calls into pickled tasks, and the coordinator
 thread waits with one persistent ``select.poll`` object on the result pipes,
 the worker sentinels and a wake-up pipe, and never blocks on one worker.
+A call made on the coordinator thread itself (the executor hands over its
+next calls there as results come in, see ``call_soon``) skips the feeder
+when making its tasks runs no user code (``_take_small``).
 
 It is one object in three modules, each a part of its methods on the same
 state (which ``_Coordinator.__init__`` sets up, and each part lists)::
@@ -26,12 +29,13 @@ import select
 import threading
 import time
 from collections.abc import Iterable
+from pickle import dumps
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (cold start)
 if TYPE_CHECKING:
     from typing import Any, Callable
 
-from .. import connection, spawn, util
+from .. import connection, reduction, spawn, util
 from .._forklock import FORK_LOCK
 from . import _oob
 from ._dispatch import _TERMINATE_GRACE, _Dispatch, _Worker
@@ -50,7 +54,7 @@ from ._oob import pack
 from ._record import _Records
 from ._results import _PoolCache
 from ._task_control import _show, _TaskControl
-from ._wire import _MAP, _STARMAP, _frame_parts
+from ._wire import _APPLY, _MAP, _STARMAP, _frame_parts
 
 
 class _Coordinator(_EngineBase, _Dispatch, _TaskControl):
@@ -123,6 +127,13 @@ class _Coordinator(_EngineBase, _Dispatch, _TaskControl):
         self._thread: threading.Thread | None = None
         self._feeder: threading.Thread | None = None
         self._starting: _Worker | None = None
+        # What call_soon deferred while the coordinator thread handles a round
+        # of results (its identity, _thread_id, known once it runs).
+        self._soon: dict[Callable[[], object], None] = {}
+        self._in_round = False
+        # The function entries of the tasks answered in the round, released after it.
+        self._done_entries: list[Any] = []
+        self._thread_id: int | None = None
 
         # Task control (see _task_control).  The record has a slot per
         # worker that may run at once; _watching turns on the watch of running
@@ -151,6 +162,61 @@ class _Coordinator(_EngineBase, _Dispatch, _TaskControl):
         if self._memory_limit is not None and job.chunksize > 1:
             job.track = True  # a worker killed for its memory: which item was it?
 
+    def submit(self, job: _Job) -> None:
+        """Queue ``job``; on the coordinator thread, a small call goes straight to the workers."""
+        if threading.get_ident() == self._thread_id and self._take_small(job):
+            return
+        super().submit(job)
+
+    def _take_small(self, job: _Job) -> bool:
+        """Make the tasks of ``job`` here, without the feeder, if it is small (see below).
+
+        The executor hands over its next calls on this thread, as results
+        come in (see ``call_soon``): going through the feeder would cost a
+        switch to its thread and back for each round.  Only calls whose
+        making runs no user code and takes next to no time qualify: applies
+        of a function pickled for calls still in flight, with plain small
+        arguments (pickled by the C pickler), and only when the feeder has no
+        call left before them (the order of calls is kept).  Returns False
+        for any other call, which goes to the feeder.
+        """
+        payloads = job._payloads  # not drawn yet: the job was just made
+        serializer = job.serializer
+        if (
+            job.kind != _APPLY
+            or type(payloads) is not list
+            or len(payloads) > self._ready_high
+            or serializer is None
+            or not serializer._plain_shortcut  # its pickler could run user code
+        ):
+            return False
+        for payload in payloads:
+            if not _small_plain(payload):
+                return False
+        with self._cond:
+            if self._jobs or not self._accepting:
+                return False
+            entry = self._functions.reuse(job.func, serializer)
+            if entry is None:
+                return False
+        self._prepare(job)
+        job.fentry = entry
+        job._payloads = None
+        ready = self._ready
+        for index, payload in enumerate(payloads):
+            if index:
+                self._functions.retain(entry)
+            # Plain (see _small_plain): the bytes every serializer makes.
+            task = _Task(job, index, dumps(payload, reduction.DEFAULT_PROTOCOL), entry)
+            if job.timeout is not None or self._memory_limit is not None:
+                task.shown = _show(_APPLY, payload)
+            # Counted as fed and not yet sent on this thread's own count
+            # (the feeder's, _fed_bytes, is the feeder's alone).
+            self._sent_bytes -= task.nbytes
+            ready.append(task)
+        job.end(len(payloads))
+        return True
+
     def wake(self) -> None:
         if not self._wake_pending:
             self._wake_pending = True
@@ -160,6 +226,27 @@ class _Coordinator(_EngineBase, _Dispatch, _TaskControl):
                         os.write(self._wake_w, b"\0")
                     except OSError:
                         pass  # full: it wakes up anyway
+
+    def call_soon(self, fn: Callable[[], object]) -> None:
+        """Call ``fn`` now, or once the round of results being handled is done.
+
+        On the coordinator thread, while it handles what its poll returned
+        (results, exits), ``fn`` waits for the end of that round, and is
+        called once however often it was given (functions that compare equal).
+        """
+        if self._in_round and threading.get_ident() == self._thread_id:
+            self._soon[fn] = None
+        else:
+            fn()
+
+    def _run_soon(self) -> None:
+        while self._soon:
+            fn = next(iter(self._soon))
+            del self._soon[fn]
+            fn()
+        entries, self._done_entries = self._done_entries, []
+        for entry in entries:
+            self._functions.release(entry)
 
     def terminate(self, wait: bool = True) -> None:
         """Stop now: kill the workers and fail every pending task.
@@ -314,6 +401,7 @@ class _Coordinator(_EngineBase, _Dispatch, _TaskControl):
     # -- the coordinator thread -----------------------------------------------
 
     def _run(self) -> None:
+        self._thread_id = threading.get_ident()
         try:
             while True:
                 if self._terminating or self.broken is not None:
@@ -330,21 +418,29 @@ class _Coordinator(_EngineBase, _Dispatch, _TaskControl):
                 if self._wake_r in ready:
                     self._drain_wakeups()
                 exited = []
-                for sentinel, w in list(self._workers.items()):
-                    if w.out and w.tasks.fileno() in ready:
-                        self._write_more(w)
-                    if not w.gone and w.results.fileno() in ready:
-                        self._receive(w)
-                    if sentinel in ready:
-                        exited.append(w)
-                for w in exited:
-                    self._on_exit(w)
+                self._in_round = True
+                try:
+                    for sentinel, w in list(self._workers.items()):
+                        if w.out and w.tasks.fileno() in ready:
+                            self._write_more(w)
+                        if not w.gone and w.results.fileno() in ready:
+                            self._receive(w)
+                        if sentinel in ready:
+                            exited.append(w)
+                    for w in exited:
+                        self._on_exit(w)
+                finally:
+                    self._in_round = False
                 exited = ready = None  # type: ignore[assignment]
+                self._run_soon()
                 self._maintain()
         except BaseException as e:  # noqa: BLE001 - never leave callers waiting
             self._internal_error(e)
         finally:
-            self._shutdown()
+            try:
+                self._shutdown()
+            finally:
+                self._run_soon()
 
     def _drain_wakeups(self) -> None:
         try:
@@ -546,6 +642,21 @@ class _Coordinator(_EngineBase, _Dispatch, _TaskControl):
             self._starting.tasks.close()
             self._starting.results.close()
         self._close_fds()
+
+
+def _small_plain(payload: Any) -> bool:
+    """Whether an apply's ``(args, kwargs)`` are a few small atoms (see ``_take_small``)."""
+    if not reduction._is_plain(payload):
+        return False
+    args, kwargs = payload
+    for value in (*args, *kwargs.values()):
+        if (type(value) is str or type(value) is bytes) and len(value) > _SMALL_ATOM:
+            return False
+    return True
+
+
+# The longest str or bytes argument of a call that the coordinator pickles itself.
+_SMALL_ATOM = 1024
 
 
 def _joined(thread: threading.Thread) -> Callable[[float | None], bool]:

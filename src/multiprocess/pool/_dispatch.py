@@ -166,6 +166,8 @@ class _Dispatch:
     _feeder_done: bool
     _functions: _PickledFunctions
     _oob: bool
+    _in_round: bool
+    _done_entries: list[Any]
     _terminating: bool
     _stopping_workers: bool
     broken: BrokenPoolError | None
@@ -489,7 +491,12 @@ class _Dispatch:
             return
         task, size = w.outstanding.popleft()
         w.unread -= size
-        self._functions.release(task.entry)
+        if self._in_round:
+            # At the end of the round: the calls its results make (the
+            # executor's next ones, see call_soon) still find the pickle.
+            self._done_entries.append(task.entry)
+        else:
+            self._functions.release(task.entry)
         now = time.monotonic()
         # Let a worker hold several tasks only while its tasks are short.
         elapsed = now - w.busy_since

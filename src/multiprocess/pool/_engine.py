@@ -13,6 +13,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (cold sta
 if TYPE_CHECKING:
     import collections
     import threading
+    from typing import Callable
 
     from ._jobs import _Job
 
@@ -29,6 +30,14 @@ class _EngineBase:
 
     def wake(self) -> None:
         """Have the engine look at its state again (no-op where threads wait on ``_cond``)."""
+
+    def call_soon(self, fn: Callable[[], object]) -> None:
+        """Call ``fn`` now; an engine that handles results in rounds may call it after the round.
+
+        For what a result's callback does that is worth doing once for many
+        results at a time (the executor's hand-over of the next calls).
+        """
+        fn()
 
     def _prepare(self, job: _Job) -> None:
         """What the engine must know of a call before it queues it (nothing here)."""

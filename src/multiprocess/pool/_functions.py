@@ -123,6 +123,18 @@ class _PickledFunctions:
                 self._entries[cache_key] = entry
         return entry
 
+    def reuse(self, func: Any, serializer: reduction.Serializer) -> _PickledFunction | None:
+        """``func``'s entry for one more task if it has a good one, else None (no pickling)."""
+        fingerprint = _fingerprint(func)
+        if fingerprint is None:
+            return None
+        with self._lock:
+            entry = self._entries.get((id(func), serializer.name))
+            if entry is not None and _same(entry.fingerprint, fingerprint):  # type: ignore[arg-type]
+                entry.uses += 1
+                return entry
+        return None
+
     def retain(self, entry: _PickledFunction) -> None:
         with self._lock:
             entry.uses += 1

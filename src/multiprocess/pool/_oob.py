@@ -253,23 +253,26 @@ def _swap_large_bytes(obj: Any) -> tuple[Any, set[int] | None]:
             return obj, None
     elif (kind is tuple or kind is list) and len(obj) <= _SWAP_ITEMS:
         # The common case first, without building anything: nothing large.
-        for item in obj:
-            inner = type(item)
-            if inner is bytes:
-                if len(item) >= OOB_MIN_SIZE:
-                    break
-            elif (
-                (inner is tuple or inner is list)
-                and len(item) <= _SWAP_ITEMS
-                and any(type(x) is bytes and len(x) >= OOB_MIN_SIZE for x in item)
-            ):
-                break
-        else:
+        if not _holds_large_bytes(obj):
             return obj, None
     else:
         return obj, None
     swapped: set[int] = set()
     return _swap(obj, swapped, 0), swapped
+
+
+def _holds_large_bytes(items: Any) -> bool:
+    """Whether the tuple or list ``items``, or a small tuple or list in it, holds large bytes."""
+    for item in items:
+        inner = type(item)
+        if inner is bytes:
+            if len(item) >= OOB_MIN_SIZE:
+                return True
+        elif (inner is tuple or inner is list) and len(item) <= _SWAP_ITEMS:
+            for x in item:
+                if type(x) is bytes and len(x) >= OOB_MIN_SIZE:
+                    return True
+    return False
 
 
 def _swap(obj: Any, swapped: set[int], depth: int) -> Any:
