@@ -283,32 +283,6 @@ def _checked_size(fd: int, size: int) -> None:
         raise OutOfBandFrameError("out-of-band frame: memfd of the wrong size")
 
 
-def _read_fd_bytes(fd: int, size: int) -> bytes:
-    """A bytes object with the ``size`` bytes of memfd ``fd``: one copy, by pread."""
-    _checked_size(fd, size)
-    if size == 0:
-        return b""
-    if size <= _memfd.IO_CHUNK:
-        data = os.pread(fd, size, 0)
-        if len(data) == size:
-            return data
-    with mmap.mmap(fd, size, access=mmap.ACCESS_READ) as m:
-        return m[:]
-
-
-def _read_fd_bytearray(fd: int, size: int) -> bytearray:
-    _checked_size(fd, size)
-    buf = bytearray(size)
-    with memoryview(buf) as view:
-        pos = 0
-        while pos < size:
-            n = os.preadv(fd, [view[pos : pos + _memfd.IO_CHUNK]], pos)
-            if n == 0:
-                raise OutOfBandFrameError("out-of-band frame: memfd shorter than its size")
-            pos += n
-    return buf
-
-
 def _decode_parts(frame: _Frame, for_pickle_bytes: bool = False) -> tuple[Any, list[Any]]:
     """The payload and the buffers of ``frame`` (descriptors are closed by the caller)."""
     fds = iter(frame.fds)
@@ -319,7 +293,7 @@ def _decode_parts(frame: _Frame, for_pickle_bytes: bool = False) -> tuple[Any, l
         if part is None:
             fd = next(fds)
             if i == 0 and frame.kind == _KIND_BYTES:
-                part = _read_fd_bytes(fd, size)
+                part = _memfd.read_bytes(fd, size, OutOfBandFrameError)
             elif i == 0:
                 # Read once by the unpickler, then unmapped.
                 _checked_size(fd, size)
@@ -327,7 +301,7 @@ def _decode_parts(frame: _Frame, for_pickle_bytes: bool = False) -> tuple[Any, l
             elif e & _MAPPABLE and size and not for_pickle_bytes:
                 part = _memfd.map_memfd(fd, size, OutOfBandFrameError)
             else:
-                part = _read_fd_bytearray(fd, size)
+                part = _memfd.read_bytearray(fd, size, OutOfBandFrameError)
         elif i and not isinstance(part, bytearray):
             part = bytearray(part)  # a long buffer read in chunks; buffers are writable
         if i == 0:

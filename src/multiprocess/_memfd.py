@@ -166,6 +166,16 @@ def _write_all(fd: int, view: memoryview) -> None:
         pos += os.pwrite(fd, view[pos : pos + IO_CHUNK], pos)
 
 
+def _read_into(fd: int, view: memoryview, error: type[OSError]) -> None:
+    """Fill ``view`` with the start of the memfd ``fd`` (kernel copies); ``error`` if it ends early."""
+    pos, size = 0, view.nbytes
+    while pos < size:
+        n = os.preadv(fd, [view[pos : pos + IO_CHUNK]], pos)
+        if n == 0:
+            raise error("memfd shorter than its size")
+        pos += n
+
+
 def read_bytes(fd: int, size: int, error: type[OSError] = OSError) -> bytes:
     """The ``size`` bytes of the received memfd ``fd``, as a new ``bytes`` object.
 
@@ -220,12 +230,7 @@ def _read_huge(fd: int, size: int, error: type[OSError]) -> bytes | None:
         madvise(start, end - start, _MADV_HUGEPAGE)  # a failure only costs speed
     target = (c_char * size).from_address(address)
     with memoryview(target).cast("B") as view:
-        pos = 0
-        while pos < size:
-            n = os.preadv(fd, [view[pos : pos + IO_CHUNK]], pos)
-            if n == 0:
-                raise error("memfd shorter than its size")
-            pos += n
+        _read_into(fd, view, error)
     return data
 
 
@@ -257,12 +262,7 @@ def read_bytearray(fd: int, size: int, error: type[OSError] = OSError) -> bytear
         raise error("memfd of the wrong size")
     out = bytearray(size)
     with memoryview(out) as view:
-        pos = 0
-        while pos < size:
-            n = os.preadv(fd, [view[pos : pos + IO_CHUNK]], pos)
-            if n == 0:
-                raise error("memfd shorter than its size")
-            pos += n
+        _read_into(fd, view, error)
     return out
 
 
@@ -373,10 +373,5 @@ def map_memfd(
         return buf
     buf = allocate(size)
     with memoryview(buf) as view:
-        pos = 0
-        while pos < size:
-            n = os.preadv(fd, [view[pos : pos + IO_CHUNK]], pos)
-            if n == 0:
-                raise error("memfd shorter than its size")
-            pos += n
+        _read_into(fd, view, error)
     return buf
