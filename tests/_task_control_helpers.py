@@ -88,6 +88,17 @@ def allocate_at(x, target, nbytes):
     return x * x
 
 
+def spike_at(x, target, nbytes, then_raise=False):
+    """Return x squared, except for ``target``: touch ``nbytes`` and free them at
+    once (a spike shorter than the pool's reads of its workers' memory), then
+    return, or raise if ``then_raise``."""
+    if x == target:
+        del _touched(nbytes)[:]
+        if then_raise:
+            raise ValueError(f"item {x} raised after its spike")
+    return x * x
+
+
 def leak(x, nbytes):
     """Keep ``nbytes`` more in this worker (until it exits); return (x squared, pid)."""
     _leaked.append(_touched(nbytes))

@@ -208,6 +208,51 @@ def test_pool_item_above_memory_limit_is_killed(ctx):
 
 
 @linux_only
+@pytest.mark.parametrize("then_raise", [False, True], ids=["returns", "raises"])
+def test_pool_short_spike_above_memory_limit_fails_its_item(ctx, then_raise):
+    # The spike ends before the pool's next read of the worker's memory: the
+    # worker's own check of its peak, after the item, catches it every time.
+    limit = worker_rss(ctx) + 200 * MiB
+    work = functools.partial(h.spike_at, target=2, nbytes=400 * MiB, then_raise=then_raise)
+    with ctx.Pool(2, memory_limit=limit) as p:
+        for _ in range(3):
+            out = collect(p.imap(work, range(8), chunksize=4))
+            assert out[:2] == [0, 1] and out[3:] == [9, 16, 25, 36, 49]
+            error = out[2]
+            assert isinstance(error, mp.MemoryLimitError), error
+            assert error.limit == limit and error.size > limit
+            assert "item 2 of imap(" in str(error) and "spike_at" in str(error)
+        spikes = [p.apply_async(h.spike_at, (2, 2, 400 * MiB)) for _ in range(4)]
+        for result in spikes:
+            with pytest.raises(mp.MemoryLimitError, match="spike_at"):
+                result.get(60)
+        assert p.map(h.square, range(3)) == [0, 1, 4]
+
+
+@linux_only
+def test_pool_items_below_memory_limit_are_left_alone(ctx):
+    limit = worker_rss(ctx) + 200 * MiB
+    work = functools.partial(h.spike_at, target=2, nbytes=50 * MiB)
+    with ctx.Pool(2, memory_limit=limit) as p:
+        assert p.map(work, range(8), chunksize=4) == [x * x for x in range(8)]
+        pids = {p.apply(os.getpid) for _ in range(4)}
+        assert pids <= {w.pid for w in p._pool}  # none was replaced
+
+
+def test_peak_reader(tmp_path):
+    from multiprocess.pool._limits import _peak_reader
+
+    assert _peak_reader(proc=str(tmp_path)) is None
+    peak = _peak_reader()
+    if peak is None:
+        pytest.skip("no /proc here")
+    before = peak()
+    assert before >= h.rss_of_self() > 0
+    h.spike_at(0, 0, 100 * MiB)
+    assert peak() >= before and peak() >= 100 * MiB
+
+
+@linux_only
 def test_pool_soft_memory_limit_recycles_workers(ctx):
     limit = worker_rss(ctx) + 100 * MiB
     with ctx.Pool(1, max_memory_per_child=limit) as p:
@@ -270,6 +315,9 @@ def test_executor_memory_limits(ctx):
         assert isinstance(error, mp.MemoryLimitError)
         assert error.limit == limit and error.size > limit
         assert "allocate_at" in str(error)
+        assert ex.submit(h.square, 3).result(60) == 9
+        spike = ex.submit(h.spike_at, 2, 2, 400 * MiB)
+        assert isinstance(spike.exception(60), mp.MemoryLimitError)
         assert ex.submit(h.square, 3).result(60) == 9
     soft = worker_rss(ctx) + 100 * MiB
     with ProcessPoolExecutor(1, mp_context=ctx, max_memory_per_child=soft) as ex:

@@ -293,7 +293,9 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
             after a call is replaced before it takes another (bytes, or a
             string such as ``"512MiB"`` or ``"2GB"``).
         memory_limit: A worker whose resident memory goes above this is
-            killed at once (checked every 0.1 s while it runs a call) and its
+            killed at once (checked every 0.1 s while it runs a call; on
+            Linux the worker also checks its peak after each item that ran
+            1 ms or more, so a short spike counts too) and its
             call fails with :class:`multiprocess.MemoryLimitError` (same forms).
 
     Raises:

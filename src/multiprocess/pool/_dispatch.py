@@ -177,6 +177,7 @@ class _Dispatch:
     _poller: select.poll
     _records: _Records
     _soft_memory_limit: int | None
+    _memory_limit: int | None
     _break_initializer: Callable[[_Worker, BaseException], None]
     _break_startup: Callable[[bool], None]
     _check_soft_limit: Callable[[_Worker], None]  # _TaskControl
@@ -204,6 +205,7 @@ class _Dispatch:
                     self._wrap_exception,
                     *self._records.for_worker(slot),
                     side_theirs,
+                    self._memory_limit,
                 ),
             )
             process.name = process.name.replace("Process", "PoolWorker")
@@ -540,6 +542,10 @@ class _Dispatch:
         # Which task it had started last, and which item of it (see _record).
         seq, item, _started = self._records.read(w.slot)
         running = seq == w.first_seq()
+        if w.fault is None and self._memory_limit is not None:
+            peak = self._records.peak(w.slot)
+            if peak:  # it killed itself, after an item that went above the limit
+                w.fault = ("memory", self._memory_limit, peak)
         fault = w.fault
         if fault is not None and (
             not running

@@ -121,7 +121,9 @@ class Pool:
             after a task is replaced before it takes another (bytes, or a
             string such as ``"512MiB"`` or ``"2GB"``).
         memory_limit: A worker whose resident memory goes above this is
-            killed at once (checked every 0.1 s while it runs a task) and its
+            killed at once (checked every 0.1 s while it runs a task; on
+            Linux the worker also checks its peak after each item that ran
+            1 ms or more, so a short spike counts too) and its
             item fails with :class:`MemoryLimitError` (same forms).
 
     A worker that dies fails the task it was running with

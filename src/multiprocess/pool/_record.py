@@ -22,6 +22,9 @@ The fields of a slot:
 - ``STARTED``: ``time.monotonic_ns()`` when that item started, for tasks
   with a ``task_timeout`` only (the flag ``_TIMED`` in the task's frame);
   0 when the worker is not running a timed item.
+- ``PEAK``: 0, or the worker's peak resident memory in bytes, written just
+  before it kills itself for going above the pool's ``memory_limit`` (see
+  ``_worker._capped``).
 
 A store into shared memory costs some 50 ns, as much as a tiny function: so
 only tracked tasks (the flag ``_TRACKED`` or ``_TIMED``: see ``_Job.track``)
@@ -36,8 +39,8 @@ from __future__ import annotations
 
 from .. import heap
 
-SEQ, ITEM, STARTED = 0, 1, 2
-_FIELDS = 4  # one spare: a slot is 32 bytes
+SEQ, ITEM, STARTED, PEAK = 0, 1, 2, 3
+_FIELDS = 4  # a slot is 32 bytes
 
 
 class _Records:
@@ -73,6 +76,7 @@ class _Records:
         view[base + SEQ] = 0
         view[base + ITEM] = -1
         view[base + STARTED] = 0
+        view[base + PEAK] = 0
         return slot
 
     def give_back(self, slot: int) -> None:
@@ -98,6 +102,13 @@ class _Records:
         if seq < 0:
             return -seq, -1, 0
         return seq, view[base + ITEM], view[base + STARTED]
+
+    def peak(self, slot: int) -> int:
+        """The peak its worker wrote before it killed itself for its memory, or 0."""
+        if slot < 0:
+            return 0
+        view, base = self._where(slot)
+        return view[base + PEAK]
 
 
 def _worker_view(array: heap.BufferWrapper | None, slot: int) -> tuple[memoryview, int]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import collections
 import itertools
+import os
+import signal
 import struct
 import time
 from collections.abc import Iterable
@@ -20,9 +22,10 @@ if TYPE_CHECKING:
 
 from .. import reduction, util
 from ._exceptions import ExceptionWithTraceback, MaybeEncodingError
+from ._limits import _peak_reader
 from ._notes import _failed_item, _item_at
 from ._oob import RESULT_MARK, Channel, OobError, decode, encode, pack, unpack, worker_end
-from ._record import ITEM, SEQ, _worker_view
+from ._record import ITEM, PEAK, SEQ, _worker_view
 from ._wire import (
     _CATCH_ALL,
     _COUNT,
@@ -133,6 +136,46 @@ def _run_timed(func: Callable[..., Any], kind: int, payload: Any, rec: memoryvie
         rec[started] = 0
 
 
+# An item that ran for less than this (ns) is not checked against memory_limit
+# on its own: it cannot have touched much memory (see _capped).
+_PEAK_CHECK_NS = 1_000_000
+
+
+def _capped(limit: int, rec: memoryview, at: int) -> Callable[[Callable[..., Any]], Any] | None:
+    """What wraps each call's function in a worker of a pool with a ``memory_limit``.
+
+    The pool reads its workers' resident memory every 0.1 s, which misses a
+    spike that ends in between: so after each item that ran 1 ms or more, the
+    worker reads its own peak.  Above ``limit``, it writes the peak to
+    ``rec[at]`` (its record's ``PEAK``) and kills itself before it sends a
+    result, and the pool fails that item with ``MemoryLimitError`` as if it
+    had killed it (see ``_Dispatch._on_exit``).  None where the peak cannot
+    be read (no /proc): the pool's reads alone apply.
+    """
+    peak = _peak_reader()
+    if peak is None:
+        return None
+    clock = time.monotonic_ns
+
+    def cap(func: Callable[..., Any]) -> Callable[..., Any]:
+        def run(*args: Any, **kwds: Any) -> Any:
+            started = clock()
+            try:
+                return func(*args, **kwds)
+            finally:
+                if clock() - started >= _PEAK_CHECK_NS:
+                    size = peak()
+                    if size > limit:
+                        rec[at] = size
+                        util.debug("worker above memory_limit (peak %d bytes): exiting", size)
+                        os.kill(os.getpid(), signal.SIGKILL)
+                        os._exit(1)  # not reached: SIGKILL cannot be caught
+
+        return run
+
+    return cap
+
+
 class _UnloadableFunction:
     """Stands in for a call's function that could not be unpickled in the worker."""
 
@@ -153,6 +196,7 @@ def worker(
     record: Any = None,
     slot: int = -1,
     side: Any = None,
+    memory_limit: int | None = None,
 ) -> None:
     """The loop a pool's worker process runs.
 
@@ -165,6 +209,7 @@ def worker(
         record, slot: The pool's shared record of its workers and this
             worker's slot in it (see ``_record``); None: untracked.
         side: Its end of the side channel for memfds (see ``_oob``), or None.
+        memory_limit: The pool's ``memory_limit`` in bytes (see ``_capped``), or None.
     """
     channel = worker_end(side)
     serializers: dict[int, reduction.Serializer] = {}
@@ -212,7 +257,9 @@ def worker(
                 send(_DEFAULT_SERIALIZER_CODE, None, ExceptionWithTraceback(e, e.__traceback__))
                 return
         results.send_bytes(_MSG_READY)
-        _serve(tasks, send, wrap, maxtasks, *_worker_view(record, slot), channel)
+        rec, base = _worker_view(record, slot)
+        cap = None if memory_limit is None else _capped(memory_limit, rec, base + PEAK)
+        _serve(tasks, send, wrap, maxtasks, rec, base, channel, cap)
     except BrokenPipeError:
         util.debug("worker's parent has gone -- exiting")
 
@@ -232,10 +279,12 @@ def _serve(
     rec: memoryview,
     base: int,
     channel: Channel | None = None,
+    cap: Callable[[Callable[..., Any]], Any] | None = None,
 ) -> None:
     """Run tasks until told to stop, the pipe closes or ``maxtasks`` are done.
 
-    ``rec[base:]`` is this worker's slot of the pool's record (see ``_record``).
+    ``rec[base:]`` is this worker's slot of the pool's record (see ``_record``);
+    ``cap`` wraps each function it is sent (see ``_capped``).
     """
 
     functions: collections.OrderedDict[int, Any] = collections.OrderedDict()
@@ -273,6 +322,8 @@ def _serve(
                 # exactly as the coordinator's mirror of this cache does.
                 try:
                     entry = reduction.loads(view[start : start + flen])
+                    if cap is not None:
+                        entry = cap(entry)
                 except Exception as e:  # noqa: BLE001 - every task using it gets the error
                     entry = _UnloadableFunction(e)
                 _keep(functions, key, entry)
@@ -294,6 +345,8 @@ def _serve(
                 if fsegments:
                     try:
                         entry = unpack(fsegments)
+                        if cap is not None:
+                            entry = cap(entry)
                     except Exception as e:  # noqa: BLE001 - every task using it gets the error
                         entry = _UnloadableFunction(e)
                     _keep(functions, key, entry)
