@@ -179,6 +179,49 @@ def test_map_holds_no_result_it_has_yielded(ctx):
         assert watched() is None
 
 
+@pytest.mark.parametrize("chunksize", [1, 3])
+def test_map_holds_no_result_it_has_yielded_inside_a_chunk(ctx, chunksize):
+    # The iterator reads each chunk's list in C: each item it hands out is
+    # dropped from that list at once, as the standard library's iterator does.
+    with ProcessPoolExecutor(2, mp_context=ctx) as executor:
+        results = executor.map(fh.Dummy, range(7), chunksize=chunksize)
+        for x in range(6):
+            item = next(results)
+            assert item.x == x
+            watched = weakref.ref(item)
+            del item
+            assert watched() is None
+        assert next(results).x == 6
+        with pytest.raises(StopIteration):
+            next(results)
+
+
+def test_map_iterator_ends_after_an_error(ctx):
+    with ProcessPoolExecutor(2, mp_context=ctx) as executor:
+        results = executor.map(_fail_at_3, range(9), chunksize=2)
+        # Item 3's error fails its whole chunk (items 2 and 3), as in the stdlib.
+        assert [next(results) for _ in range(2)] == [0, 1]
+        with pytest.raises(ValueError, match="three"):
+            next(results)
+        # As a generator's: done, although items 4 to 8 have results.
+        assert list(results) == []
+
+
+def test_map_iterator_close_cancels_what_has_not_run(ctx):
+    started, release = ctx.Event(), ctx.Event()
+    with ProcessPoolExecutor(
+        1, mp_context=ctx, initializer=fh.init_events, initargs=(started, release)
+    ) as executor:
+        results = executor.map(fh.block, range(6), chunksize=2)
+        assert started.wait(60)
+        release.set()
+        assert next(results) == 0
+        results.close()
+        assert list(results) == []  # the rest of the chunk in hand is dropped too
+        results.close()  # again: nothing more
+        assert executor.submit(h.square, 4).result(60) == 16
+
+
 def test_a_result_that_cannot_be_pickled_fails_its_call_with_a_pickling_error(ctx):
     with ProcessPoolExecutor(1, mp_context=ctx) as executor:
         error = executor.submit(h.make_unpicklable).exception(timeout=60)

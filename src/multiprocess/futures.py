@@ -49,7 +49,7 @@ import os
 import pickle
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from concurrent.futures import BrokenExecutor
 from typing import TYPE_CHECKING, Any, Callable, TypeVar, overload
 
@@ -70,7 +70,7 @@ from .pool import (
 )
 from .pool._coordinator import _Coordinator
 from .pool._exceptions import _adopt_futures_bases, _callable_name
-from .pool._jobs import _Job
+from .pool._jobs import _chunks, _Job
 from .pool._limits import _check_timeout, _parse_size, _resolve_timeout
 from .pool._pool import _PoolFinalizer, _serializer_of
 from .pool._results import _ItemFailed, _job_counter, _PartialChunk, _PoolCache
@@ -258,7 +258,7 @@ class _FutureResult:
         self._set(i, (True, chunk))
 
 
-def _run_chunk(future: concurrent.futures.Future, chunk: tuple) -> tuple:
+def _run_chunk(future: concurrent.futures.Future, chunk: Sequence[Any]) -> Sequence[Any]:
     """The payload of a map chunk, or none if its future was cancelled meanwhile."""
     if future.set_running_or_notify_cancel():
         return chunk
@@ -709,23 +709,23 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
             )
             kind = _MAP if len(iterables) == 1 else _STARMAP
             items = iterables[0] if kind == _MAP else zip(*iterables)
-            chunks = _chunked(items, chunksize)
+            chunks = _chunks(items, chunksize)
             return self._map_buffered(fn, kind, chunks, buffersize, deadline, item_timeout, tracker)
         # One iterable: chunks of items for func(x) (no argument tuples to build,
         # pickle and unpack); several: chunks of argument tuples for func(*args).
         kind = _MAP if len(iterables) == 1 else _STARMAP
-        items = iterables[0] if kind == _MAP else zip(*iterables)
-        chunk_list = list(_chunked(items, chunksize))
+        items = list(iterables[0] if kind == _MAP else zip(*iterables))
+        starts = range(0, len(items), chunksize)
         with self._lock:
             self._check_open()
         tracker = _progress.start(
             progress,
-            total=sum(len(c) for c in chunk_list) if progress is not None else None,
+            total=len(items) if progress is not None else None,
             kind=kind,
             chunksize=chunksize,
             desc=desc,
         )
-        futures: list[concurrent.futures.Future] = [concurrent.futures.Future() for _ in chunk_list]
+        futures: list[concurrent.futures.Future] = [concurrent.futures.Future() for _ in starts]
         self._need_workers(self._in_flight + len(futures))
         if not futures and tracker is not None:
             tracker.close()  # nothing to do
@@ -733,7 +733,8 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
             result = _FutureResult(self, futures)
             result._call = desc
             result._progress = tracker
-            payloads = (_run_chunk(f, c) for f, c in zip(futures, chunk_list))
+            # The chunks are cut as the engine takes them (on its feeder thread).
+            payloads = (_run_chunk(f, items[i : i + chunksize]) for f, i in zip(futures, starts))
             job = _Job(
                 result,
                 fn,
@@ -853,13 +854,25 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
         self._finalizer()
 
 
-def _chunked(items: Iterable[Any], size: int) -> Iterator[tuple]:
-    items = iter(items)
-    while True:
-        chunk = tuple(itertools.islice(items, size))
-        if not chunk:
-            return
-        yield chunk
+class _MapIterator(itertools.chain):
+    """What ``map`` returns: the items of each chunk's list, in order.
+
+    An ``itertools.chain`` over ``_chunk_items``, so that going from one item
+    to the next runs in C (a generator's resume per item costs as much as
+    the rest of a tiny task's trip).  Each chunk's list is emptied as it is
+    read, as the standard library's iterator does: no result the caller has
+    had stays referenced from here.  ``close()`` does what a generator's
+    does: the calls not yet done are cancelled, and ``next()`` then raises
+    StopIteration.
+    """
+
+    __slots__ = ("_source",)
+    _source: Generator[Any, None, None]
+
+    def close(self) -> None:
+        """Cancel the calls not yet done; drop the results not yet read."""
+        self._source.close()
+        collections.deque(self, maxlen=0)  # the chunk being read, if any
 
 
 def _results(
@@ -868,7 +881,25 @@ def _results(
     more: Callable[[], None] | None = None,
     tracker: _progress._Progress | None = None,
 ) -> Iterator[Any]:
-    """Yield the items of each chunk future's list in order; cancel the rest if closed early."""
+    """An iterator over the items of each chunk future's list, in order (see _MapIterator)."""
+    source = _chunk_items(pending, deadline, more, tracker)
+    iterator = _MapIterator.from_iterable(source)
+    iterator._source = source
+    return iterator
+
+
+def _chunk_items(
+    pending: collections.deque[concurrent.futures.Future],
+    deadline: float | None,
+    more: Callable[[], None] | None,
+    tracker: _progress._Progress | None,
+) -> Generator[Iterator[Any], None, None]:
+    """For each chunk future in order, an iterator that pops its list's items;
+    an item that failed alone raises here, after the items before it.
+
+    Cancels the futures not reached when it ends (an error, a timeout, or
+    ``close()``).
+    """
     try:
         while pending:
             if more is not None:
@@ -880,18 +911,22 @@ def _results(
                 chunk = future.result(deadline - time.monotonic())
             # Hold no result the caller has had: not through the future, nor the list.
             del future
-            chunk.reverse()
+            error = None
             if type(chunk) is _PartialChunk:
-                while chunk:
-                    value = chunk.pop()
+                # An item that failed alone (a worker that died or timed out
+                # on it): as any call's error, it ends the iteration, after
+                # the items before it.
+                for k, value in enumerate(chunk):
                     if type(value) is _ItemFailed:
-                        # An item that failed alone (a worker that died or
-                        # timed out on it): as any call's error, it ends the
-                        # iteration, after the items before it.
-                        raise value.error
-                    yield value
-            while chunk:
-                yield chunk.pop()
+                        error = value.error
+                        del chunk[k:]
+                        break
+                value = None
+            chunk.reverse()
+            # chunk.pop() until it is empty, all in C.
+            yield itertools.starmap(chunk.pop, itertools.repeat((), len(chunk)))
+            if error is not None:
+                raise error
     finally:
         for future in pending:
             future.cancel()
