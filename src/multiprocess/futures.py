@@ -51,7 +51,7 @@ import threading
 import time
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from concurrent.futures import BrokenExecutor
-from typing import TYPE_CHECKING, Any, Callable, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Callable, TypeVar, cast, overload
 
 if TYPE_CHECKING:  # annotations only (ParamSpec is in typing from 3.10)
     from typing_extensions import ParamSpec
@@ -883,7 +883,8 @@ def _results(
 ) -> Iterator[Any]:
     """An iterator over the items of each chunk future's list, in order (see _MapIterator)."""
     source = _chunk_items(pending, deadline, more, tracker)
-    iterator = _MapIterator.from_iterable(source)
+    # from_iterable makes an instance of the class it is called on (typeshed says chain).
+    iterator = cast(_MapIterator, _MapIterator.from_iterable(source))
     iterator._source = source
     return iterator
 
