@@ -23,6 +23,11 @@ start-up (create, one ``map`` over ``--processes`` items, shut down).
 Goals (issue 12): ``map`` with ``chunksize=1`` and ``submit`` at most 0.3x the
 standard library's executor; ``map`` with a chunksize within 1.1x of our
 ``Pool.map``.  The machine is noisy: compare ratios across a few runs.
+
+A map with a chunksize takes a few milliseconds, less than the noise between
+two columns timed a second apart; so the last line times it again, ours and
+``Pool.map`` alternating (both open, ``--pairs`` runs each), and gives the
+ratio of their medians.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import multiprocessing
+import statistics
 import sys
 from typing import Any, Callable
 
@@ -87,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--chunksize", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--pairs", type=int, default=200)
     args = parser.parse_args(argv)
     n = args.processes
     ours_ctx = multiprocess.get_context(args.method)
@@ -168,6 +175,22 @@ def main(argv: list[str] | None = None) -> int:
             a, b = times.get((name, top)), times.get((name, bottom))
             row += f"{a / b:>{width - 1}.2f}x" if a is not None and b else f"{'-':>{width}}"
         print(row)
+    if OurExecutor is not None and args.pairs > 0:
+        ours_run, pool_run = executor_map(args.chunksize), pool_map(args.chunksize)
+        with OurExecutor(n, mp_context=ours_ctx) as executor, ours_ctx.Pool(n) as pool:
+            for _ in range(10):  # warm up
+                ours_run(executor)
+                pool_run(pool)
+            ours_times, pool_times = [], []
+            for _ in range(args.pairs):
+                ours_times.append(timed(lambda: ours_run(executor), 1))
+                pool_times.append(timed(lambda: pool_run(pool), 1))
+        ours_t, pool_t = statistics.median(ours_times), statistics.median(pool_times)
+        print(
+            f"map 20k chunksize={args.chunksize}, ours and Pool.map alternating, median of "
+            f"{args.pairs} each: ours {ours_t * 1e3:.2f}ms, Pool {pool_t * 1e3:.2f}ms, "
+            f"ours/Pool {ours_t / pool_t:.2f}x"
+        )
     for column, (make, why) in makers.items():
         if make is None:
             print(f"({column}: {why})")
