@@ -65,3 +65,22 @@ def test_the_check_sees_heavy_modules():
     import _coldstart_helpers as h
 
     assert "typing" in h.heavy_modules(0)
+
+
+EXECUTOR_SCRIPT = """
+import json, sys
+import multiprocess as mp
+from multiprocess.futures import ProcessPoolExecutor
+if __name__ == "__main__":
+    with ProcessPoolExecutor(2, mp_context=mp.get_context({method!r})) as ex:
+        out = list(ex.map(abs, [-1, -2, -3], chunksize=2))
+    print(json.dumps({{"typing": "typing" in sys.modules, "out": out}}))
+"""
+
+
+def test_an_executor_imports_no_typing(start_method):
+    # concurrent.futures itself is needed (its Future); typing is not.
+    code = EXECUTOR_SCRIPT.format(method=start_method)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=100)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"typing": False, "out": [1, 2, 3]}

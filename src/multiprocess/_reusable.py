@@ -22,13 +22,15 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, Callable
 
 from . import context as _context
 from .pool._pool import _serializer_of
 
-if TYPE_CHECKING:  # multiprocess.futures imports this module
-    from .futures import ProcessPoolExecutor
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (cold start)
+if TYPE_CHECKING:
+    from typing import Any, Callable
+
+    from .futures import ProcessPoolExecutor  # which imports this module
 
 __all__ = ["get_reusable_executor"]
 

@@ -51,12 +51,16 @@ import threading
 import time
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from concurrent.futures import BrokenExecutor
-from typing import TYPE_CHECKING, Any, Callable, TypeVar, cast, overload
 
-if TYPE_CHECKING:  # annotations only (ParamSpec is in typing from 3.10)
-    from typing_extensions import ParamSpec
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (cold start)
+if TYPE_CHECKING:
+    from typing import Any, Callable, TypeVar, overload
+
+    from typing_extensions import ParamSpec  # annotations only (in typing from 3.10)
 
     _P = ParamSpec("_P")
+else:
+    from ._generics import TypeVar, overload
 
 from . import context as _context
 from ._errors import ProcessError
@@ -884,7 +888,7 @@ def _results(
     """An iterator over the items of each chunk future's list, in order (see _MapIterator)."""
     source = _chunk_items(pending, deadline, more, tracker)
     # from_iterable makes an instance of the class it is called on (typeshed says chain).
-    iterator = cast(_MapIterator, _MapIterator.from_iterable(source))
+    iterator: _MapIterator = _MapIterator.from_iterable(source)  # type: ignore[assignment]
     iterator._source = source
     return iterator
 
