@@ -33,6 +33,14 @@ MIB = 1 << 20
 
 
 @pytest.fixture(autouse=True)
+def _no_spare_memfds():
+    """A send takes one of this process's spare memfds (see _memfd.take_spare) if
+    earlier tests left some, and sends it away: the tests that count descriptors
+    start without any."""
+    _memfd.drop_spares()
+
+
+@pytest.fixture(autouse=True)
 def _stop_resource_sharer():
     """Pickling a connection starts the sharer thread; later forks should not see it."""
     yield
