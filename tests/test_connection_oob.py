@@ -96,6 +96,26 @@ def _fd_count():
     return len(os.listdir("/proc/self/fd"))
 
 
+def _fds():
+    """This process's open descriptors, as (number, what it refers to) pairs."""
+    pairs = set()
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            pairs.add((int(name), os.readlink(f"/proc/self/fd/{name}")))
+        except OSError:
+            pass  # the listing's own descriptor, closed already
+    return pairs
+
+
+def _leaked(before):
+    """The descriptors open now that were not before: what a test left open.
+
+    (Not a count: a descriptor of an earlier test that its finalizer closes
+    meanwhile is no leak of this one.)
+    """
+    return sorted(_fds() - before)
+
+
 def _shm():
     """/dev/shm but for named semaphores (whose lifetimes follow other tests' objects)."""
     names = os.listdir("/dev/shm") if os.path.isdir("/dev/shm") else []
@@ -191,7 +211,7 @@ def test_more_buffers_than_descriptors_per_message():
     arrays = [np.full(MIB // 8, i, dtype=np.float64) for i in range(_conn_oob.MAX_FDS + 3)]
     a, b = Pipe()
     with a, b:
-        before = _fd_count()
+        before = _fds()
         # From a thread: the buffers beyond MAX_FDS go through the socket.
         t = threading.Thread(target=a.send, args=(arrays,))
         t.start()
@@ -200,7 +220,7 @@ def test_more_buffers_than_descriptors_per_message():
         assert len(got) == len(arrays)
         assert all(np.array_equal(x, y) for x, y in zip(arrays, got))
         del got
-        assert _fd_count() == before
+        assert _leaked(before) == []
 
 
 # -- recv_bytes on an out-of-band frame ------------------------------------------
@@ -308,11 +328,11 @@ def test_receiver_killed_before_mapping_leaks_nothing(ctx):
     p.start()
     b.close()
     assert a.recv() == "ready"
-    fds = _fd_count()  # (with the child's sentinel and our end)
+    fds = _fds()  # (with the child's sentinel and our end)
     a.send([np.ones(MIB), b"\x08" * (2 * MIB), bytearray(3 * MIB)])
     p.join(60)
     assert p.exitcode == -signal.SIGKILL
-    assert _fd_count() == fds  # the memfds in flight went with the child's end
+    assert _leaked(fds) == []  # the memfds in flight went with the child's end
     assert _our_memfds() == []
     a.close()
     assert _shm() == shm
@@ -325,11 +345,11 @@ def test_receiver_killed_before_recv_leaks_nothing(ctx):
     p.start()
     b.close()
     assert a.recv() == "ready"
-    fds, shm = _fd_count(), _shm()  # (the event's semaphores are in /dev/shm)
+    fds, shm = _fds(), _shm()  # (the event's semaphores are in /dev/shm)
     a.send(np.ones(4 * MIB))
     p.kill()
     p.join(60)
-    assert _fd_count() == fds
+    assert _leaked(fds) == []
     assert _our_memfds() == []
     a.close()
     assert _shm() == shm
@@ -400,7 +420,7 @@ def test_descriptors_that_do_not_match_the_table_raise_and_keep_the_stream():
     conn, peer = _capable_pair()
     payload = pickle.dumps(b"x" * 10)
     with conn, peer:
-        before = _fd_count()
+        before = _fds()
         cases = [
             # an entry in a memfd, but no descriptor came
             (_table(entries=[len(payload), IN_FD | MIB]), payload, []),
@@ -419,7 +439,7 @@ def test_descriptors_that_do_not_match_the_table_raise_and_keep_the_stream():
                 conn.recv()
             peer.sendall(_plain("in step"))
             assert conn.recv() == "in step"
-        assert _fd_count() == before
+        assert _leaked(before) == []
 
 
 def test_garbage_pickle_in_a_memfd_raises_and_keeps_the_stream():
