@@ -324,6 +324,16 @@ def test_an_initializer_that_raises_breaks_the_pool(address):
             pool.map(h.square, range(3))
 
 
+def test_an_initializer_that_cannot_be_pickled_breaks_the_pool(address):
+    from _pool_helpers import Unpicklable
+
+    with Pool(address=address, initializer=h.record_init, initargs=(Unpicklable(),)) as pool:
+        with pytest.raises(BrokenPoolError, match="record_init could not be pickled: Serializ"):
+            pool.apply(h.square, (2,))
+        with pytest.raises(BrokenPoolError, match="make a new pool"):
+            pool.map(h.square, range(3))
+
+
 def test_a_large_function_is_loaded_once_per_worker(address):
     big = h.Big(1 << 20)  # pickled above the scatter threshold: scattered, not sent per task
     with Pool(address=address) as pool:

@@ -46,7 +46,6 @@ from .._errors import TaskTimeoutError
 from ..pool._engine import _EngineBase
 from ..pool._exceptions import (
     BrokenPoolError,
-    PoolTerminatedError,
     ResultUnpicklingError,
     TerminatedWorkerError,
     _callable_name,
@@ -158,20 +157,13 @@ class _DaskCoordinator(_EngineBase):
                 pass  # the interpreter is shutting down: the daemon threads go with it
             return
         with self._cond:
-            self._accepting = False
             self._terminating = True
             tasks = list(self._running.values())
             self._running.clear()
-            jobs = list(self._jobs)
-            self._jobs.clear()
-            self._cond.notify_all()
+            jobs = self._take_queued()
         self._done.put(_STOP)
         self._cancel([t.future for t in tasks])
-        error = lambda: PoolTerminatedError("the pool was terminated before this task finished")
-        for result in list(self._cache.values()):
-            result._abandon(error())
-        for job in jobs:
-            job.result._abandon(error())
+        self._fail_all(jobs, self._terminated_error)
         current = threading.current_thread()
         for thread in (self._collector, self._feeder):
             if thread is not None and thread is not current:
@@ -229,7 +221,7 @@ class _DaskCoordinator(_EngineBase):
             try:
                 data = serializer.dumps((self._initializer, self._initargs))
             except Exception as e:  # noqa: BLE001 - the pool cannot start its workers
-                self._break(e, "could not be pickled")
+                self._break(e, "could not be pickled:")
                 return
             self._init_data = self._share(data)
         try:
@@ -374,7 +366,7 @@ class _DaskCoordinator(_EngineBase):
             ok, value = False, error
         if ok is None:
             self._release(task)
-            self._break(value, "raised")
+            self._break(value, "raised", " on a Dask worker")
             return
         self._deliver(task, (ok, value))
 
@@ -467,29 +459,17 @@ class _DaskCoordinator(_EngineBase):
             with contextlib.suppress(Exception):  # the client may be closing already
                 self._client.cancel(futures)
 
-    def _break(self, exc: BaseException, what: str) -> None:
-        name = _callable_name(self._initializer)
-        error = BrokenPoolError(
-            f"the pool's initializer {name} {what} ({type(exc).__name__}: {exc}) on a Dask "
-            f"worker. Every pending and future task of this pool fails; fix the initializer "
-            f"(its error is the cause below) and make a new pool."
-        )
-        error.__cause__ = exc
+    def _break(self, exc: BaseException, what: str, where: str = "") -> None:
+        error = self._initializer_error(exc, what, where)
         with self._cond:
             if self.broken is not None:
                 return
             self.broken = error
-            self._accepting = False
             tasks = list(self._running.values())
             self._running.clear()
-            jobs = list(self._jobs)
-            self._jobs.clear()
-            self._cond.notify_all()
+            jobs = self._take_queued()
         self._cancel([t.future for t in tasks])
-        for result in list(self._cache.values()):
-            result._abandon(self._broken_error())
-        for job in jobs:
-            job.result._abandon(self._broken_error())
+        self._fail_all(jobs, self._broken_error)
         self._done.put(None)
 
     def _internal_error(self, exc: BaseException) -> None:
@@ -499,14 +479,8 @@ class _DaskCoordinator(_EngineBase):
         with self._cond:
             if self.broken is None:
                 self.broken = error
-            self._accepting = False
-            jobs = list(self._jobs)
-            self._jobs.clear()
-            self._cond.notify_all()
-        for result in list(self._cache.values()):
-            result._abandon(self._broken_error())
-        for job in jobs:
-            job.result._abandon(self._broken_error())
+            jobs = self._take_queued()
+        self._fail_all(jobs, self._broken_error)
 
     def _shutdown(self) -> None:
         """Drop what the workers keep for us; close the client and cluster if ours."""

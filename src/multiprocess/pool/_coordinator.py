@@ -42,7 +42,6 @@ from ._dispatch import _TERMINATE_GRACE, _Dispatch, _Worker
 from ._engine import _EngineBase
 from ._exceptions import (
     BrokenPoolError,
-    PoolTerminatedError,
     _callable_name,
     _describe_exitcode,
     _pickling_failure,
@@ -485,14 +484,7 @@ class _Coordinator(_EngineBase, _Dispatch, _TaskControl):
     # -- failures ---------------------------------------------------------------
 
     def _break_initializer(self, w: _Worker, exc: BaseException) -> None:
-        name = _callable_name(self._initializer)
-        error = BrokenPoolError(
-            f"the pool's initializer {name} raised {type(exc).__name__}: {exc} "
-            f"(in worker pid {w.pid}). Every pending and future task of this pool "
-            f"fails; fix the initializer (its error is the cause below) and make a new pool."
-        )
-        error.__cause__ = exc
-        self._break(error)
+        self._break(self._initializer_error(exc, "raised", f" (in worker pid {w.pid})"))
 
     def _break_startup(self, reached_worker_code: bool) -> None:
         if self._last_exitcode == spawn.NOT_BOOTSTRAPPED_EXITCODE and not reached_worker_code:
@@ -553,11 +545,7 @@ class _Coordinator(_EngineBase, _Dispatch, _TaskControl):
         try:
             self._break(error)
         except BaseException:  # noqa: BLE001 - last resort
-            self._fail_pending(lambda: error)
-
-    def _fail_pending(self, make_error: Callable[[], BaseException]) -> None:
-        for result in list(self._cache.values()):
-            result._abandon(make_error())
+            self._fail_all([], lambda: error)
 
     def _kill_workers(self) -> None:
         """SIGTERM every worker, SIGKILL those still there after a grace period, reap all.
@@ -603,20 +591,9 @@ class _Coordinator(_EngineBase, _Dispatch, _TaskControl):
             self._ready.clear()
             self._functions.clear()
             with self._cond:
-                jobs = list(self._jobs)
-                self._jobs.clear()
-                self._accepting = False
-                self._cond.notify_all()
-            make_error: Callable[[], BaseException]
-            if self.broken is not None:
-                make_error = self._broken_error
-            else:
-                make_error = lambda: PoolTerminatedError(
-                    "the pool was terminated before this task finished"
-                )
-            self._fail_pending(make_error)
-            for job in jobs:
-                job.result._abandon(make_error())
+                jobs = self._take_queued()
+            broken = self.broken is not None
+            self._fail_all(jobs, self._broken_error if broken else self._terminated_error)
         self._close_fds()
 
     def _close_fds(self) -> None:

@@ -7,13 +7,13 @@ An engine (``_Coordinator`` for processes, ``_ThreadCoordinator`` for threads,
 
 from __future__ import annotations
 
-from ._exceptions import BrokenPoolError, PoolTerminatedError
+from ._exceptions import BrokenPoolError, PoolTerminatedError, _callable_name
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (cold start)
 if TYPE_CHECKING:
     import collections
     import threading
-    from typing import Callable
+    from typing import Any, Callable
 
     from ._jobs import _Job
 
@@ -26,6 +26,8 @@ class _EngineBase:
     _accepting: bool
     _closing: bool
     _terminating: bool
+    _initializer: Callable[..., object] | None
+    _cache: dict[int, Any]  # the pool's pending results, by job id
     broken: BrokenPoolError | None
 
     def wake(self) -> None:
@@ -66,6 +68,34 @@ class _EngineBase:
         error = BrokenPoolError(*self.broken.args)
         error.__cause__ = self.broken.__cause__
         return error
+
+    def _initializer_error(self, exc: BaseException, what: str, where: str = "") -> BrokenPoolError:
+        """What breaks the pool when its initializer ``what`` (raised, ...) ``exc`` ``where``."""
+        error = BrokenPoolError(
+            f"the pool's initializer {_callable_name(self._initializer)} {what} "
+            f"{type(exc).__name__}: {exc}{where}. Every pending and future task of this "
+            f"pool fails; fix the initializer (its error is the cause below) and make a new pool."
+        )
+        error.__cause__ = exc
+        return error
+
+    def _take_queued(self) -> list[_Job]:
+        """Take no more calls and take out the queued ones (hold ``_cond``)."""
+        self._accepting = False
+        jobs = list(self._jobs)
+        self._jobs.clear()
+        self._cond.notify_all()
+        return jobs
+
+    def _fail_all(self, jobs: list[_Job], make_error: Callable[[], BaseException]) -> None:
+        """Fail every pending result and those of ``jobs``, each with its own error."""
+        for result in list(self._cache.values()):
+            result._abandon(make_error())
+        for job in jobs:
+            job.result._abandon(make_error())
+
+    def _terminated_error(self) -> PoolTerminatedError:
+        return PoolTerminatedError("the pool was terminated before this task finished")
 
     def close(self) -> None:
         """Take no more calls; those queued still run."""

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from typing import Any, Callable
 
 from ._engine import _EngineBase
-from ._exceptions import BrokenPoolError, PoolTerminatedError, _callable_name
+from ._exceptions import BrokenPoolError
 from ._jobs import _Job
 from ._notes import _failed_item, name_item
 from ._results import _PoolCache
@@ -74,16 +74,9 @@ class _ThreadCoordinator(_EngineBase):
                 pass  # the interpreter is shutting down: the daemon threads go with it
             return
         with self._cond:
-            self._accepting = False
             self._terminating = True
-            jobs = list(self._jobs)
-            self._jobs.clear()
-            self._cond.notify_all()
-        error = lambda: PoolTerminatedError("the pool was terminated before this task finished")
-        for result in list(self._cache.values()):
-            result._abandon(error())
-        for job in jobs:
-            job.result._abandon(error())
+            jobs = self._take_queued()
+        self._fail_all(jobs, self._terminated_error)
 
     def join(self) -> None:
         current = threading.current_thread()
@@ -133,22 +126,10 @@ class _ThreadCoordinator(_EngineBase):
             job = drawn = payload = items = result = None  # type: ignore[assignment]
 
     def _break(self, exc: BaseException) -> None:
-        name = _callable_name(self._initializer)
-        error = BrokenPoolError(
-            f"the pool's initializer {name} raised {type(exc).__name__}: {exc}. Every "
-            f"pending and future task of this pool fails; fix the initializer (its "
-            f"error is the cause below) and make a new pool."
-        )
-        error.__cause__ = exc
+        error = self._initializer_error(exc, "raised")
         with self._cond:
             if self.broken is not None:
                 return
             self.broken = error
-            self._accepting = False
-            jobs = list(self._jobs)
-            self._jobs.clear()
-            self._cond.notify_all()
-        for result in list(self._cache.values()):
-            result._abandon(self._broken_error())
-        for job in jobs:
-            job.result._abandon(self._broken_error())
+            jobs = self._take_queued()
+        self._fail_all(jobs, self._broken_error)
