@@ -122,7 +122,8 @@ class _DaskCoordinator(_EngineBase):
         self._accepting = True
         self._closing = False
         self._terminating = False
-        self._fed_all = False  # the feeder has handed over everything it will
+        self._feeder_waiting = False
+        self._feeder_done = False  # the feeder has handed over everything it will
         self._shut = False
         self._shut_lock = threading.Lock()
         self._feeder: threading.Thread | None = None
@@ -183,34 +184,13 @@ class _DaskCoordinator(_EngineBase):
         threads = max(1, self._processes)
         return threads if job.timeout is not None else _IN_FLIGHT_PER_THREAD * threads
 
-    def _feed(self) -> None:
-        try:
-            while True:
-                with self._cond:
-                    while True:
-                        if self._terminating or self.broken is not None:
-                            return
-                        if self._jobs and len(self._running) < self._limit(self._jobs[0]):
-                            break
-                        if self._closing and not self._jobs:
-                            return
-                        self._cond.wait()
-                    job = self._jobs[0]
-                # Outside the lock: this runs the caller's iterable and pickler.
-                self._feed_one(job)
-                if job.done:
-                    with self._cond:
-                        if self._jobs and self._jobs[0] is job:
-                            self._jobs.popleft()
-                job = None  # type: ignore[assignment]
-        except BaseException as e:  # noqa: BLE001 - never leave callers waiting
-            self._internal_error(e)
-        finally:
-            with self._cond:
-                self._fed_all = True
-            self._done.put(None)
+    def _has_room(self, job: _Job) -> bool:
+        return len(self._running) < self._limit(job)
 
-    def _feed_one(self, job: _Job) -> None:
+    def _fed_all(self) -> None:
+        self._done.put(None)
+
+    def _feed_job(self, job: _Job) -> None:
         drawn = job.draw()
         if drawn is None:
             return
@@ -310,7 +290,7 @@ class _DaskCoordinator(_EngineBase):
                 self._receive([f for f in batch if f is not None])
                 self._check_deadlines()
                 with self._cond:
-                    finished = self._fed_all and not self._running
+                    finished = self._feeder_done and not self._running
                 if finished:
                     self._shutdown()
                     return

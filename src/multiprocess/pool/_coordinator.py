@@ -317,39 +317,13 @@ class _Coordinator(_EngineBase, _Dispatch, _TaskControl):
 
     # -- the feeder thread ----------------------------------------------------
 
-    def _feed(self) -> None:
-        try:
-            while True:
-                with self._cond:
-                    while True:
-                        if self._terminating or self.broken is not None:
-                            return
-                        if (
-                            self._jobs
-                            and len(self._ready) < self._ready_high
-                            and (self._fed_bytes - self._sent_bytes < 64 << 20)
-                        ):
-                            break
-                        if self._closing and not self._jobs:
-                            return
-                        self._feeder_waiting = True
-                        self._cond.wait()
-                        self._feeder_waiting = False
-                    job = self._jobs[0]
-                # Outside the lock: this runs the caller's iterable and pickler.
-                self._feed_job(job)
-                if job.done:
-                    with self._cond:
-                        if self._jobs and self._jobs[0] is job:
-                            self._jobs.popleft()
-                job = None  # type: ignore[assignment]
-        except BaseException as e:  # noqa: BLE001 - never leave callers waiting
-            self._internal_error(e)
-        finally:
-            with self._cond:
-                self._feeder_done = True
-                self._feeder_waiting = False
-            self.wake()
+    def _has_room(self, job: _Job) -> bool:
+        return len(self._ready) < self._ready_high and (
+            self._fed_bytes - self._sent_bytes < 64 << 20
+        )
+
+    def _fed_all(self) -> None:
+        self.wake()
 
     def _feed_job(self, job: _Job) -> None:
         while not job.done and len(self._ready) < self._ready_high:

@@ -2,7 +2,8 @@
 
 An engine (``_Coordinator`` for processes, ``_ThreadCoordinator`` for threads,
 ``multiprocess.dask``'s ``_DaskCoordinator``) keeps the calls it was given in
-``_jobs``, under ``_cond``, until its feeder or workers draw their tasks.
+``_jobs``, under ``_cond``, until its feeder (``_feed``) or workers draw their
+tasks.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ class _EngineBase:
     _closing: bool
     _terminating: bool
     _initializer: Callable[..., object] | None
+    _feeder_waiting: bool  # the feeder waits on _cond for room or calls
+    _feeder_done: bool  # the feeder has handed over everything it will
     _cache: dict[int, Any]  # the pool's pending results, by job id
     broken: BrokenPoolError | None
 
@@ -68,6 +71,59 @@ class _EngineBase:
         error = BrokenPoolError(*self.broken.args)
         error.__cause__ = self.broken.__cause__
         return error
+
+    # -- the feeder thread, in engines that have one --------------------------
+
+    def _has_room(self, job: _Job) -> bool:
+        """Whether the feeder may draw more of ``job`` now (hold ``_cond``)."""
+        raise NotImplementedError
+
+    def _feed_job(self, job: _Job) -> None:
+        """Draw and hand over what there is room for of ``job`` (not holding ``_cond``)."""
+        raise NotImplementedError
+
+    def _fed_all(self) -> None:
+        """Called once the feeder has stopped (for good)."""
+
+    def _internal_error(self, exc: BaseException) -> None:
+        raise NotImplementedError
+
+    def _feed(self) -> None:
+        """The feeder thread: the queued calls' tasks, oldest call first, while there is room.
+
+        It stops when the pool is terminated or broken, or closed with no
+        call left.  A call leaves the queue once it has drawn its last task.
+        """
+        try:
+            while True:
+                with self._cond:
+                    while True:
+                        if self._terminating or self.broken is not None:
+                            return
+                        if self._jobs and self._has_room(self._jobs[0]):
+                            break
+                        if self._closing and not self._jobs:
+                            return
+                        self._feeder_waiting = True
+                        self._cond.wait()
+                        self._feeder_waiting = False
+                    job = self._jobs[0]
+                # Outside the lock: this runs the caller's iterable and pickler.
+                self._feed_job(job)
+                if job.done:
+                    with self._cond:
+                        if self._jobs and self._jobs[0] is job:
+                            self._jobs.popleft()
+                job = None  # type: ignore[assignment]
+        except BaseException as e:  # noqa: BLE001 - never leave callers waiting
+            self._internal_error(e)
+        finally:
+            with self._cond:
+                self._feeder_done = True
+                self._feeder_waiting = False
+            self._fed_all()
+
+    # -- breaking and failing --------------------------------------------------
 
     def _initializer_error(self, exc: BaseException, what: str, where: str = "") -> BrokenPoolError:
         """What breaks the pool when its initializer ``what`` (raised, ...) ``exc`` ``where``."""
