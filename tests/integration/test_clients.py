@@ -31,18 +31,16 @@ def _run(script: str, method: str) -> str:
     return out.stdout
 
 
-@pytest.mark.parametrize("method", ["fork", "spawn"])
-def test_datasets_map_num_proc(method):
+def test_datasets_map_num_proc(start_method):
     pytest.importorskip("datasets", reason="HuggingFace datasets is not installed")
-    stdout = _run("hf_datasets_job.py", method)
+    stdout = _run("hf_datasets_job.py", start_method)
     assert "datasets map num_proc=2 ok in worker processes" in stdout
     assert "datasets batched map + filter ok" in stdout
 
 
-@pytest.mark.parametrize("method", ["fork", "spawn"])
-def test_pathos_process_pool(method):
+def test_pathos_process_pool(start_method):
     pytest.importorskip("pathos", reason="pathos is not installed")
-    stdout = _run("pathos_job.py", method).splitlines()
+    stdout = _run("pathos_job.py", start_method).splitlines()
     assert stdout[1:] == [
         "[0, 2, 6, 12, 20, 30, 42, 56, 72, 90]",
         "[6, 11]",

@@ -60,7 +60,8 @@ only those above it in this list)::
   _functions    the pickled functions of the calls in flight, reused
   _jobs         a call (``_Job``) and its pickled tasks (``_Task``)
   _limits       task_timeout and memory sizes as given, a worker's resident memory
-  _engine       what every engine shares: taking calls, refusing them, closing
+  _engine       what every engine shares: taking calls, the feeder loop, refusing
+                calls, breaking and failing them, closing
   _dispatch     the engine's traffic with its workers: start, send tasks, read results, exits
   _task_control the engine's task control: timeouts, memory limits, deaths inside chunks
   _coordinator  the engine of a process pool (_Coordinator: the two parts above, its

@@ -1,4 +1,4 @@
-"""What every engine of a pool shares: taking calls, refusing them, closing (layer 5).
+"""What every engine of a pool shares: taking calls, feeding them, refusing and failing them (layer 5).
 
 An engine (``_Coordinator`` for processes, ``_ThreadCoordinator`` for threads,
 ``multiprocess.dask``'s ``_DaskCoordinator``) keeps the calls it was given in
