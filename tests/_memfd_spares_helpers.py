@@ -6,6 +6,8 @@ import os
 import signal
 import threading
 
+from _fd_helpers import fd_targets
+
 
 def echo(x):
     return x
@@ -29,14 +31,7 @@ def spares_here(_x):
 
 def memfds_named(prefix):
     """How many of this process's descriptors are memfds whose name starts with ``prefix``."""
-    count = 0
-    for name in os.listdir("/proc/self/fd"):
-        try:
-            if os.readlink(f"/proc/self/fd/{name}").startswith(f"/memfd:{prefix}"):
-                count += 1
-        except OSError:
-            pass  # the descriptor listdir used, already closed
-    return count
+    return sum(target.startswith(f"/memfd:{prefix}") for _fd, target in fd_targets())
 
 
 def report_spares(out):

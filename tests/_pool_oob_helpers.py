@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import signal
 
+from _fd_helpers import fd_count
+
 from multiprocess.pool import _oob
 
 
@@ -51,7 +53,7 @@ def total(a):
 
 
 def open_fds():
-    return len(os.listdir("/proc/self/fd"))
+    return fd_count()
 
 
 def _die_on_first_fds(event):

@@ -19,6 +19,7 @@ import threading
 import _conn_oob_helpers as h
 import numpy as np
 import pytest
+from _fd_helpers import fd_count, fd_targets
 
 from multiprocess import _conn_oob, _memfd, resource_sharer
 from multiprocess import connection as ours
@@ -92,28 +93,13 @@ def _same(a, b):
     return type(a) is type(b) and a == b
 
 
-def _fd_count():
-    return len(os.listdir("/proc/self/fd"))
-
-
-def _fds():
-    """This process's open descriptors, as (number, what it refers to) pairs."""
-    pairs = set()
-    for name in os.listdir("/proc/self/fd"):
-        try:
-            pairs.add((int(name), os.readlink(f"/proc/self/fd/{name}")))
-        except OSError:
-            pass  # the listing's own descriptor, closed already
-    return pairs
-
-
 def _leaked(before):
     """The descriptors open now that were not before: what a test left open.
 
     (Not a count: a descriptor of an earlier test that its finalizer closes
     meanwhile is no leak of this one.)
     """
-    return sorted(_fds() - before)
+    return sorted(fd_targets() - before)
 
 
 def _shm():
@@ -124,15 +110,7 @@ def _shm():
 
 def _our_memfds():
     """Descriptors of this process that are memfds made by a connection."""
-    found = []
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            continue  # the listing's own descriptor
-        if "memfd:multiprocess-connection" in target:
-            found.append(target)
-    return found
+    return [target for _fd, target in fd_targets() if "memfd:multiprocess-connection" in target]
 
 
 def _raw_header(conn):
@@ -211,7 +189,7 @@ def test_more_buffers_than_descriptors_per_message():
     arrays = [np.full(MIB // 8, i, dtype=np.float64) for i in range(_conn_oob.MAX_FDS + 3)]
     a, b = Pipe()
     with a, b:
-        before = _fds()
+        before = fd_targets()
         # From a thread: the buffers beyond MAX_FDS go through the socket.
         t = threading.Thread(target=a.send, args=(arrays,))
         t.start()
@@ -328,7 +306,7 @@ def test_receiver_killed_before_mapping_leaks_nothing(ctx):
     p.start()
     b.close()
     assert a.recv() == "ready"
-    fds = _fds()  # (with the child's sentinel and our end)
+    fds = fd_targets()  # (with the child's sentinel and our end)
     a.send([np.ones(MIB), b"\x08" * (2 * MIB), bytearray(3 * MIB)])
     p.join(60)
     assert p.exitcode == -signal.SIGKILL
@@ -345,7 +323,7 @@ def test_receiver_killed_before_recv_leaks_nothing(ctx):
     p.start()
     b.close()
     assert a.recv() == "ready"
-    fds, shm = _fds(), _shm()  # (the event's semaphores are in /dev/shm)
+    fds, shm = fd_targets(), _shm()  # (the event's semaphores are in /dev/shm)
     a.send(np.ones(4 * MIB))
     p.kill()
     p.join(60)
@@ -407,20 +385,20 @@ def _memfd_of(data):
 )
 def test_malformed_tables_raise_and_stop_reading(table, match):
     conn, peer = _capable_pair()
-    before = _fd_count()
+    before = fd_count()
     with conn, peer:
         _send_forged(peer, table)
         with pytest.raises(_conn_oob.OutOfBandFrameError, match=match):
             conn.recv()
         assert not conn.readable
-    assert _fd_count() == before - 2
+    assert fd_count() == before - 2
 
 
 def test_descriptors_that_do_not_match_the_table_raise_and_keep_the_stream():
     conn, peer = _capable_pair()
     payload = pickle.dumps(b"x" * 10)
     with conn, peer:
-        before = _fds()
+        before = fd_targets()
         cases = [
             # an entry in a memfd, but no descriptor came
             (_table(entries=[len(payload), IN_FD | MIB]), payload, []),

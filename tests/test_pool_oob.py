@@ -18,6 +18,7 @@ import pickle
 
 import _pool_oob_helpers as h
 import pytest
+from _fd_helpers import fd_targets
 
 from multiprocess import pool as mpool
 from multiprocess import reduction
@@ -157,12 +158,7 @@ def _ours_in_dev_shm():
     (Other processes of the machine come and go in /dev/shm: a listing of
     it before and after would count theirs.)
     """
-    held = set()
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            held.add(os.readlink(f"/proc/self/fd/{fd}"))
-        except OSError:
-            pass  # the listing's own descriptor
+    held = {target for _fd, target in fd_targets()}
     with open("/proc/self/maps") as f:
         held.update(line.split(None, 5)[-1].strip() for line in f if line.count(" ") >= 5)
     return {x for x in held if x.startswith("/dev/shm/") or "memfd:multiprocess-pool" in x}

@@ -10,6 +10,7 @@ import time
 
 import _sync_helpers as h
 import pytest
+from _fd_helpers import fd_count, fd_targets
 
 from multiprocess import _memfd, queues
 
@@ -484,18 +485,8 @@ needs_memfd = pytest.mark.skipif(
 )
 
 
-def _open_fds():
-    return len(os.listdir("/proc/self/fd"))
-
-
 def _fd_targets():
-    targets = []
-    for name in os.listdir("/proc/self/fd"):
-        try:
-            targets.append(os.readlink(f"/proc/self/fd/{name}"))
-        except OSError:
-            pass  # the descriptor listdir used, already closed
-    return targets
+    return [target for _fd, target in fd_targets()]
 
 
 @needs_memfd
@@ -552,12 +543,12 @@ def test_memfd_maps_do_not_leak_descriptors(ctx, monkeypatch):
     monkeypatch.setattr(_memfd, "_MAX_LIVE_MAPS", _memfd._live_maps + 2)
     p = start(ctx, h.put_all, q, [arr] * 6)
     first = q.get(timeout=60)  # the side channel is in use from here on
-    before = _open_fds()
+    before = fd_count()
     kept = [q.get(timeout=60) for _ in range(5)]
     assert all(np.array_equal(a, arr) for a in [first, *kept])
-    assert _open_fds() <= before + 2
+    assert fd_count() <= before + 2
     del first, kept
-    assert _open_fds() <= before - 1
+    assert fd_count() <= before - 1
     join_all([p])
     close(q)
 

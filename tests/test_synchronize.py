@@ -14,6 +14,7 @@ import time
 
 import _sync_helpers as h
 import pytest
+from _fd_helpers import fd_count
 
 import multiprocess as mp
 from multiprocess import synchronize
@@ -548,10 +549,10 @@ def test_fork_context_conditions_hold_no_file_descriptor():
     # The registry of sleepers of a fork-context Condition is inherited memory:
     # a program with thousands of Events must not run out of descriptors.
     ctx = mp.get_context("fork")
-    before = len(os.listdir("/proc/self/fd"))
+    before = fd_count()
     events = [ctx.Event() for _ in range(50)]
     conditions = [ctx.Condition() for _ in range(50)]
-    assert len(os.listdir("/proc/self/fd")) == before
+    assert fd_count() == before
     assert len(events) == len(conditions) == 50
 
 
