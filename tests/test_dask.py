@@ -269,16 +269,33 @@ def test_lambdas_and_main_classes_on_workers_that_never_saw_main(address):
 # -- faults -------------------------------------------------------------------------
 
 
-def test_a_worker_killed_during_a_map_fails_its_task_alone(address):
+def test_a_worker_killed_during_a_map_fails_its_item_alone(address):
     _two_workers(address)
     with Pool(address=address) as pool:
         # Two chunks, one per worker: the one holding item 3 kills its worker.
+        # Its items then run again one by one: 2 returns, 3 kills a worker again.
         it = pool.imap(functools.partial(h.kill_on, victim=3), range(4), chunksize=2)
-        assert [next(it), next(it)] == [0, 1]  # the other task succeeded
-        with pytest.raises(TerminatedWorkerError, match=r"Dask worker tcp://127\.0\.0\.1:\d+"):
+        assert [next(it), next(it), next(it)] == [0, 1, 2]
+        with pytest.raises(
+            TerminatedWorkerError,
+            match=r"Dask worker tcp://127\.0\.0\.1:\d+ died while running item 3 of the iterable",
+        ):
             next(it)
-        # The pool goes on with the remaining worker (and the restarted one).
+        with pytest.raises(StopIteration):
+            next(it)
+        # The pool goes on with the remaining worker (and the restarted ones).
         assert pool.map(h.square, range(6)) == [0, 1, 4, 9, 16, 25]
+
+
+def test_a_worker_killed_in_a_starmap_chunk_fails_only_that_item(address):
+    _two_workers(address)
+    with Pool(address=address) as pool:
+        # One chunk of five on one worker; its fourth item kills it.
+        result = pool.starmap_async(h.kill_on, [(x, 13) for x in range(10, 15)], chunksize=5)
+        with pytest.raises(TerminatedWorkerError, match=r"item 3 of the iterable passed to"):
+            result.get(120)
+        it = pool.imap(functools.partial(h.kill_on, victim=-1), range(5), chunksize=5)
+        assert list(it) == [0, 1, 2, 3, 4]  # the pool goes on
 
 
 def test_the_executor_fails_the_call_whose_worker_died(address):

@@ -21,7 +21,8 @@ way a worker loads it once (see ``_worker_side``).
 
 Faults: a worker that dies running a task fails it with
 ``TerminatedWorkerError`` naming the worker's address (or runs it again, up to
-``retries`` times); a task past its ``task_timeout`` fails with
+``retries`` times); in a chunk, only the item that killed it fails (the
+chunk's items run again one at a time: ``_isolate``); a task past its ``task_timeout`` fails with
 ``TaskTimeoutError`` and its Dask future is cancelled, but Dask cannot stop a
 running thread: the function runs on in its worker until it returns.
 """
@@ -52,7 +53,7 @@ from ..pool._exceptions import (
     _pickling_failure,
 )
 from ..pool._functions import _PickledFunction, _PickledFunctions
-from ..pool._jobs import _explain_task_pickling_error, _Job
+from ..pool._jobs import _explain_task_pickling_error, _isolate, _Job, _Redo
 from ..pool._notes import name_item
 from ..pool._results import _PoolCache
 from ..pool._wire import _APPLY, _MAP, _STARMAP
@@ -72,7 +73,18 @@ _task_numbers = itertools.count()
 class _DaskTask:
     """One task of a call (an apply, an item, or a chunk), handed to Dask."""
 
-    __slots__ = ("body", "deadline", "fdata", "fkey", "future", "index", "job", "size", "tries")
+    __slots__ = (
+        "body",
+        "deadline",
+        "fdata",
+        "fkey",
+        "future",
+        "index",
+        "job",
+        "redo",
+        "size",
+        "tries",
+    )
 
     def __init__(self, job: _Job, index: int, body: bytes, fkey: str, fdata: Any) -> None:
         self.job = job
@@ -84,6 +96,27 @@ class _DaskTask:
         self.tries = 0  # runs again after its worker died (see retries)
         self.deadline: float | None = None
         self.future: Any = None
+        # Set on a task that re-runs some items of a chunk whose worker died
+        # (see _failed): which, and the chunk's results so far.
+        self.redo: _Redo | None = None
+
+    @property
+    def count(self) -> int:
+        """How many items it runs."""
+        return self.size if self.redo is None else len(self.redo.offsets)
+
+    def describe(self) -> str:
+        """Which part of its call this task is, for error messages."""
+        job = self.job
+        if job.kind == _MAP or job.kind == _STARMAP:
+            offsets = self.redo.offsets if self.redo is not None else range(self.size)
+            if len(offsets) == 1:
+                position = job.first + self.index * job.chunksize + offsets[0]
+                return (
+                    f"item {position} of the iterable passed to "
+                    f"{job.api}({_callable_name(job.func)})"
+                )
+        return job.describe(self.index)
 
 
 class _DaskCoordinator(_EngineBase):
@@ -116,6 +149,10 @@ class _DaskCoordinator(_EngineBase):
         self._cond = threading.Condition(threading.Lock())
         self._jobs: collections.deque[_Job] = collections.deque()
         self._running: dict[str, _DaskTask] = {}  # by Dask key: handed over, not yet done
+        # Items of chunks whose worker died, to run again one at a time (see
+        # _isolate); _isolating is the one handed over, if any.
+        self._suspects: collections.deque[_DaskTask] = collections.deque()
+        self._isolating: _DaskTask | None = None
         self._done: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._functions = _PickledFunctions()
         self._scattered: dict[int, Any] = {}  # _PickledFunction.key -> scattered future
@@ -243,9 +280,10 @@ class _DaskCoordinator(_EngineBase):
 
     def _send(self, task: _DaskTask) -> None:
         job = task.job
+        subset = {} if task.redo is None else {"subset": task.redo.offsets}
         if job.timeout is not None:
             # A chunk of n items may run n times the timeout of one.
-            task.deadline = time.monotonic() + job.timeout * task.size
+            task.deadline = time.monotonic() + job.timeout * task.count
         assert job.serializer is not None
         key = f"{_callable_name(job.func)[:40]}-{self._id}-{next(_task_numbers)}"
         with self._cond:
@@ -262,6 +300,7 @@ class _DaskCoordinator(_EngineBase):
                 task.body,
                 key=key,
                 pure=False,
+                **subset,
             )
             self._running[future.key] = task
         future.add_done_callback(self._done.put)
@@ -290,7 +329,12 @@ class _DaskCoordinator(_EngineBase):
                 self._receive([f for f in batch if f is not None])
                 self._check_deadlines()
                 with self._cond:
-                    finished = self._feeder_done and not self._running
+                    finished = (
+                        self._feeder_done
+                        and not self._running
+                        and not self._suspects
+                        and self._isolating is None
+                    )
                 if finished:
                     self._shutdown()
                     return
@@ -351,10 +395,66 @@ class _DaskCoordinator(_EngineBase):
         self._deliver(task, (ok, value))
 
     def _deliver(self, task: _DaskTask, outcome: tuple[bool, Any]) -> None:
+        """The outcome the worker sent for ``task`` (an item's exception fails its chunk)."""
         self._release(task)
-        if not outcome[0]:
-            name_item(outcome[1], task.job, task.index)
-        task.job.result._set(task.index, outcome)
+        ok, value = outcome
+        redo = task.redo
+        if not ok:
+            name_item(value, task.job, task.index, offsets=None if redo is None else redo.offsets)
+        if redo is None:
+            task.job.result._set(task.index, outcome)
+        else:
+            redo.done(task.job, task.index, ok, value)
+        self._settled(task)
+
+    def _fail(self, task: _DaskTask, error: BaseException) -> None:
+        """``task`` failed as a whole (its worker died, a timeout...): its items fail alone."""
+        self._release(task)
+        if task.redo is None:
+            task.job.result._set(task.index, (False, error))
+        else:
+            task.redo.failed(task.job, task.index, error)
+        self._settled(task)
+
+    def _isolate(self, future: Any, task: _DaskTask, exc: BaseException) -> bool:
+        """The worker of the chunk ``task`` died: run each of its items again alone.
+
+        Dask cannot tell which item a worker was running when it died, and a
+        dead worker takes with it every task it held, not only the one that
+        killed it.  So the items run again one at a time, each as a Dask task
+        of its own, one after the other across the pool (``_suspects``), and
+        one that dies gets a second run: an item fails alone only once it has
+        killed two workers, running alone each time; the others return.
+        False if ``task`` runs a single item (fail it).
+        """
+        job = task.job
+        if (job.kind != _MAP and job.kind != _STARMAP) or task.count < 2:
+            return False
+        if not self._settle(future):
+            return True
+        redos = _isolate(
+            job, task.index, task.redo, task.size, -1, lambda k: _killed_worker_error(exc, task)
+        )
+        assert job.fentry is not None
+        for n, redo in enumerate(redos):
+            if n:
+                self._functions.retain(job.fentry)  # the first takes the dead task's
+            again = _DaskTask(job, task.index, task.body, task.fkey, task.fdata)
+            again.size, again.redo = task.size, redo
+            self._suspects.append(again)
+        self._next_suspect()
+        return True
+
+    def _next_suspect(self) -> None:
+        """Hand over the next item to run alone, unless one runs (collector thread)."""
+        if self._isolating is None and self._suspects:
+            self._isolating = self._suspects.popleft()
+            self._send(self._isolating)
+
+    def _settled(self, task: _DaskTask) -> None:
+        if task is self._isolating:
+            self._isolating = None
+            self._next_suspect()
 
     def _failed(self, future: Any, task: _DaskTask, status: str, exc: Any = None) -> None:
         if status == "error" and exc is None:
@@ -365,26 +465,31 @@ class _DaskCoordinator(_EngineBase):
         if self._terminating:
             return
         if _is_killed_worker(exc):
-            if task.tries < self._retries:
+            # An item run alone (see _isolate) gets a second run whatever retries says.
+            if task.tries < (
+                self._retries if task is not self._isolating else max(self._retries, 1)
+            ):
                 task.tries += 1
                 with self._cond:
                     self._running.pop(future.key, None)
                 self._send(task)
                 return
+            if self._isolate(future, task, exc):
+                return
             error: BaseException = _killed_worker_error(exc, task)
         elif status in ("cancelled", "lost"):
             error = TerminatedWorkerError(
-                f"Dask {status} {task.job.describe(task.index)}: the scheduler at "
+                f"Dask {status} {task.describe()}: the scheduler at "
                 f"{self._cluster.address} was lost, or someone cancelled the task or "
                 f"closed the pool's client. Check that the scheduler runs, and make a new pool."
             )
         else:
             error = TerminatedWorkerError(
-                f"Dask failed to run {task.job.describe(task.index)}: {type(exc).__name__}: {exc}"
+                f"Dask failed to run {task.describe()}: {type(exc).__name__}: {exc}"
             )
             error.__cause__ = exc
         if self._settle(future):
-            self._deliver(task, (False, error))
+            self._fail(task, error)
 
     def _until_deadline(self) -> float | None:
         with self._cond:
@@ -412,15 +517,15 @@ class _DaskCoordinator(_EngineBase):
             others = (
                 "the pool's other tasks" if task.job.kind == _APPLY else "the call's other items"
             )
-            size = f" ({task.size} items: {task.size} times that)" if task.size > 1 else ""
+            size = f" ({task.count} items: {task.count} times that)" if task.count > 1 else ""
             error = TaskTimeoutError(
-                f"{task.job.describe(task.index)} was still running after its task_timeout of "
+                f"{task.describe()} was still running after its task_timeout of "
                 f"{limit:g} s{size}: the pool cancelled its Dask task, and {others} go on. "
                 f"Dask cannot stop a running thread: the function may run on in its worker "
                 f"until it returns, keeping that worker's thread busy."
             )
             error.timeout = limit  # type: ignore[attr-defined]
-            self._deliver(task, (False, error))
+            self._fail(task, error)
 
     # -- ending -------------------------------------------------------------------
 
@@ -497,7 +602,7 @@ def _killed_worker_error(exc: BaseException, task: _DaskTask) -> TerminatedWorke
         found = re.search(r"[a-z]+://[\w.\-\[\]:]+", str(exc))
         address = found.group(0).rstrip(".") if found else "(unknown address)"
     error = TerminatedWorkerError(
-        f"The Dask worker {address} died while running {task.job.describe(task.index)} "
+        f"The Dask worker {address} died while running {task.describe()} "
         f"(its process was killed or crashed: the Operating System's out-of-memory "
         f"killer, a segmentation fault, os._exit() or kill -9). The pool goes on with "
         f"the other workers (a nanny restarts the worker it watches); pass retries=1 to "

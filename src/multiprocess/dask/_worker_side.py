@@ -94,6 +94,7 @@ def run_chunk(
     kind: int,
     serializer: str,
     body: bytes,
+    subset: list[int] | None = None,
 ) -> bytes:
     """Run one task of a pool (an apply, one item, or a chunk) and return ``(ok, value)`` pickled.
 
@@ -105,6 +106,8 @@ def run_chunk(
         kind: The task's kind (``pool._wire``: ``_APPLY``, ``_ONE``, ``_MAP``, ``_STARMAP``).
         serializer: The name of the serializer that pickles the result.
         body: The pickled payload.
+        subset: The places in the chunk ``body`` of the items to run (a re-run
+            after a worker died in it), or None: all.
     """
     dumps = reduction.get_serializer(serializer).dumps
     if init_data is not None:
@@ -116,6 +119,8 @@ def run_chunk(
     try:
         func = _function(fkey, fdata)
         payload = reduction.loads(body)
+        if subset is not None:
+            payload = tuple(payload[i] for i in subset)
         items = _task_items(kind, payload)
         result: tuple[bool, Any] = (True, _run_task(func, kind, items))
     except BaseException as e:  # noqa: BLE001 - the task's error (a Dask worker is no child to end)

@@ -18,7 +18,11 @@ from .. import reduction
 from ._exceptions import _callable_name, _pickling_failure, _short_repr
 from ._functions import _PickledFunction
 from ._oob import Packed
+from ._results import _ItemFailed, _PartialChunk
 from ._wire import _APPLY, _ONE
+
+# Marks the results of a chunk not known yet (see _ChunkResults).
+_MISSING = object()
 
 
 def _chunks(iterable: Iterable[Any], size: int) -> Iterator[tuple]:
@@ -194,21 +198,90 @@ class _Redo:
         self.offsets = offsets
         self.chunk = chunk
 
+    def done(self, job: _Job, index: int, ok: bool, value: Any) -> None:
+        """The outcome of this re-run (of chunk ``index`` of ``job``) came: complete the chunk."""
+        chunk = self.chunk
+        if chunk.done:
+            return
+        if not ok:
+            # An item raised: as in the standard library, the chunk fails as one.
+            chunk.done = True
+            job.result._set(index, (False, value))
+            return
+        for offset, result in zip(self.offsets, value):
+            chunk.values[offset] = result
+        chunk.left -= len(self.offsets)
+        chunk.finish(job, index)
+
+    def failed(self, job: _Job, index: int, error: BaseException) -> None:
+        """This re-run failed as a whole (not by an item's exception): its items fail alone."""
+        chunk = self.chunk
+        for offset in self.offsets:
+            chunk.values[offset] = _ItemFailed(error)
+        chunk.left -= len(self.offsets)
+        chunk.finish(job, index)
+
 
 class _ChunkResults:
     """The results of a chunk being completed by re-runs of its items (see ``_Redo``).
 
     ``values`` holds the results known so far, ``_ItemFailed`` for the items
-    that failed alone, and a placeholder for the others; ``left`` counts
+    that failed alone, and ``_MISSING`` for the others; ``left`` counts
     those; ``done`` is set once the chunk's result was given to the caller.
     """
 
     __slots__ = ("done", "left", "values")
 
-    def __init__(self, size: int, missing: Any) -> None:
-        self.values = [missing] * size
+    def __init__(self, size: int) -> None:
+        self.values: list[Any] = [_MISSING] * size
         self.left = size
         self.done = False
+
+    def finish(self, job: _Job, index: int) -> None:
+        """Give the caller chunk ``index`` of ``job`` once complete; some of its items failed alone."""
+        if self.left > 0 or self.done:
+            return
+        self.done = True
+        values = _PartialChunk(self.values)
+        set_chunk = getattr(job.result, "_set_chunk", None)
+        if set_chunk is not None:
+            set_chunk(index, values)
+        else:
+            # map(): raises the first error, as for any failed chunk.
+            job.result._set(index, (False, values.first_error()))
+
+
+def _isolate(
+    job: _Job,
+    index: int,
+    redo: _Redo | None,
+    size: int,
+    k: int,
+    error_at: Callable[[int], BaseException],
+) -> list[_Redo]:
+    """A worker died running item ``k`` (-1: unknown) of chunk ``index`` or of its re-run ``redo``.
+
+    Item ``k`` fails alone (with ``error_at(k)``), and the other items of the
+    task must run again (their results died with the worker): the re-runs to
+    send, as ``_Redo``s of the chunk.  If ``k`` is unknown, each item runs
+    again alone: the one that kills its worker again is then known, and fails
+    alone.  ``size`` is the chunk's length.
+    """
+    offsets = redo.offsets if redo is not None else list(range(size))
+    chunk = redo.chunk if redo is not None else _ChunkResults(size)
+    count = len(offsets)
+    if k < 0 and count == 1:
+        k = 0
+    k = min(k, count - 1)
+    if k < 0:
+        return [_Redo([offset], chunk) for offset in offsets]
+    chunk.values[offsets[k]] = _ItemFailed(error_at(k))
+    chunk.left -= 1
+    rest = [offset for i, offset in enumerate(offsets) if i != k]
+    if not rest:
+        chunk.finish(job, index)
+        return []
+    return [_Redo(rest, chunk)]
 
 
 def _explain_task_pickling_error(

@@ -31,17 +31,14 @@ from .._errors import TaskTimeoutError
 from ._dispatch import _Worker
 from ._exceptions import MemoryLimitError, _callable_name, _worker_death_error
 from ._functions import _PickledFunctions
-from ._jobs import _ChunkResults, _Job, _Redo, _Task
+from ._jobs import _isolate, _Task
 from ._limits import _format_size
 from ._record import _Records
-from ._results import _ItemFailed, _PartialChunk
 from ._wire import _APPLY, _MAP, _ONE, _STARMAP, _frame_parts
 
 # How often the resident memory of busy workers is read while a memory_limit
 # is set (seconds): a worker may go that long above the limit before it is killed.
 _MEMORY_POLL = 0.1
-# Marks the results of a chunk not known yet (see _ChunkResults).
-_MISSING = object()
 # Short reprs of items for error messages.
 _REPR = reprlib.Repr()
 _REPR.maxstring = 60
@@ -162,78 +159,42 @@ class _TaskControl:
         unknown (the task was not tracked, see ``_Job.track``), each item runs
         again as a task of its own: the one that kills its worker again is
         then known, and fails alone (it ran twice, as may those before it).
+        See ``_jobs._isolate``.
         """
         job = task.job
-        redo = task.redo
-        count = len(redo.offsets) if redo is not None else task.size
-        if k < 0 and count == 1:
-            k = 0
-        k = min(k, count - 1)
-        chunk = redo.chunk if redo is not None else _ChunkResults(task.size, _MISSING)
-        offsets = redo.offsets if redo is not None else list(range(count))
-        if k >= 0:
-            chunk.values[offsets[k]] = _ItemFailed(self._death_error(w, task, k, exitcode))
-            chunk.left -= 1
-            rest = [i for i in range(count) if i != k]
-            groups = [rest] if rest else []
-        else:
-            groups = [[i] for i in range(count)]
-        if not groups:
+        redos = _isolate(
+            job,
+            task.index,
+            task.redo,
+            task.size,
+            k,
+            lambda k: self._death_error(w, task, k, exitcode),
+        )
+        if not redos:
             self._functions.release(task.entry)
-            self._chunk_done(job, task.index, chunk)
             return
-        for n, group in enumerate(reversed(groups)):
+        for n, redo in enumerate(reversed(redos)):
             if n:
                 self._functions.retain(task.entry)  # the first takes the dead task's
             # The chunk's own bytes again, with the offsets of the items to run
             # (see _wire._SUBSET): nothing is unpickled here.
             again = _Task(job, task.index, task.body, task.entry, task.oob)
-            again.redo = _Redo([offsets[i] for i in group], chunk)
+            again.redo = redo
             again.size, again.shown = task.size, task.shown
             self._sent_bytes -= task.nbytes  # not the feeder's: out of its budget
             self._ready.appendleft(again)
 
     def _redo_done(self, task: _Task, ok: bool, value: Any) -> None:
         """The result of a re-run of part of a chunk: complete the chunk's results."""
-        redo = task.redo
-        assert redo is not None
-        chunk = redo.chunk
-        if chunk.done:
-            return
-        if not ok:
-            # An item raised: as in the standard library, the chunk fails as one.
-            chunk.done = True
-            task.job.result._set(task.index, (False, value))
-            return
-        for offset, result in zip(redo.offsets, value):
-            chunk.values[offset] = result
-        chunk.left -= len(redo.offsets)
-        self._chunk_done(task.job, task.index, chunk)
+        assert task.redo is not None
+        task.redo.done(task.job, task.index, ok, value)
 
     def _deliver(self, task: _Task, outcome: tuple[bool, Any]) -> None:
         """Fail a whole task (the part of a chunk it re-runs, if one)."""
-        redo = task.redo
-        if redo is None:
+        if task.redo is None:
             task.job.result._set(task.index, outcome)
-            return
-        for offset in redo.offsets:
-            redo.chunk.values[offset] = _ItemFailed(outcome[1])
-        redo.chunk.left -= len(redo.offsets)
-        self._chunk_done(task.job, task.index, redo.chunk)
-
-    @staticmethod
-    def _chunk_done(job: _Job, index: int, chunk: _ChunkResults) -> None:
-        """Set the results of chunk ``index`` once complete; some of its items failed alone."""
-        if chunk.left > 0 or chunk.done:
-            return
-        chunk.done = True
-        values = _PartialChunk(chunk.values)
-        set_chunk = getattr(job.result, "_set_chunk", None)
-        if set_chunk is not None:
-            set_chunk(index, values)
         else:
-            # map(): raises the first error, as for any failed chunk.
-            job.result._set(index, (False, values.first_error()))
+            task.redo.failed(task.job, task.index, outcome[1])
 
     def _death_error(
         self,
