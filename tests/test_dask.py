@@ -306,6 +306,16 @@ def test_the_executor_fails_the_call_whose_worker_died(address):
         assert ex.submit(h.square, 5).result(60) == 25
 
 
+def test_the_executor_map_fails_only_the_item_whose_worker_died(address):
+    _two_workers(address)
+    with ProcessPoolExecutor(address=address) as ex:
+        it = ex.map(functools.partial(h.kill_on, victim=5), range(8), chunksize=4, timeout=120)
+        assert [next(it) for _ in range(5)] == [0, 1, 2, 3, 4]
+        with pytest.raises(WorkerDiedError, match=r"item 5 of the iterable"):
+            next(it)
+        assert ex.submit(h.square, 5).result(60) == 25
+
+
 def test_retries_run_a_task_again_once_when_its_worker_died(address, tmp_path):
     _two_workers(address)
     marker = str(tmp_path / f"killed-{uuid.uuid4().hex}")
