@@ -22,9 +22,10 @@ way a worker loads it once (see ``_worker_side``).
 Faults: a worker that dies running a task fails it with
 ``TerminatedWorkerError`` naming the worker's address (or runs it again, up to
 ``retries`` times); in a chunk, only the item that killed it fails (the
-chunk's items run again one at a time: ``_isolate``); a task past its ``task_timeout`` fails with
-``TaskTimeoutError`` and its Dask future is cancelled, but Dask cannot stop a
-running thread: the function runs on in its worker until it returns.
+chunk's items run again one at a time: ``_isolate``); a task past its
+``task_timeout`` fails with ``TaskTimeoutError`` and its Dask future is
+cancelled, but Dask cannot stop a running thread: the function runs on in its
+worker until it returns.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ class _DaskTask:
         self.deadline: float | None = None
         self.future: Any = None
         # Set on a task that re-runs some items of a chunk whose worker died
-        # (see _failed): which, and the chunk's results so far.
+        # (see _DaskCoordinator._isolate): which, and the chunk's results so far.
         self.redo: _Redo | None = None
 
     @property
@@ -106,17 +107,9 @@ class _DaskTask:
         return self.size if self.redo is None else len(self.redo.offsets)
 
     def describe(self) -> str:
-        """Which part of its call this task is, for error messages."""
-        job = self.job
-        if job.kind == _MAP or job.kind == _STARMAP:
-            offsets = self.redo.offsets if self.redo is not None else range(self.size)
-            if len(offsets) == 1:
-                position = job.first + self.index * job.chunksize + offsets[0]
-                return (
-                    f"item {position} of the iterable passed to "
-                    f"{job.api}({_callable_name(job.func)})"
-                )
-        return job.describe(self.index)
+        """Which part of its call this task is (its item, if it runs one), for errors."""
+        offsets = self.redo.offsets if self.redo is not None else range(self.size)
+        return self.job.describe(self.index, offsets[0] if len(offsets) == 1 else None)
 
 
 class _DaskCoordinator(_EngineBase):

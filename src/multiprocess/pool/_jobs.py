@@ -19,7 +19,7 @@ from ._exceptions import _callable_name, _pickling_failure, _short_repr
 from ._functions import _PickledFunction
 from ._oob import Packed
 from ._results import _ItemFailed, _PartialChunk
-from ._wire import _APPLY, _ONE
+from ._wire import _APPLY, _MAP, _ONE, _STARMAP
 
 # Marks the results of a chunk not known yet (see _ChunkResults).
 _MISSING = object()
@@ -144,13 +144,20 @@ class _Job:
         self.result._set(index, (False, exc))
         self.result._tasks_ended(index + 1)
 
-    def describe(self, index: int) -> str:
-        """Which part of the call task ``index`` is, for error messages."""
+    def position(self, index: int, offset: int) -> int:
+        """The index in the whole call of item ``offset`` of chunk ``index`` (map, starmap)."""
+        return self.first + index * self.chunksize + offset
+
+    def describe(self, index: int, offset: int | None = None) -> str:
+        """Which part of the call task ``index`` is (its item ``offset``, if given), for errors."""
         name = _callable_name(self.func)
         if self.kind == _APPLY:
             return f"{self.api}({name})"
         if self.kind == _ONE:
             return f"item {index} of the iterable passed to {self.api}({name})"
+        if offset is not None and (self.kind == _MAP or self.kind == _STARMAP):
+            position = self.position(index, offset)
+            return f"item {position} of the iterable passed to {self.api}({name})"
         first = index * self.chunksize
         return (
             f"items {first}-{first + self.chunksize - 1} of the iterable passed "

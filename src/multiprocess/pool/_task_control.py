@@ -245,7 +245,7 @@ class _TaskControl:
             offset = k or 0
             if task.redo is not None:
                 offset = task.redo.offsets[offset]
-            return job.first + task.index * job.chunksize + offset
+            return job.position(task.index, offset)
         return None
 
     def _describe_item(self, task: _Task, k: int | None) -> str:
