@@ -32,6 +32,13 @@ def kill_on(x, victim):
     return x
 
 
+def first_byte_or_kill(data, victim):
+    """SIGKILL this worker if ``data`` starts with byte ``victim``; else its first byte and length."""
+    if data[0] == victim:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return data[0], len(data)
+
+
 def kill_once(x, victim, marker):
     """SIGKILL this worker on item ``victim`` the first time only (``marker``: a path)."""
     if x == victim:

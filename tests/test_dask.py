@@ -306,6 +306,17 @@ def test_the_executor_fails_the_call_whose_worker_died(address):
         assert ex.submit(h.square, 5).result(60) == 25
 
 
+def test_a_killed_chunk_of_large_items_fails_only_the_killer(address):
+    _two_workers(address)
+    items = [bytes([i]) * (256 << 10) for i in range(6)]  # larger than a pipe buffer each
+    with Pool(address=address) as pool:
+        it = pool.imap(functools.partial(h.first_byte_or_kill, victim=4), items, chunksize=3)
+        assert [next(it) for _ in range(4)] == [(i, 256 << 10) for i in range(4)]
+        with pytest.raises(TerminatedWorkerError, match=r"item 4 of the iterable"):
+            next(it)
+        assert next(it) == (5, 256 << 10)
+
+
 def test_the_executor_map_fails_only_the_item_whose_worker_died(address):
     _two_workers(address)
     with ProcessPoolExecutor(address=address) as ex:
